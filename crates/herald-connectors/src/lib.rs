@@ -1,1 +1,105 @@
-//! placeholder
+//! Destination connectors: each turns a message into one destination's API call and the
+//! answer into an [`Outcome`].
+//!
+//! Connectors never see the store and never retry: a failure is reported as an outcome
+//! and the engine schedules the next try durably. `Err` is reserved for our own mistakes
+//! (bad configuration), never for a destination's answer.
+
+pub mod http;
+pub mod webhook;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use herald_core::{Capabilities, Message, Outcome, Timestamp};
+
+/// Where a message sits in its broadcast's thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Thread<'a> {
+    /// The broadcast's first message.
+    Original,
+    /// A follow-up, delivered after its predecessor on the same destination.
+    Update {
+        /// 1 for the first update, 2 for the second, ...
+        seq: u32,
+        /// The id of the original's delivery on this destination.
+        in_reply_to: &'a str,
+        /// The destination's id for the original message, if it returned one.
+        original_remote_ref: Option<&'a str>,
+    },
+}
+
+/// Everything a connector needs for one attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The delivery's id; also its idempotency key, stable across retries.
+    pub delivery_id: &'a str,
+    /// The broadcast the message belongs to.
+    pub broadcast_id: &'a str,
+    /// The destination's configured name.
+    pub destination: &'a str,
+    /// What to say.
+    pub message: &'a Message,
+    /// Original or follow-up.
+    pub thread: Thread<'a>,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    /// The previous attempt ended ambiguously: reconcile before posting if possible.
+    pub ambiguous: bool,
+    /// Now, for timestamps the destination checks (webhook signatures).
+    pub now: Timestamp,
+}
+
+/// One attempt's result plus what the attempt log keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The outcome class.
+    pub outcome: Outcome,
+    /// The HTTP status, if an answer arrived.
+    pub status: Option<u16>,
+    /// A short, secret-free excerpt of what the destination said.
+    pub detail: Option<String>,
+}
+
+/// A destination kind's implementation.
+#[async_trait]
+pub trait Connector: Send + Sync + 'static {
+    /// The `kind` name used in configuration (`webhook`, `slack`, ...).
+    fn kind(&self) -> &'static str;
+
+    /// What this destination's API allows.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Makes one attempt. Never panics and never returns early without an outcome; the
+    /// engine bounds it with the destination's timeout and reports a timeout as
+    /// `Unknown`.
+    async fn send(&self, request: &Request<'_>) -> Report;
+}
+
+/// A connector's settings as configured, one variant per kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectorConfig {
+    /// A generic HTTP webhook signed per Standard Webhooks.
+    Webhook(webhook::WebhookConfig),
+}
+
+/// Why a connector could not be built from its settings.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// A setting is invalid; the message names it.
+    #[error("{0}")]
+    InvalidSetting(String),
+}
+
+/// Builds the connector for `config`, sharing `client` (one connection pool for all).
+///
+/// # Errors
+/// Returns `ConnectorError::InvalidSetting` when a setting cannot be used.
+pub fn build(
+    config: &ConnectorConfig,
+    client: reqwest::Client,
+) -> Result<Arc<dyn Connector>, ConnectorError> {
+    match config {
+        ConnectorConfig::Webhook(c) => Ok(Arc::new(webhook::Webhook::new(c.clone(), client)?)),
+    }
+}

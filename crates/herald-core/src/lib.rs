@@ -10,6 +10,7 @@ pub mod circuit;
 pub mod delivery;
 pub mod message;
 pub mod outcome;
+pub mod rate;
 pub mod retry;
 pub mod time;
 
@@ -17,6 +18,7 @@ pub use circuit::{Circuit, CircuitPolicy, CircuitState};
 pub use delivery::{Capabilities, FailReason, OnUnknown, Progress, State, next};
 pub use message::{Link, Message, Severity};
 pub use outcome::Outcome;
+pub use rate::RateLimit;
 pub use retry::RetryPolicy;
 pub use time::Timestamp;
 
