@@ -6,6 +6,7 @@
 //! of its inputs and can be tested exhaustively. The only dependency is `serde`,
 //! because the portable [`Message`] is itself a wire document (see ARCHITECTURE.md).
 
+pub mod broadcast;
 pub mod circuit;
 pub mod delivery;
 pub mod message;
@@ -14,6 +15,7 @@ pub mod rate;
 pub mod retry;
 pub mod time;
 
+pub use broadcast::BroadcastState;
 pub use circuit::{Circuit, CircuitPolicy, CircuitState};
 pub use delivery::{Capabilities, FailReason, OnUnknown, Progress, State, next};
 pub use message::{Link, Message, Severity};

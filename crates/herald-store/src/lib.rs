@@ -1,1 +1,122 @@
-//! placeholder
+//! herald's durable store: broadcasts (the intent), deliveries (the per-destination
+//! state), leases and the append-only attempt log.
+//!
+//! [`Store`] is batch-oriented so that every backend can group work into few
+//! transactions: a broadcast and all its deliveries are written in one transaction,
+//! claims take up to N due deliveries at once, outcomes are recorded many per
+//! transaction. The store never decides a transition itself: callers compute the next
+//! [`Progress`] with `herald_core::delivery` and the store persists it by
+//! compare-and-set on the lease token (fencing). The one exception is the cascade from a
+//! predecessor to its waiting successor, which the store applies inside the recording
+//! transaction with `herald_core::delivery::on_predecessor`, so it can never be lost
+//! between two transactions.
+
+mod model;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use herald_core::{RetryPolicy, Timestamp};
+
+pub use model::*;
+
+/// What went wrong in the store. Variants say what the caller can do.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// No such broadcast or delivery.
+    #[error("{what} `{id}` does not exist")]
+    NotFound {
+        /// "broadcast" or "delivery".
+        what: &'static str,
+        /// The id asked for.
+        id: String,
+    },
+    /// The idempotency key was used before with a different request.
+    #[error(
+        "idempotency key `{key}` was already used for broadcast {existing} with a different request"
+    )]
+    KeyConflict {
+        /// The reused key.
+        key: String,
+        /// The broadcast that owns it.
+        existing: String,
+    },
+    /// The operation does not apply to the delivery in its current state.
+    #[error("delivery `{id}` is {state}; {action} does not apply")]
+    NotAllowed {
+        /// The delivery.
+        id: String,
+        /// Its state.
+        state: String,
+        /// What was asked.
+        action: &'static str,
+    },
+    /// The database could not be opened, read or written; retrying later may help.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be understood (a bug or a manual edit).
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// The store's operations. Every method is one transaction (or one read snapshot).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Durably stores a broadcast with all its deliveries before returning, or returns
+    /// the original broadcast when its idempotency key and request fingerprint match one
+    /// already stored.
+    ///
+    /// # Errors
+    /// `KeyConflict` when the key is known with a different fingerprint.
+    async fn submit(&self, broadcast: NewBroadcast) -> Result<Submitted, StoreError>;
+
+    /// Durably stores a follow-up message and one delivery per destination of the
+    /// broadcast; each starts `waiting` behind its predecessor on that destination
+    /// (`pending` if the predecessor is delivered, `failed` if it failed).
+    ///
+    /// # Errors
+    /// `NotFound` when the broadcast does not exist.
+    async fn add_update(&self, update: NewUpdate) -> Result<UpdateAdded, StoreError>;
+
+    /// Leases up to `limit` due `pending` deliveries of `destination`, oldest due first,
+    /// each with a fresh lease token, and reports when the next one falls due.
+    async fn claim(&self, claim: ClaimRequest) -> Result<Claimed, StoreError>;
+
+    /// Re-leases in-flight deliveries whose lease expired (their worker died or
+    /// stalled), so the caller can record them as `Unknown`.
+    async fn claim_expired(&self, now: Timestamp, lease_until: Timestamp, limit: usize)
+    -> Result<Vec<Work>, StoreError>;
+
+    /// Records attempt outcomes: each new progress is written only if the delivery is
+    /// still in flight under the same lease token. Returns every state change made,
+    /// including cascades to successors.
+    async fn record(&self, records: Vec<Record>) -> Result<Vec<Change>, StoreError>;
+
+    /// Returns a claimed-but-unstarted delivery to `pending` without using an attempt.
+    async fn release(&self, releases: Vec<Release>) -> Result<Vec<Change>, StoreError>;
+
+    /// An operator's retry of a held, failed or pending delivery.
+    ///
+    /// # Errors
+    /// `NotFound`, or `NotAllowed` for delivered, cancelled, waiting or in-flight ones.
+    async fn retry_delivery(&self, id: &str, policy: &RetryPolicy, now: Timestamp)
+    -> Result<Vec<Change>, StoreError>;
+
+    /// An operator's cancel of a delivery that has not ended; fences any in-flight
+    /// attempt and fails waiting successors with `predecessor_failed`.
+    ///
+    /// # Errors
+    /// `NotFound`, or `NotAllowed` for terminal deliveries.
+    async fn cancel_delivery(&self, id: &str, now: Timestamp) -> Result<Vec<Change>, StoreError>;
+
+    /// One broadcast with its messages and deliveries.
+    async fn broadcast(&self, id: &str) -> Result<Option<BroadcastView>, StoreError>;
+
+    /// Broadcasts newest first, filtered, after `cursor`.
+    async fn list(&self, query: ListQuery) -> Result<Page, StoreError>;
+
+    /// The attempt log of a broadcast, oldest first.
+    async fn attempts(&self, broadcast_id: &str) -> Result<Vec<AttemptView>, StoreError>;
+
+    /// Per-destination delivery counts by state, plus the last success.
+    async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError>;
+}

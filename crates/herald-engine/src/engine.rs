@@ -1,0 +1,284 @@
+//! The engine's public face: start the lanes, feed them wake-ups, report health, stop.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use herald_core::{Circuit, Timestamp};
+use herald_store::{Change, Store};
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::Clock;
+use crate::destination::{Destination, LaneSettings};
+use crate::events::Event;
+use crate::metrics::EngineMetrics;
+use crate::{lane, recovery};
+
+/// Engine-wide tunables; per-destination settings live in [`LaneSettings`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Added to a destination's timeout to form the lease: how long a claim stays
+    /// exclusive before recovery may treat it as abandoned.
+    pub lease_grace: Duration,
+    /// The most deliveries one lane claims per round trip.
+    pub claim_batch: usize,
+    /// How often expired leases are looked for.
+    pub recovery_interval: Duration,
+    /// How often an idle lane looks at the store even without a wake-up, as a safety
+    /// net; jittered by up to 20 %.
+    pub fallback_poll: Duration,
+    /// How long in-flight attempts may run on shutdown before they are cut short.
+    pub shutdown_grace: Duration,
+    /// Seed of the engine's random source (jitter); fixed in tests.
+    pub seed: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig {
+            lease_grace: Duration::from_secs(5),
+            claim_batch: 64,
+            recovery_interval: Duration::from_secs(1),
+            fallback_poll: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(10),
+            seed: 0x6865_7261_6c64,
+        }
+    }
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Two destinations share a name.
+    #[error("destination `{0}` is configured twice")]
+    DuplicateDestination(String),
+}
+
+/// What a lane knows about its destination's health, kept in memory.
+#[derive(Debug, Clone)]
+pub(crate) struct Health {
+    pub(crate) circuit: Circuit,
+    pub(crate) paused: bool,
+    pub(crate) last_success_at: Option<Timestamp>,
+    pub(crate) last_error: Option<String>,
+    /// The outcomes of the latest attempts (true = destination failure), newest last.
+    pub(crate) recent: std::collections::VecDeque<bool>,
+}
+
+/// How many recent attempts the error rate covers.
+pub(crate) const RECENT_WINDOW: usize = 100;
+
+/// One destination's health as reported by the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaneHealth {
+    /// The destination.
+    pub destination: String,
+    /// Its kind.
+    pub kind: &'static str,
+    /// `closed`, `open` or `half_open`.
+    pub circuit: &'static str,
+    /// Whether an operator paused it.
+    pub paused: bool,
+    /// The last successful delivery seen by this process.
+    pub last_success_at: Option<Timestamp>,
+    /// The last error seen by this process.
+    pub last_error: Option<String>,
+    /// Share of the latest attempts (up to 100) that failed at the destination.
+    pub recent_error_rate: f64,
+    /// Attempts in flight now.
+    pub in_flight: usize,
+}
+
+/// A lane's shared state: its destination, wake-up signal and health.
+pub(crate) struct Lane {
+    pub(crate) destination: Destination,
+    pub(crate) wake: Notify,
+    pub(crate) health: Mutex<Health>,
+    pub(crate) in_flight: std::sync::atomic::AtomicUsize,
+}
+
+impl Lane {
+    pub(crate) fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Everything the engine's tasks share.
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: EngineConfig,
+    pub(crate) lanes: HashMap<String, Arc<Lane>>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) metrics: EngineMetrics,
+    /// Stops claiming.
+    pub(crate) stop: CancellationToken,
+    /// Cuts in-flight attempts short (after the shutdown grace).
+    pub(crate) abort: CancellationToken,
+}
+
+impl Shared {
+    /// Wakes the lanes that have new due work and publishes the changes as events.
+    pub(crate) fn publish(&self, changes: &[Change]) {
+        let now = self.clock.now();
+        for change in changes {
+            if change.state == herald_core::State::Pending
+                && let Some(lane) = self.lanes.get(&change.destination)
+            {
+                lane.wake.notify_one();
+            }
+            // No subscriber is fine: events are a convenience, the store is the truth.
+            let _ = self.events.send(Event::from_change(change, now));
+        }
+    }
+}
+
+/// The running engine. Cheap to clone; all clones drive the same lanes.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("lanes", &self.shared.lanes.len()).finish()
+    }
+}
+
+impl Engine {
+    /// Starts one lane per destination and the lease recovery task.
+    ///
+    /// # Errors
+    /// `DuplicateDestination` when two destinations share a name.
+    pub fn start(
+        store: Arc<dyn Store>,
+        destinations: Vec<Destination>,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError> {
+        let mut lanes = HashMap::new();
+        for destination in destinations {
+            let name = destination.name.clone();
+            let health = Health {
+                circuit: Circuit::new(destination.settings.circuit.clone()),
+                paused: false,
+                last_success_at: None,
+                last_error: None,
+                recent: std::collections::VecDeque::with_capacity(RECENT_WINDOW),
+            };
+            let lane = Lane {
+                destination,
+                wake: Notify::new(),
+                health: Mutex::new(health),
+                in_flight: std::sync::atomic::AtomicUsize::new(0),
+            };
+            if lanes.insert(name.clone(), Arc::new(lane)).is_some() {
+                return Err(EngineError::DuplicateDestination(name));
+            }
+        }
+        let (events, _) = broadcast::channel(4096);
+        let shared = Arc::new(Shared {
+            store,
+            clock,
+            config,
+            lanes,
+            events,
+            metrics: EngineMetrics::default(),
+            stop: CancellationToken::new(),
+            abort: CancellationToken::new(),
+        });
+        let tracker = TaskTracker::new();
+        let mut seed = fastrand::Rng::with_seed(shared.config.seed);
+        for lane in shared.lanes.values() {
+            tracker.spawn(lane::run(Arc::clone(&shared), Arc::clone(lane), seed.u64(..), tracker.clone()));
+        }
+        tracker.spawn(recovery::run(Arc::clone(&shared), seed.u64(..)));
+        Ok(Engine { shared, tracker })
+    }
+
+    /// Tells the engine about changes made outside it (a submit, an update, an
+    /// operator's retry): wakes the lanes concerned and publishes events.
+    pub fn notify(&self, changes: &[Change]) {
+        self.shared.publish(changes);
+    }
+
+    /// A stream of delivery state changes. A slow reader misses events (`Lagged`) rather
+    /// than slowing the engine.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    /// The engine's metrics.
+    pub fn metrics(&self) -> &EngineMetrics {
+        &self.shared.metrics
+    }
+
+    /// The settings of a configured destination.
+    pub fn settings(&self, destination: &str) -> Option<&LaneSettings> {
+        self.shared.lanes.get(destination).map(|lane| &lane.destination.settings)
+    }
+
+    /// The configured destination names, sorted.
+    pub fn destinations(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.shared.lanes.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Each destination's health, sorted by name.
+    pub fn health(&self) -> Vec<LaneHealth> {
+        let now = self.shared.clock.now();
+        let mut res: Vec<LaneHealth> = self
+            .shared
+            .lanes
+            .values()
+            .map(|lane| {
+                let health = lane.health();
+                // Looking at a copy moves an expired open circuit to half-open for the
+                // report without handing out the probe.
+                let mut probe = health.circuit.clone();
+                let _ = probe.permits(now);
+                let circuit = probe.state.as_str();
+                let failures = health.recent.iter().filter(|failed| **failed).count();
+                let rate = if health.recent.is_empty() { 0.0 } else { failures as f64 / health.recent.len() as f64 };
+                let res = LaneHealth {
+                    destination: lane.destination.name.clone(),
+                    kind: lane.destination.connector.kind(),
+                    circuit,
+                    paused: health.paused,
+                    last_success_at: health.last_success_at,
+                    last_error: health.last_error.clone(),
+                    recent_error_rate: rate,
+                    in_flight: lane.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+                };
+                res
+            })
+            .collect();
+        res.sort_by(|a, b| a.destination.cmp(&b.destination));
+        res
+    }
+
+    /// Stops (or restarts) claiming new work for a destination. `false` if unknown.
+    pub fn set_paused(&self, destination: &str, paused: bool) -> bool {
+        let Some(lane) = self.shared.lanes.get(destination) else { return false };
+        lane.health().paused = paused;
+        lane.wake.notify_one();
+        true
+    }
+
+    /// Stops claiming, lets in-flight attempts finish within the shutdown grace, cuts the
+    /// rest short (recorded as `Unknown`), and waits for every task to end.
+    pub async fn shutdown(&self) {
+        self.shared.stop.cancel();
+        self.tracker.close();
+        let grace = self.shared.config.shutdown_grace;
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+            tracing::warn!(grace = ?grace, "In-flight attempts did not finish in time; cutting them short.");
+            self.shared.abort.cancel();
+            self.tracker.wait().await;
+        }
+    }
+}

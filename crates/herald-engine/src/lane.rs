@@ -1,0 +1,164 @@
+//! One destination's lane: claim due deliveries, respect the destination's limits,
+//! dispatch attempts, sleep until there is something to do.
+//!
+//! A lane only ever touches its own destination's deliveries, so a slow, throttled or
+//! dead destination ties up nothing but its own lane (fairness, invariant 7).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{Quota, RateLimiter};
+use herald_core::Timestamp;
+use herald_store::{ClaimRequest, Release, Work};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::task::TaskTracker;
+
+use crate::attempt;
+use crate::engine::{Lane, Shared};
+
+/// What woke the lane up; the loop reacts the same way to each, by looking again.
+enum Event {
+    /// New or rescheduled work was announced.
+    Wake,
+    /// The earliest due time, the breaker's cool-down or the fallback poll arrived.
+    Tick,
+    /// An attempt finished and freed a slot.
+    Done,
+    /// The engine is stopping.
+    Shutdown,
+}
+
+/// Back-off after the store failed, so a broken database is not hammered.
+const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker: TaskTracker) {
+    let settings = &lane.destination.settings;
+    let limiter = settings.rate_limit.and_then(|rate| {
+        Quota::with_period(rate.per / rate.count.get())
+            .map(|quota| RateLimiter::direct(quota.allow_burst(rate.count)))
+    });
+    let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
+    let mut rng = fastrand::Rng::with_seed(seed);
+
+    loop {
+        if shared.stop.is_cancelled() {
+            break;
+        }
+        while done_rx.try_recv().is_ok() {}
+        let now = shared.clock.now();
+        let (paused, circuit_permits, open_until) = {
+            let mut health = lane.health();
+            let permits = health.circuit.permits(now);
+            (health.paused, permits, health.circuit.open_until())
+        };
+        let free = slots.available_permits();
+        let want = if paused {
+            0
+        } else {
+            free.min(shared.config.claim_batch).min(circuit_permits.unwrap_or(usize::MAX))
+        };
+
+        let mut next_due: Option<Timestamp> = None;
+        let mut more = false;
+        if want > 0 {
+            // The lease must outlast the wait for rate-limit permits plus the attempt.
+            let rate_wait = settings
+                .rate_limit
+                .map(|rate| rate.per.mul_f64(want as f64 / f64::from(rate.count.get())))
+                .unwrap_or_default();
+            let lease_until = now.add(settings.policy.timeout + shared.config.lease_grace + rate_wait);
+            let claim = ClaimRequest {
+                destination: lane.destination.name.clone(),
+                limit: want,
+                now,
+                lease_until,
+            };
+            match shared.store.claim(claim).await {
+                Ok(claimed) => {
+                    next_due = claimed.next_due;
+                    more = claimed.work.len() == want;
+                    if !claimed.work.is_empty() && circuit_permits.is_some() {
+                        lane.health().circuit.on_dispatch();
+                    }
+                    let mut work = claimed.work.into_iter();
+                    while let Some(item) = work.next() {
+                        if let Some(limiter) = &limiter {
+                            tokio::select! {
+                                _ = limiter.until_ready() => {}
+                                _ = shared.stop.cancelled() => {
+                                    release(&shared, std::iter::once(item).chain(work)).await;
+                                    break;
+                                }
+                            }
+                        }
+                        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                            // Cannot happen: only this loop takes slots and it claimed at
+                            // most as many as were free. Hand the work back if it does.
+                            release(&shared, std::iter::once(item).chain(work)).await;
+                            break;
+                        };
+                        let jitter = rng.f64();
+                        tracker.spawn(attempt::run(
+                            Arc::clone(&shared),
+                            Arc::clone(&lane),
+                            item,
+                            permit,
+                            jitter,
+                            done_tx.clone(),
+                        ));
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, destination = %lane.destination.name, "Claim failed; retrying shortly.");
+                    next_due = Some(now.add(STORE_ERROR_PAUSE));
+                }
+            }
+        }
+        if more && slots.available_permits() > 0 {
+            continue;
+        }
+
+        let saturated = slots.available_permits() == 0;
+        // A finished attempt matters when it frees the only way forward: a slot of a
+        // saturated lane, or the breaker's probe.
+        let listen_done = saturated || circuit_permits.is_some();
+        let poll = shared.config.fallback_poll.mul_f64(0.8 + 0.4 * rng.f64());
+        let mut wake_at = now.add(poll);
+        // Nothing becomes due before a saturated lane frees a slot, and a paused lane
+        // waits for `resume`.
+        if !saturated && !paused {
+            if let Some(due) = next_due {
+                wake_at = wake_at.min(due.max(now));
+            }
+        }
+        if let Some(until) = open_until {
+            wake_at = wake_at.min(until);
+        }
+        let event = tokio::select! {
+            _ = lane.wake.notified() => Event::Wake,
+            _ = shared.clock.sleep_until(wake_at) => Event::Tick,
+            Some(()) = done_rx.recv(), if listen_done => Event::Done,
+            _ = shared.stop.cancelled() => Event::Shutdown,
+        };
+        match event {
+            Event::Wake | Event::Tick | Event::Done => {}
+            Event::Shutdown => break,
+        }
+    }
+}
+
+/// Hands claimed, never-started work back to `pending`.
+async fn release(shared: &Shared, work: impl Iterator<Item = Work>) {
+    let now = shared.clock.now();
+    let releases: Vec<Release> = work
+        .map(|item| Release { delivery_id: item.delivery_id, lease_token: item.lease_token, now })
+        .collect();
+    if releases.is_empty() {
+        return;
+    }
+    if let Err(error) = shared.store.release(releases).await {
+        // The leases will expire and recovery will pick the deliveries up.
+        tracing::warn!(%error, "Could not release claimed deliveries.");
+    }
+}

@@ -1,0 +1,9 @@
+//! Engine behaviour on a real SQLite file with scripted connectors and simulated time.
+//!
+//! Each test names the DESIGN.md invariant it guards. Tests wait on the engine's event
+//! stream, never on sleep-polling; simulated time moves only when a test advances it.
+
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
+
+mod harness;
+mod scenarios;

@@ -1,0 +1,375 @@
+//! Scenarios, one per rule of DESIGN.md's state machine and invariants.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_core::{Capabilities, FailReason, OnUnknown, State};
+use herald_engine::{Clock, EngineConfig, FakeClock};
+use herald_store::sqlite::SqliteStore;
+use herald_store::{ClaimRequest, Store};
+
+use crate::harness::*;
+
+fn state(view: &herald_store::BroadcastView, idx: usize) -> State {
+    view.deliveries[idx].progress.state.clone()
+}
+
+#[tokio::test]
+async fn each_destination_gets_exactly_one_copy() {
+    let a = Scripted::new("a", delivered());
+    let b = Scripted::new("b", delivered());
+    let mut fx = Fixture::start(vec![(a.clone(), settings()), (b.clone(), settings())]);
+    let view = fx.submit("P1: checkout is down", &["a", "b"]).await;
+    let view = fx.settle(&view.id).await;
+    assert!(view.deliveries.iter().all(|d| d.progress.state == State::Delivered));
+    assert_eq!(a.calls().len(), 1);
+    assert_eq!(b.calls().len(), 1);
+    assert_eq!(view.deliveries[0].progress.remote_ref.as_deref(), Some("ref-1"));
+    assert_eq!(view.deliveries[0].progress.attempts, 1);
+}
+
+/// Independent retry loops: a failing destination never causes a resend to another.
+#[tokio::test]
+async fn a_failure_at_one_destination_never_resends_to_another() {
+    let ok = Scripted::new("ok", delivered());
+    let flaky = Scripted::new("flaky", delivered());
+    flaky.script(0, [retry(), retry()]);
+    let mut fx = Fixture::start(vec![(ok.clone(), settings()), (flaky.clone(), settings())]);
+    let view = fx.submit("hello", &["ok", "flaky"]).await;
+    fx.wait_state(&view.id, 0, "delivered").await;
+    // Drive the flaky destination's backoff in simulated time until it delivers.
+    for n in 1..=2 {
+        wait_calls(&flaky, n).await;
+        fx.wait_for(&view.id, |v| {
+            v.deliveries[1].progress.attempts as usize == n && v.deliveries[1].progress.state == State::Pending
+        })
+        .await;
+        fx.clock.advance(Duration::from_secs(60));
+    }
+    let view = fx.settle(&view.id).await;
+    assert_eq!(state(&view, 1), State::Delivered);
+    assert_eq!(flaky.calls().len(), 3);
+    assert_eq!(view.deliveries[1].progress.attempts, 3);
+    assert_eq!(ok.calls().len(), 1, "the healthy destination was sent to again");
+    // The same idempotency key on every try.
+    assert!(flaky.calls().iter().all(|c| c.delivery_id == view.deliveries[1].id));
+}
+
+#[tokio::test]
+async fn retries_wait_for_their_backoff_in_simulated_time() {
+    let flaky = Scripted::new("flaky", delivered());
+    flaky.script(0, [retry()]);
+    let mut lane = settings();
+    lane.policy.backoff_base = Duration::from_secs(100);
+    let mut fx = Fixture::start(vec![(flaky.clone(), lane)]);
+    let view = fx.submit("hello", &["flaky"]).await;
+    let pending = fx
+        .wait_for(&view.id, |v| v.deliveries[0].progress.attempts == 1 && v.deliveries[0].progress.state == State::Pending)
+        .await;
+    let due = pending.deliveries[0].progress.next_attempt_at;
+    assert!(due >= START && due <= START.add(Duration::from_secs(100)), "delay outside [0, base]");
+    // Until the clock reaches the due time, nothing is sent.
+    if due > START {
+        fx.clock.advance(due.since(START) - Duration::from_millis(1));
+        tokio::task::yield_now().await;
+        assert_eq!(flaky.calls().len(), 1);
+    }
+    fx.clock.advance(Duration::from_secs(100));
+    let view = fx.settle(&view.id).await;
+    assert_eq!(state(&view, 0), State::Delivered);
+    assert!(flaky.calls()[1].at >= due);
+}
+
+#[tokio::test]
+async fn throttles_honour_retry_after_and_do_not_consume_attempts() {
+    let limited = Scripted::new("limited", delivered());
+    limited.script(0, std::iter::repeat_with(|| throttled(Duration::from_secs(30))).take(5));
+    let mut lane = settings();
+    lane.policy.max_attempts = 2;
+    let mut fx = Fixture::start(vec![(limited.clone(), lane)]);
+    let view = fx.submit("hello", &["limited"]).await;
+    for n in 1..=5 {
+        wait_calls(&limited, n).await;
+        let v = fx.wait_for(&view.id, |v| v.deliveries[0].progress.state == State::Pending).await;
+        assert_eq!(v.deliveries[0].progress.attempts, 0, "a throttle consumed an attempt");
+        let calls = limited.calls();
+        if n > 1 {
+            assert!(calls[n - 1].at.since(calls[n - 2].at) >= Duration::from_secs(30), "Retry-After not honoured");
+        }
+        fx.clock.advance(Duration::from_secs(30));
+    }
+    let view = fx.settle(&view.id).await;
+    assert_eq!(state(&view, 0), State::Delivered, "five throttles exhausted a budget of two attempts");
+    assert_eq!(view.deliveries[0].progress.attempts, 1);
+}
+
+#[tokio::test]
+async fn a_permanent_error_fails_at_once_with_its_reason() {
+    let broken = Scripted::new("broken", permanent());
+    let mut fx = Fixture::start(vec![(broken.clone(), settings())]);
+    let view = fx.submit("hello", &["broken"]).await;
+    let view = fx.settle(&view.id).await;
+    assert_eq!(state(&view, 0), State::Failed(FailReason::Permanent));
+    assert!(view.deliveries[0].progress.last_error.as_deref().unwrap().contains("channel not found"));
+    fx.clock.advance(Duration::from_secs(3600));
+    tokio::task::yield_now().await;
+    assert_eq!(broken.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn attempts_are_bounded_by_max_attempts() {
+    let dead = Scripted::new("dead", retry());
+    let mut lane = settings();
+    lane.policy.max_attempts = 3;
+    lane.circuit.failure_threshold = 100;
+    let mut fx = Fixture::start(vec![(dead.clone(), lane)]);
+    let view = fx.submit("hello", &["dead"]).await;
+    for n in 1..=3 {
+        wait_calls(&dead, n).await;
+        fx.wait_for(&view.id, |v| v.deliveries[0].progress.attempts as usize == n).await;
+        fx.clock.advance(Duration::from_secs(600));
+    }
+    let view = fx.settle(&view.id).await;
+    assert_eq!(state(&view, 0), State::Failed(FailReason::AttemptsExhausted));
+    assert_eq!(dead.calls().len(), 3);
+}
+
+#[tokio::test]
+async fn a_delivery_past_its_max_age_fails_as_expired() {
+    let dead = Scripted::new("dead", retry());
+    let mut lane = settings();
+    lane.policy.max_age = Duration::from_secs(5);
+    lane.policy.backoff_base = Duration::from_secs(60);
+    lane.policy.backoff_max = Duration::from_secs(60);
+    let mut fx = Fixture::start(vec![(dead.clone(), lane)]);
+    let view = fx.submit("hello", &["dead"]).await;
+    wait_calls(&dead, 1).await;
+    fx.clock.advance(Duration::from_secs(6));
+    let view = fx.settle(&view.id).await;
+    assert_eq!(state(&view, 0), State::Failed(FailReason::Expired));
+}
+
+/// Invariant 5: an update reaches a destination only after the original was delivered
+/// there, and never where the original failed.
+#[tokio::test]
+async fn updates_wait_for_their_predecessor_on_each_destination() {
+    let slow = Scripted::new("slow", delivered());
+    slow.script(0, [retry()]);
+    let fast = Scripted::new("fast", delivered());
+    let mut lane = settings();
+    lane.policy.backoff_base = Duration::from_secs(10);
+    let mut fx = Fixture::start(vec![(slow.clone(), lane), (fast.clone(), settings())]);
+    let view = fx.submit("opened", &["slow", "fast"]).await;
+    fx.wait_for(&view.id, |v| v.deliveries[1].progress.state == State::Delivered).await;
+    wait_calls(&slow, 1).await;
+    let seq = fx.update(&view, "resolved").await;
+    assert_eq!(seq, 1);
+    // The update reaches `fast` at once, while on `slow` it waits for the original.
+    fx.wait_for(&view.id, |v| v.deliveries[3].progress.state == State::Delivered).await;
+    let waiting = fx.store.broadcast(&view.id).await.unwrap().unwrap();
+    assert_eq!(waiting.deliveries[2].destination, "slow");
+    assert_eq!(state(&waiting, 2), State::Waiting);
+    assert!(slow.calls().iter().all(|c| c.seq == 0), "the update overtook the original");
+    fx.clock.advance(Duration::from_secs(60));
+    let view = fx.settle(&view.id).await;
+    let calls = slow.calls();
+    let seqs: Vec<u32> = calls.iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, vec![0, 0, 1]);
+    assert_eq!(calls[2].in_reply_to.as_deref(), Some(view.deliveries[0].id.as_str()));
+    assert!(view.deliveries.iter().all(|d| d.progress.state == State::Delivered));
+}
+
+#[tokio::test]
+async fn an_update_behind_a_failed_original_fails_as_predecessor_failed() {
+    let broken = Scripted::new("broken", delivered());
+    broken.script(0, [Step::Hang]);
+    let mut lane = settings();
+    lane.policy.timeout = Duration::from_millis(200);
+    lane.policy.max_attempts = 1;
+    let mut fx = Fixture::start(vec![(broken.clone(), lane)]);
+    let view = fx.submit("opened", &["broken"]).await;
+    wait_calls(&broken, 1).await;
+    fx.update(&view, "update 1").await;
+    fx.update(&view, "update 2").await;
+    let view = fx.settle(&view.id).await;
+    assert_eq!(state(&view, 0), State::Failed(FailReason::AttemptsExhausted));
+    assert_eq!(state(&view, 1), State::Failed(FailReason::PredecessorFailed));
+    assert_eq!(state(&view, 2), State::Failed(FailReason::PredecessorFailed));
+    assert_eq!(broken.calls().len(), 1, "an update was sent although its original failed");
+}
+
+/// Invariant 7: a destination that hangs ties up only its own lane.
+#[tokio::test]
+async fn a_hanging_destination_never_delays_the_others() {
+    let hung = Scripted::new("hung", Step::Hang);
+    let ok = Scripted::new("ok", delivered());
+    let mut slow_lane = settings();
+    slow_lane.policy.timeout = Duration::from_secs(3600);
+    slow_lane.concurrency = 2;
+    let mut fx = Fixture::start(vec![(hung.clone(), slow_lane), (ok.clone(), settings())]);
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        ids.push(fx.submit(&format!("message {n}"), &["hung", "ok"]).await.id);
+    }
+    for id in &ids {
+        fx.wait_for(id, |v| v.deliveries[1].progress.state == State::Delivered).await;
+    }
+    assert_eq!(ok.calls().len(), 20);
+    // The hung lane holds exactly its concurrency in flight; the rest wait their turn.
+    wait_calls(&hung, 2).await;
+    assert_eq!(hung.calls().len(), 2);
+}
+
+/// Invariant 3: an attempt whose lease expired (its worker died) is treated as
+/// ambiguous, and the next attempt reconciles under the same idempotency key.
+#[tokio::test]
+async fn an_expired_lease_is_recovered_as_unknown_and_resent_with_the_same_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("herald.db")).unwrap());
+    let clock = FakeClock::new(START);
+    let target = Scripted::new("target", delivered());
+    // A paused lane lets the test play the part of a worker that claims and dies.
+    let mut fx = Fixture::on_store(dir, store, clock, vec![(target.clone(), settings())], EngineConfig::default());
+    fx.engine.set_paused("target", true);
+    let view = fx.submit("hello", &["target"]).await;
+    let claimed = fx
+        .store
+        .claim(ClaimRequest {
+            destination: "target".into(),
+            limit: 10,
+            now: fx.clock.now(),
+            lease_until: fx.clock.now().add(Duration::from_secs(15)),
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.work.len(), 1);
+    fx.engine.set_paused("target", false);
+    fx.clock.advance(Duration::from_secs(16));
+    fx.wait_for(&view.id, |v| v.deliveries[0].progress.ambiguous).await;
+    fx.clock.advance(Duration::from_secs(2));
+    let view = fx.settle(&view.id).await;
+    assert_eq!(state(&view, 0), State::Delivered);
+    let calls = target.calls();
+    assert_eq!(calls.len(), 1);
+    assert!(calls[0].ambiguous, "the resend did not know the previous attempt was ambiguous");
+    assert_eq!(calls[0].attempt, 2, "the interrupted attempt was not counted");
+    assert_eq!(calls[0].delivery_id, view.deliveries[0].id);
+    let attempts = fx.store.attempts(&view.id).await.unwrap();
+    assert_eq!(attempts[0].attempt.outcome, "unknown");
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_is_held_where_resending_could_duplicate() {
+    let blind = Scripted::with_capabilities("blind", unknown(), Capabilities::default());
+    let mut lane = settings();
+    lane.policy.on_unknown = OnUnknown::Hold;
+    let mut fx = Fixture::start(vec![(blind.clone(), lane)]);
+    let view = fx.submit("hello", &["blind"]).await;
+    let view = fx.wait_state(&view.id, 0, "held").await;
+    assert!(view.deliveries[0].progress.ambiguous);
+    fx.clock.advance(Duration::from_secs(3600));
+    tokio::task::yield_now().await;
+    assert_eq!(blind.calls().len(), 1, "a held delivery was resent");
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_is_resent_with_the_same_key_where_the_destination_dedupes() {
+    let dedupe = Scripted::new("dedupe", delivered());
+    dedupe.script(0, [unknown()]);
+    let mut lane = settings();
+    lane.policy.on_unknown = OnUnknown::Hold;
+    let mut fx = Fixture::start(vec![(dedupe.clone(), lane)]);
+    let view = fx.submit("hello", &["dedupe"]).await;
+    wait_calls(&dedupe, 1).await;
+    fx.wait_for(&view.id, |v| v.deliveries[0].progress.ambiguous).await;
+    fx.clock.advance(Duration::from_secs(10));
+    let view = fx.settle(&view.id).await;
+    assert_eq!(state(&view, 0), State::Delivered);
+    let calls = dedupe.calls();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].delivery_id, calls[1].delivery_id);
+    assert!(calls[1].ambiguous);
+}
+
+#[tokio::test]
+async fn the_circuit_opens_after_consecutive_failures_and_probes_after_cool_down() {
+    let dead = Scripted::new("dead", retry());
+    let mut lane = settings();
+    lane.policy.backoff_base = Duration::from_millis(1);
+    lane.policy.backoff_max = Duration::from_millis(1);
+    lane.policy.max_attempts = 100;
+    lane.circuit.failure_threshold = 3;
+    lane.circuit.cool_down = Duration::from_secs(30);
+    lane.concurrency = 1;
+    let mut fx = Fixture::start(vec![(dead.clone(), lane)]);
+    let view = fx.submit("hello", &["dead"]).await;
+    for n in 1..=3 {
+        wait_calls(&dead, n).await;
+        fx.wait_for(&view.id, |v| v.deliveries[0].progress.attempts as usize == n).await;
+        fx.clock.advance(Duration::from_millis(5));
+    }
+    // Open: time moves on, the delivery is due, but nothing is sent until the cool-down.
+    fx.clock.advance(Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(dead.calls().len(), 3, "an open circuit let an attempt through");
+    assert_eq!(fx.engine.health()[0].circuit, "open");
+    fx.clock.advance(Duration::from_secs(21));
+    wait_calls(&dead, 4).await;
+    // The probe failed: open again, no fifth call without another cool-down.
+    fx.wait_for(&view.id, |v| v.deliveries[0].progress.attempts == 4).await;
+    fx.clock.advance(Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(dead.calls().len(), 4);
+}
+
+#[tokio::test]
+async fn shutdown_lets_short_attempts_finish_and_cuts_long_ones_short_as_unknown() {
+    let hung = Scripted::new("hung", Step::Hang);
+    let mut lane = settings();
+    lane.policy.timeout = Duration::from_secs(3600);
+    let config = EngineConfig { shutdown_grace: Duration::from_millis(100), ..EngineConfig::default() };
+    let mut fx = Fixture::start_with(vec![(hung.clone(), lane)], config);
+    let view = fx.submit("hello", &["hung"]).await;
+    wait_calls(&hung, 1).await;
+    fx.engine.shutdown().await;
+    let view = fx.wait_for(&view.id, |v| v.deliveries[0].progress.state != State::InFlight).await;
+    assert_eq!(state(&view, 0), State::Pending);
+    assert!(view.deliveries[0].progress.ambiguous, "the cut-short attempt was not treated as ambiguous");
+    assert_eq!(fx.store.attempts(&view.id).await.unwrap()[0].attempt.outcome, "unknown");
+}
+
+#[tokio::test]
+async fn a_paused_destination_sends_nothing_until_resumed() {
+    let target = Scripted::new("target", delivered());
+    let mut fx = Fixture::start(vec![(target.clone(), settings())]);
+    fx.engine.set_paused("target", true);
+    let view = fx.submit("hello", &["target"]).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(target.calls().is_empty());
+    fx.engine.set_paused("target", false);
+    let view = fx.settle(&view.id).await;
+    assert_eq!(state(&view, 0), State::Delivered);
+}
+
+#[tokio::test]
+async fn rate_limit_spaces_attempts() {
+    let target = Scripted::new("target", delivered());
+    let mut lane = settings();
+    lane.rate_limit = Some(herald_core::RateLimit {
+        count: std::num::NonZeroU32::new(20).unwrap(),
+        per: Duration::from_secs(1),
+    });
+    lane.concurrency = 50;
+    let mut fx = Fixture::start(vec![(target.clone(), lane)]);
+    let started = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        ids.push(fx.submit(&format!("m{n}"), &["target"]).await.id);
+    }
+    for id in &ids {
+        fx.settle(id).await;
+    }
+    // 20 burst, then 10 more at 20/s: at least ~0.45 s of real time.
+    assert!(started.elapsed() >= Duration::from_millis(400), "rate limit not enforced: {:?}", started.elapsed());
+    assert_eq!(target.calls().len(), 30);
+}

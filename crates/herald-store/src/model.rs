@@ -1,0 +1,282 @@
+//! The records the store accepts and returns.
+
+use std::sync::Arc;
+
+use herald_core::{Message, Progress, State, Timestamp};
+
+/// A delivery to create: one message × one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    /// `d_` + ULID; also the idempotency key sent to the destination.
+    pub id: String,
+    /// The destination's configured name.
+    pub destination: String,
+    /// The attempt budget under the destination's policy at creation.
+    pub max_attempts: u32,
+    /// When the delivery expires (creation + max age, or the broadcast's expiry).
+    pub expires_at: Timestamp,
+}
+
+/// A broadcast to accept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewBroadcast {
+    /// `b_` + ULID.
+    pub id: String,
+    /// The client's idempotency key, if any.
+    pub idempotency_key: Option<String>,
+    /// A fingerprint of the request, compared on a replay of the key.
+    pub fingerprint: String,
+    /// The names the client asked for (destinations and groups), as given.
+    pub requested: Vec<String>,
+    /// The message.
+    pub message: Message,
+    /// One delivery per resolved destination.
+    pub deliveries: Vec<NewDelivery>,
+    /// When it was accepted.
+    pub created_at: Timestamp,
+    /// The client's expiry, if any.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// The answer to a submit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submitted {
+    /// A new broadcast was stored.
+    Created(BroadcastView),
+    /// The key and request matched a stored broadcast; nothing new was stored.
+    Replayed(BroadcastView),
+}
+
+/// A follow-up to accept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewUpdate {
+    /// The broadcast it follows.
+    pub broadcast_id: String,
+    /// The follow-up message.
+    pub message: Message,
+    /// When it was accepted.
+    pub created_at: Timestamp,
+    /// Delivery ids, max attempts and expiry per destination; the store creates one
+    /// delivery for each entry whose destination belongs to the broadcast.
+    pub deliveries: Vec<NewDelivery>,
+}
+
+/// The answer to an update.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateAdded {
+    /// The update's position in the thread (1 for the first update).
+    pub seq: u32,
+    /// The broadcast after the update.
+    pub broadcast: BroadcastView,
+    /// The deliveries created, with their initial state.
+    pub changes: Vec<Change>,
+}
+
+/// A lane's request for due work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRequest {
+    /// Whose deliveries.
+    pub destination: String,
+    /// At most this many.
+    pub limit: usize,
+    /// Due means `next_attempt_at <= now`.
+    pub now: Timestamp,
+    /// The lease granted to each claimed delivery.
+    pub lease_until: Timestamp,
+}
+
+/// Claimed work plus when to look again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    /// The leased deliveries.
+    pub work: Vec<Work>,
+    /// The earliest `next_attempt_at` among the destination's remaining pending
+    /// deliveries, if any.
+    pub next_due: Option<Timestamp>,
+}
+
+/// One leased delivery with everything needed to attempt it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Work {
+    /// The delivery id (and idempotency key).
+    pub delivery_id: String,
+    /// Its broadcast.
+    pub broadcast_id: String,
+    /// Its destination.
+    pub destination: String,
+    /// 0 for the original, n for the n-th update.
+    pub seq: u32,
+    /// The fencing token of this lease.
+    pub lease_token: i64,
+    /// The state as claimed (`InFlight`).
+    pub progress: Progress,
+    /// What to send.
+    pub message: Arc<Message>,
+    /// For an update: the original's delivery id on this destination.
+    pub in_reply_to: Option<String>,
+    /// For an update: the destination's id for the original, if it returned one.
+    pub original_remote_ref: Option<String>,
+}
+
+/// An attempt to append to the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// The attempt's number for its delivery, from 1 (a throttled try repeats a number).
+    pub number: u32,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// The outcome class (`delivered`, `retry`, ...).
+    pub outcome: String,
+    /// The HTTP status, if any.
+    pub status: Option<u16>,
+    /// What happened, secret-free.
+    pub detail: Option<String>,
+}
+
+/// A computed transition to persist if the lease still holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The delivery.
+    pub delivery_id: String,
+    /// The lease token the worker holds.
+    pub lease_token: i64,
+    /// The new progress, from `herald_core::delivery::next`.
+    pub progress: Progress,
+    /// The attempt to log; `None` when nothing was sent (e.g. expired before sending).
+    pub attempt: Option<AttemptRecord>,
+    /// When the outcome was recorded.
+    pub now: Timestamp,
+}
+
+/// A claimed delivery to hand back untouched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    /// The delivery.
+    pub delivery_id: String,
+    /// The lease token the worker holds.
+    pub lease_token: i64,
+    /// When it becomes due again.
+    pub now: Timestamp,
+}
+
+/// A state change that happened, for wake-ups and the event stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// The delivery.
+    pub delivery_id: String,
+    /// Its broadcast.
+    pub broadcast_id: String,
+    /// Its destination.
+    pub destination: String,
+    /// 0 for the original, n for updates.
+    pub seq: u32,
+    /// The new state.
+    pub state: State,
+    /// When it is due, if pending.
+    pub next_attempt_at: Timestamp,
+}
+
+/// A delivery as shown to people.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryView {
+    /// The delivery id.
+    pub id: String,
+    /// The destination.
+    pub destination: String,
+    /// 0 for the original, n for the n-th update.
+    pub seq: u32,
+    /// Its progress.
+    pub progress: Progress,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// One message of a broadcast's thread.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreadMessage {
+    /// 0 for the original.
+    pub seq: u32,
+    /// The message.
+    pub message: Message,
+    /// When it was accepted.
+    pub created_at: Timestamp,
+}
+
+/// A broadcast as shown to people.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BroadcastView {
+    /// The broadcast id.
+    pub id: String,
+    /// The client's key.
+    pub idempotency_key: Option<String>,
+    /// The names as requested.
+    pub requested: Vec<String>,
+    /// The resolved destinations, in order.
+    pub destinations: Vec<String>,
+    /// The original (seq 0) and every update.
+    pub thread: Vec<ThreadMessage>,
+    /// Every delivery, ordered by seq then destination order.
+    pub deliveries: Vec<DeliveryView>,
+    /// Accepted at.
+    pub created_at: Timestamp,
+    /// The client's expiry.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// Filters and paging for [`crate::Store::list`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListQuery {
+    /// Only broadcasts in this overall state (`in_progress`, `delivered`, ...).
+    pub state: Option<herald_core::BroadcastState>,
+    /// Only broadcasts with a delivery to this destination.
+    pub destination: Option<String>,
+    /// Continue after this cursor (from a previous page).
+    pub cursor: Option<String>,
+    /// Page size.
+    pub limit: usize,
+}
+
+/// One page of broadcasts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// The broadcasts, newest first.
+    pub items: Vec<BroadcastView>,
+    /// The cursor for the next page, if there may be one.
+    pub next_cursor: Option<String>,
+}
+
+/// One logged attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptView {
+    /// The delivery.
+    pub delivery_id: String,
+    /// Its destination.
+    pub destination: String,
+    /// The attempt.
+    pub attempt: AttemptRecord,
+}
+
+/// Counts per destination.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DestinationStats {
+    /// The destination.
+    pub destination: String,
+    /// Deliveries waiting for their next attempt.
+    pub pending: u64,
+    /// Deliveries being attempted.
+    pub in_flight: u64,
+    /// Updates waiting for a predecessor.
+    pub waiting: u64,
+    /// Deliveries held for an operator.
+    pub held: u64,
+    /// Delivered.
+    pub delivered: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Cancelled.
+    pub cancelled: u64,
+    /// The latest delivery time.
+    pub last_delivered_at: Option<Timestamp>,
+}
