@@ -1,0 +1,85 @@
+//! The generic webhook connector (`kind = "webhook"`): POSTs each message as a JSON
+//! event signed per Standard Webhooks (<https://www.standardwebhooks.com>).
+//!
+//! One attempt is `config` → `render` → send → `classify`: [`Endpoint::parse`]
+//! validates the settings once, [`render`] builds the request (pure), [`Webhook::send`]
+//! is the only I/O, and `classify` turns the answer into a report (pure, on the rules
+//! of `crate::http`). Signatures are made by the `standardwebhooks` crate, the spec's
+//! own, not by hand.
+//!
+//! Receivers deduplicate on `webhook-id` (the delivery id, stable across retries), so an
+//! ambiguous attempt is resolved by sending again. There is no edit and no look-up;
+//! a follow-up is a new `message.updated` event that names the original.
+
+mod classify;
+mod config;
+mod render;
+
+#[cfg(test)]
+mod tests;
+
+use async_trait::async_trait;
+use herald_core::{Capabilities, Outcome};
+
+pub use config::{Endpoint, WebhookConfig};
+pub use render::{EVENT_CREATED, EVENT_UPDATED, RenderError, RenderedRequest, render};
+
+use crate::{Connector, ConnectorError, Report, Request, http};
+
+/// A webhook destination.
+#[derive(Debug)]
+pub struct Webhook {
+    /// The validated settings.
+    endpoint: Endpoint,
+    /// The shared client (one pool for all destinations); it must not follow redirects.
+    client: reqwest::Client,
+}
+
+impl Webhook {
+    /// Validates the settings (see [`Endpoint::parse`]).
+    ///
+    /// # Errors
+    /// Returns `ConnectorError::InvalidSetting` for an unusable URL, secret or header;
+    /// the message names the setting and never echoes the secret.
+    pub fn new(config: WebhookConfig, client: reqwest::Client) -> Result<Webhook, ConnectorError> {
+        Ok(Webhook { endpoint: Endpoint::parse(&config)?, client })
+    }
+}
+
+#[async_trait]
+impl Connector for Webhook {
+    fn kind(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { dedupe_by_key: true, lookup: false, edit: false, thread_reply: true }
+    }
+
+    /// Sends one attempt. `request.ambiguous` needs no special handling: the resend
+    /// carries the same `webhook-id`, and the receiver drops a copy it already has.
+    async fn send(&self, request: &Request<'_>) -> Report {
+        let rendered = match render(&self.endpoint, request) {
+            Ok(rendered) => rendered,
+            Err(error) => {
+                let outcome = Outcome::Permanent {
+                    reason: format!("herald could not build the webhook request: {error}"),
+                };
+                return Report { outcome, status: None, detail: None };
+            }
+        };
+        let sent = self
+            .client
+            .post(rendered.url)
+            .headers(rendered.headers)
+            .body(rendered.body)
+            .send()
+            .await;
+        match sent {
+            Ok(response) => {
+                classify::answered(http::read_answer(response, request.now).await, &self.endpoint)
+            }
+            Err(error) => classify::unanswered(&error),
+        }
+    }
+}

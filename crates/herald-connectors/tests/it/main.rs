@@ -1,0 +1,11 @@
+//! Integration tests of herald-connectors against real HTTP servers on loopback
+//! (`127.0.0.1:0`), started by each test: one binary, a module per area.
+
+#![allow(clippy::unwrap_used)]
+
+/// Loopback receivers: a scripted axum server and raw TCP servers that misbehave.
+mod receiver;
+/// Signatures checked by the reference Python library, `standardwebhooks` on PyPI.
+mod signature;
+/// The webhook connector end to end: each answer and failure class.
+mod webhook;
