@@ -203,7 +203,6 @@ pub fn next(
         Outcome::Permanent { reason } => {
             res.last_error = Some(reason);
             res.state = State::Failed(FailReason::Permanent);
-            return res;
         }
         Outcome::Retry { reason, after } => {
             res.last_error = Some(reason);
@@ -229,7 +228,10 @@ pub fn next(
             }
         }
     }
-    if !res.state.is_terminal() && now >= res.expires_at {
+    // Past the deadline every outcome but `Delivered` (returned above) ends as `expired`,
+    // even one that would otherwise fail as permanent or exhausted: the reason stays in
+    // `last_error`.
+    if now >= res.expires_at {
         res.state = State::Failed(FailReason::Expired);
     }
     res
@@ -332,4 +334,16 @@ pub fn cancel(current: &Progress) -> Result<Progress, NotAllowed> {
     let mut res = current.clone();
     res.state = State::Cancelled;
     Ok(res)
+}
+
+/// A claimed delivery found past its expiry before it was attempted: fail it as
+/// `expired` without sending. `None` while it may still be attempted.
+pub fn expire(current: &Progress, now: Timestamp) -> Option<Progress> {
+    if current.state.is_terminal() || now < current.expires_at {
+        return None;
+    }
+    let mut res = current.clone();
+    res.state = State::Failed(FailReason::Expired);
+    res.last_error = Some("expired before it could be delivered (max age or broadcast expiry)".into());
+    Some(res)
 }

@@ -52,7 +52,9 @@ impl RetryPolicy {
     /// Full jitter spreads a herd of retries evenly instead of in synchronized waves.
     pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
         let jitter = if jitter.is_nan() { 0.0 } else { jitter.clamp(0.0, 1.0) };
-        let ceiling = self.ceiling(attempt).as_millis() as f64;
-        Duration::from_millis((ceiling * jitter).round() as u64)
+        let ceiling = self.ceiling(attempt);
+        let millis = (ceiling.as_millis() as f64 * jitter).round() as u64;
+        // Above 2^53 ms the f64 product can round past the ceiling; the bound is exact.
+        Duration::from_millis(millis).min(ceiling)
     }
 }

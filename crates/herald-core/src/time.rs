@@ -19,6 +19,7 @@ impl Timestamp {
     }
 
     /// This instant moved `d` into the future, saturating instead of overflowing.
+    #[allow(clippy::should_implement_trait, reason = "saturates, which `+` would hide")]
     pub fn add(self, d: Duration) -> Timestamp {
         let millis = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         Timestamp(self.0.saturating_add(millis))
