@@ -1,0 +1,164 @@
+//! Fault plans: what one simulated destination does to each request it receives.
+
+use std::time::Duration;
+
+/// The behaviour of one simulated endpoint, built in builder style from [`FaultPlan::healthy`].
+///
+/// Faults are applied to each request in this order; the first that applies decides its fate:
+///
+/// 1. [`status_always`](FaultPlan::status_always): answer that status, store nothing;
+/// 2. [`rate_limit`](FaultPlan::rate_limit): over the token bucket, answer 429 with `Retry-After`;
+/// 3. [`fail_first`](FaultPlan::fail_first): the key's first `n` attempts get the failure status;
+/// 4. [`reset_first`](FaultPlan::reset_first): the next `n` attempts are stored, then the
+///    connection is closed without a response;
+/// 5. [`hang_first`](FaultPlan::hang_first): the next `n` attempts are stored, then never answered;
+/// 6. otherwise the message is stored (or dropped as a duplicate when
+///    [`dedupe`](FaultPlan::dedupe) is on) and answered `200`.
+///
+/// Per-key attempts are counted only for requests that got past steps 1 and 2, so
+/// `fail_first(2, 503).reset_first(1)` answers a key 503, 503, then resets, then 200.
+/// A request without an idempotency key is its own key and so is always a first attempt.
+/// [`latency`](FaultPlan::latency) delays every answer and every reset (not hangs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultPlan {
+    pub(crate) status_always: Option<u16>,
+    pub(crate) rate_limit: Option<RateLimit>,
+    pub(crate) fail_first: u32,
+    pub(crate) fail_status: u16,
+    pub(crate) reset_first: u32,
+    pub(crate) hang_first: u32,
+    pub(crate) latency: Duration,
+    pub(crate) dedupe: bool,
+    pub(crate) record: bool,
+}
+
+/// Token-bucket parameters of a rate-limited endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RateLimit {
+    pub(crate) per_second: u32,
+    pub(crate) retry_after: Duration,
+}
+
+/// What the fault plan does with the `attempt`-th (0-based) counted request for one key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    Fail(u16),
+    Reset,
+    Hang,
+    Store,
+}
+
+impl Default for FaultPlan {
+    fn default() -> Self {
+        Self::healthy()
+    }
+}
+
+impl FaultPlan {
+    /// A destination that stores every message once (dedupe on) and answers 200 at once.
+    pub fn healthy() -> FaultPlan {
+        FaultPlan {
+            status_always: None,
+            rate_limit: None,
+            fail_first: 0,
+            fail_status: 500,
+            reset_first: 0,
+            hang_first: 0,
+            latency: Duration::ZERO,
+            dedupe: true,
+            record: true,
+        }
+    }
+
+    /// The first `n` requests for each idempotency key are answered `status` and not stored.
+    pub fn fail_first(mut self, n: u32, status: u16) -> Self {
+        self.fail_first = n;
+        self.fail_status = status;
+        self
+    }
+
+    /// Token bucket of `per_second` tokens (also the burst); over it, 429 with `Retry-After`.
+    ///
+    /// `Retry-After` carries `retry_after` in whole seconds, rounded up; the body is a JSON
+    /// error. Throttled requests are not stored and do not count as attempts of their key.
+    /// `per_second == 0` throttles everything.
+    pub fn rate_limit(mut self, per_second: u32, retry_after: Duration) -> Self {
+        self.rate_limit = Some(RateLimit { per_second, retry_after });
+        self
+    }
+
+    /// The first `n` requests per key are stored, then never answered (until shutdown).
+    pub fn hang_first(mut self, n: u32) -> Self {
+        self.hang_first = n;
+        self
+    }
+
+    /// The first `n` requests per key are stored, then the connection is closed unanswered.
+    pub fn reset_first(mut self, n: u32) -> Self {
+        self.reset_first = n;
+        self
+    }
+
+    /// Every answer (and every reset) is delayed by `d`.
+    pub fn latency(mut self, d: Duration) -> Self {
+        self.latency = d;
+        self
+    }
+
+    /// Whether a request whose key is already stored is answered 200 without storing it again.
+    pub fn dedupe(mut self, on: bool) -> Self {
+        self.dedupe = on;
+        self
+    }
+
+    /// Every request is answered `status` and nothing is stored (a permanent failure).
+    ///
+    /// `status_always(200)` models a destination that answers 200 with `{"ok":false}`.
+    pub fn status_always(mut self, status: u16) -> Self {
+        self.status_always = Some(status);
+        self
+    }
+
+    /// Whether each request is kept for [`received`](crate::Simulator::received) (default on).
+    ///
+    /// Turn it off for long benchmarks: statistics and copies are still counted, but the
+    /// bodies and headers of requests are not retained.
+    pub fn record(mut self, on: bool) -> Self {
+        self.record = on;
+        self
+    }
+
+    /// What happens to the `attempt`-th (0-based) counted request of one key.
+    pub(crate) fn step(&self, attempt: u32) -> Step {
+        let attempt = u64::from(attempt);
+        let fail_end = u64::from(self.fail_first);
+        let reset_end = fail_end + u64::from(self.reset_first);
+        let hang_end = reset_end + u64::from(self.hang_first);
+        if attempt < fail_end {
+            Step::Fail(self.fail_status)
+        } else if attempt < reset_end {
+            Step::Reset
+        } else if attempt < hang_end {
+            Step::Hang
+        } else {
+            Step::Store
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_follow_the_documented_order() {
+        let plan = FaultPlan::healthy().fail_first(2, 503).reset_first(1).hang_first(1);
+        let steps: Vec<Step> = (0..6).map(|i| plan.step(i)).collect();
+        assert_eq!(
+            steps,
+            [Step::Fail(503), Step::Fail(503), Step::Reset, Step::Hang, Step::Store, Step::Store]
+        );
+        assert_eq!(FaultPlan::healthy().step(0), Step::Store);
+        assert_eq!(FaultPlan::default(), FaultPlan::healthy());
+    }
+}
