@@ -1,1 +1,108 @@
-fn main() {}
+//! Project automation, the one entry point for checks: `cargo xtask test` runs the
+//! whole test suite (installing the Python verifier it needs), `cargo xtask ci` adds
+//! formatting, lints and tidy checks. `.ci/run` calls `cargo xtask ci`; no check lives
+//! anywhere else.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    let res = match task.as_str() {
+        "test" => test(),
+        "ci" => ci(),
+        "tidy" => tidy(),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <test|ci|tidy>\n  test  run every test (installs the Python signature verifier if missing)\n  ci    fmt --check, clippy -D warnings, tidy, test\n  tidy  every Rust file opens with a //! doc line"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask {task}: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    eprintln!("$ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(root())
+        .status()
+        .map_err(|error| format!("cannot run {program}: {error}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+    }
+}
+
+/// The webhook signature test verifies herald's signatures with the Standard Webhooks
+/// project's own Python library; install it when it is missing.
+fn ensure_python_verifier() -> Result<(), String> {
+    let present = Command::new("python3")
+        .args(["-c", "import standardwebhooks"])
+        .status()
+        .map(|status| status.success())
+        .unwrap_or(false);
+    if present {
+        return Ok(());
+    }
+    run(
+        "python3",
+        &["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "standardwebhooks"],
+    )
+}
+
+fn test() -> Result<(), String> {
+    ensure_python_verifier()?;
+    run("cargo", &["test", "--workspace", "--all-targets", "--locked"])
+}
+
+fn ci() -> Result<(), String> {
+    run("cargo", &["fmt", "--all", "--", "--check"])?;
+    run("cargo", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;
+    tidy()?;
+    test()
+}
+
+fn tidy() -> Result<(), String> {
+    let mut bad = Vec::new();
+    for dir in ["crates", "xtask"] {
+        visit(&root().join(dir), &mut bad);
+    }
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "these files do not open with a `//!` line saying what they are:\n  {}",
+        bad.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join("\n  ")
+    ))
+}
+
+fn visit(dir: &Path, bad: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|name| name == "target") {
+                continue;
+            }
+            visit(&path, bad);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if !text.trim_start().starts_with("//!") {
+                bad.push(path);
+            }
+        }
+    }
+}

@@ -1,1 +1,11 @@
-//! placeholder
+//! The `herald` command: configuration, wiring and the user-facing commands.
+//!
+//! `main.rs` only parses arguments and dispatches; each command lives in its own module
+//! so the demo, the benchmark and the integration tests can call them directly.
+
+pub mod bench;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod progress;
+pub mod serve;

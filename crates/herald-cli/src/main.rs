@@ -1,1 +1,293 @@
-fn main() {}
+//! `herald`: parse the command line and run one command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use herald_cli::client::Client;
+use herald_cli::config::Config;
+use herald_cli::{bench, demo, progress, serve};
+use serde_json::{Value, json};
+
+/// herald: a durable broadcast engine for operational messages.
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about, long_about = None)]
+struct Cli {
+    /// The herald server the client commands talk to.
+    #[arg(long, global = true, env = "HERALD_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: HTTP API plus delivery engine.
+    Serve {
+        /// The configuration file.
+        #[arg(long, short, default_value = "herald.toml")]
+        config: PathBuf,
+    },
+    /// Broadcast a message to destinations or groups.
+    Send {
+        /// Destination or group names (repeat or comma-separate).
+        #[arg(long, required = true, value_delimiter = ',')]
+        to: Vec<String>,
+        /// One-line summary.
+        #[arg(long)]
+        title: String,
+        /// Markdown body.
+        #[arg(long, default_value = "")]
+        body: String,
+        /// info, warning, error, critical or resolved.
+        #[arg(long, default_value = "info")]
+        severity: String,
+        /// Idempotency key: sending twice with the same key creates one broadcast.
+        #[arg(long)]
+        key: Option<String>,
+        /// Give up on deliveries not done after this long (e.g. 2h).
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// Follow the deliveries until they converge; exit 1 if any failed.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait follows at most.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Post a follow-up (update) to a broadcast's thread.
+    Update {
+        /// The broadcast id.
+        id: String,
+        /// One-line summary.
+        #[arg(long)]
+        title: String,
+        /// Markdown body.
+        #[arg(long, default_value = "")]
+        body: String,
+        /// info, warning, error, critical or resolved.
+        #[arg(long, default_value = "info")]
+        severity: String,
+        /// Follow the deliveries until they converge.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show a broadcast and each delivery's state.
+    Status {
+        /// The broadcast id.
+        id: String,
+    },
+    /// List broadcasts, newest first.
+    List {
+        /// Only in this state (in_progress, delivered, partially_failed, failed, cancelled).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only with a delivery to this destination.
+        #[arg(long)]
+        destination: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Retry a held, failed or pending delivery now.
+    Retry {
+        /// The delivery id (d_...).
+        delivery: String,
+    },
+    /// Cancel a delivery that has not ended.
+    Cancel {
+        /// The delivery id (d_...).
+        delivery: String,
+    },
+    /// Show each destination's health.
+    Destinations,
+    /// Validate a configuration file and report every problem.
+    CheckConfig {
+        /// The configuration file.
+        #[arg(long, short, default_value = "herald.toml")]
+        config: PathBuf,
+    },
+    /// Run a server with simulated destinations and watch a broadcast converge.
+    Demo,
+    /// Measure deliveries per second and latency against a local sink.
+    Bench(bench::Options),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet = !matches!(cli.command, Command::Serve { .. });
+    init_tracing(quiet);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn message(title: String, body: String, severity: String) -> Value {
+    json!({"title": title, "body": body, "severity": severity})
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&cli.server);
+    let mut out = std::io::stdout();
+    match cli.command {
+        Command::Serve { config } => {
+            let config = Config::load(&config).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+            serve::run(&config).await?;
+        }
+        Command::CheckConfig { config: path } => match Config::load(&path) {
+            Ok(config) => {
+                println!(
+                    "{}: ok ({} destinations, {} groups)",
+                    path.display(),
+                    config.destinations.len(),
+                    config.groups.len()
+                );
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!("{} problem(s) found", errors.0.len());
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        Command::Send { to, title, body, severity, key, expires_in, wait, timeout } => {
+            let mut request =
+                json!({"destinations": to, "message": message(title, body, severity)});
+            if let Some(key) = key {
+                request["idempotency_key"] = json!(key);
+            }
+            if let Some(expires_in) = expires_in {
+                request["expires_in"] = json!(expires_in);
+            }
+            let (status, view) = client.post("/v1/broadcasts", &request).await?;
+            let id =
+                view.get("id").and_then(Value::as_str).context("the server's answer has no id")?;
+            let replay = if status == 200 { " (already accepted with this key)" } else { "" };
+            println!("accepted {id}{replay}");
+            if wait {
+                return follow(&client, id, timeout).await;
+            }
+        }
+        Command::Update { id, title, body, severity, wait } => {
+            let request = json!({"message": message(title, body, severity)});
+            let (_, view) = client.post(&format!("/v1/broadcasts/{id}/updates"), &request).await?;
+            let seq = view.get("update_seq").and_then(Value::as_u64).unwrap_or(0);
+            println!("update {seq} accepted for {id}");
+            if wait {
+                return follow(&client, &id, Duration::from_secs(600)).await;
+            }
+        }
+        Command::Status { id } => {
+            let view = client.get(&format!("/v1/broadcasts/{id}")).await?;
+            print_broadcast(&view);
+        }
+        Command::List { state, destination, limit } => {
+            let mut query = format!("/v1/broadcasts?limit={limit}");
+            if let Some(state) = state {
+                query.push_str(&format!("&state={state}"));
+            }
+            if let Some(destination) = destination {
+                query.push_str(&format!("&destination={destination}"));
+            }
+            let page = client.get(&query).await?;
+            for item in page.get("items").and_then(Value::as_array).into_iter().flatten() {
+                let text =
+                    |key: &str| item.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+                let title = item.pointer("/message/title").and_then(Value::as_str).unwrap_or("");
+                println!("{}  {}  {:<16}  {title}", text("id"), text("created_at"), text("state"));
+            }
+        }
+        Command::Retry { delivery } => {
+            client.post(&format!("/v1/deliveries/{delivery}/retry"), &json!({})).await?;
+            println!("{delivery}: retry scheduled now");
+        }
+        Command::Cancel { delivery } => {
+            client.post(&format!("/v1/deliveries/{delivery}/cancel"), &json!({})).await?;
+            println!("{delivery}: cancelled");
+        }
+        Command::Destinations => {
+            let view = client.get("/v1/destinations").await?;
+            println!(
+                "{:<20} {:<8} {:<9} {:>7} {:>9} {:>7} {:>9} {:>6}",
+                "NAME", "KIND", "CIRCUIT", "PENDING", "IN_FLIGHT", "HELD", "DELIVERED", "FAILED"
+            );
+            for d in view.get("destinations").and_then(Value::as_array).into_iter().flatten() {
+                let text = |key: &str| d.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+                let n = |key: &str| d.get(key).and_then(Value::as_u64).unwrap_or(0);
+                let circuit = if d.get("paused").and_then(Value::as_bool).unwrap_or(false) {
+                    "paused".to_string()
+                } else {
+                    text("circuit")
+                };
+                println!(
+                    "{:<20} {:<8} {:<9} {:>7} {:>9} {:>7} {:>9} {:>6}",
+                    text("name"),
+                    text("kind"),
+                    circuit,
+                    n("pending"),
+                    n("in_flight"),
+                    n("held"),
+                    n("delivered"),
+                    n("failed")
+                );
+            }
+        }
+        Command::Demo => return demo::run(&mut out).await,
+        Command::Bench(options) => bench::run(options, &mut out).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn follow(client: &Client, id: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout();
+    let view = progress::follow(client, id, timeout, &mut out).await?;
+    println!("{}", progress::summary(&view));
+    let state = view.get("state").and_then(Value::as_str).unwrap_or("");
+    Ok(if state == "delivered" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn print_broadcast(view: &Value) {
+    let text = |key: &str| view.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+    println!(
+        "{}  {}  {}",
+        text("id"),
+        text("state"),
+        view.pointer("/message/title").and_then(Value::as_str).unwrap_or("")
+    );
+    println!("created {}", text("created_at"));
+    for d in view.get("deliveries").and_then(Value::as_array).into_iter().flatten() {
+        let dt = |key: &str| d.get(key).and_then(Value::as_str).unwrap_or("-").to_string();
+        let n = |key: &str| d.get(key).and_then(Value::as_u64).unwrap_or(0);
+        let seq = n("seq");
+        let which = if seq == 0 { "original".to_string() } else { format!("update {seq}") };
+        println!(
+            "  {}  {:<16} {:<9} {:<10} attempts {}/{}  {}",
+            dt("id"),
+            dt("destination"),
+            which,
+            dt("state"),
+            n("attempts"),
+            n("max_attempts"),
+            d.get("last_error").and_then(Value::as_str).unwrap_or("")
+        );
+    }
+}

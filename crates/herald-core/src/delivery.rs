@@ -156,7 +156,12 @@ pub struct Progress {
 impl Progress {
     /// A delivery that has not been tried: `Pending` (due at `now`) for an original or
     /// an update whose predecessor is already delivered, `Waiting` otherwise.
-    pub fn new(now: Timestamp, expires_at: Timestamp, max_attempts: u32, waiting: bool) -> Progress {
+    pub fn new(
+        now: Timestamp,
+        expires_at: Timestamp,
+        max_attempts: u32,
+        waiting: bool,
+    ) -> Progress {
         Progress {
             state: if waiting { State::Waiting } else { State::Pending },
             attempts: 0,
@@ -217,7 +222,8 @@ pub fn next(
         Outcome::Unknown { reason } => {
             res.last_error = Some(reason);
             res.ambiguous = true;
-            let resend = capabilities.resolves_ambiguity() || policy.on_unknown == OnUnknown::Resend;
+            let resend =
+                capabilities.resolves_ambiguity() || policy.on_unknown == OnUnknown::Resend;
             if resend {
                 let delay = policy.delay(res.attempts, jitter);
                 schedule(&mut res, now, delay, true);
@@ -344,6 +350,7 @@ pub fn expire(current: &Progress, now: Timestamp) -> Option<Progress> {
     }
     let mut res = current.clone();
     res.state = State::Failed(FailReason::Expired);
-    res.last_error = Some("expired before it could be delivered (max age or broadcast expiry)".into());
+    res.last_error =
+        Some("expired before it could be delivered (max age or broadcast expiry)".into());
     Some(res)
 }

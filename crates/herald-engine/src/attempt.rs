@@ -91,7 +91,14 @@ pub(crate) async fn run(
                 "Attempt did not deliver."
             );
         }
-        let progress = delivery::next(&work.progress, report.outcome.clone(), policy, capabilities, now, jitter);
+        let progress = delivery::next(
+            &work.progress,
+            report.outcome.clone(),
+            policy,
+            capabilities,
+            now,
+            jitter,
+        );
         Record {
             delivery_id: work.delivery_id.clone(),
             lease_token: work.lease_token,

@@ -30,7 +30,8 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     #[allow(clippy::disallowed_methods)] // The one place allowed to read the system clock.
     fn now(&self) -> Timestamp {
-        let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+        let millis =
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
         Timestamp(i64::try_from(millis).unwrap_or(i64::MAX))
     }
 

@@ -193,7 +193,12 @@ impl Engine {
         let tracker = TaskTracker::new();
         let mut seed = fastrand::Rng::with_seed(shared.config.seed);
         for lane in shared.lanes.values() {
-            tracker.spawn(lane::run(Arc::clone(&shared), Arc::clone(lane), seed.u64(..), tracker.clone()));
+            tracker.spawn(lane::run(
+                Arc::clone(&shared),
+                Arc::clone(lane),
+                seed.u64(..),
+                tracker.clone(),
+            ));
         }
         tracker.spawn(recovery::run(Arc::clone(&shared), seed.u64(..)));
         Ok(Engine { shared, tracker })
@@ -243,8 +248,12 @@ impl Engine {
                 let _ = probe.permits(now);
                 let circuit = probe.state.as_str();
                 let failures = health.recent.iter().filter(|failed| **failed).count();
-                let rate = if health.recent.is_empty() { 0.0 } else { failures as f64 / health.recent.len() as f64 };
-                let res = LaneHealth {
+                let rate = if health.recent.is_empty() {
+                    0.0
+                } else {
+                    failures as f64 / health.recent.len() as f64
+                };
+                LaneHealth {
                     destination: lane.destination.name.clone(),
                     kind: lane.destination.connector.kind(),
                     circuit,
@@ -253,8 +262,7 @@ impl Engine {
                     last_error: health.last_error.clone(),
                     recent_error_rate: rate,
                     in_flight: lane.in_flight.load(std::sync::atomic::Ordering::Relaxed),
-                };
-                res
+                }
             })
             .collect();
         res.sort_by(|a, b| a.destination.cmp(&b.destination));

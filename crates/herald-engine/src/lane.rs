@@ -67,7 +67,8 @@ pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker
                 .rate_limit
                 .map(|rate| rate.per.mul_f64(want as f64 / f64::from(rate.count.get())))
                 .unwrap_or_default();
-            let lease_until = now.add(settings.policy.timeout + shared.config.lease_grace + rate_wait);
+            let lease_until =
+                now.add(settings.policy.timeout + shared.config.lease_grace + rate_wait);
             let claim = ClaimRequest {
                 destination: lane.destination.name.clone(),
                 limit: want,
@@ -127,10 +128,11 @@ pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker
         let mut wake_at = now.add(poll);
         // Nothing becomes due before a saturated lane frees a slot, and a paused lane
         // waits for `resume`.
-        if !saturated && !paused {
-            if let Some(due) = next_due {
-                wake_at = wake_at.min(due.max(now));
-            }
+        if !saturated
+            && !paused
+            && let Some(due) = next_due
+        {
+            wake_at = wake_at.min(due.max(now));
         }
         if let Some(until) = open_until {
             wake_at = wake_at.min(until);

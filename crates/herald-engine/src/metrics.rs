@@ -51,7 +51,11 @@ impl Default for EngineMetrics {
 impl EngineMetrics {
     /// Adds the metrics to `registry` under the `herald_` prefix.
     pub fn register(&self, registry: &mut Registry) {
-        registry.register("herald_attempts", "Delivery attempts by outcome class", self.attempts.clone());
+        registry.register(
+            "herald_attempts",
+            "Delivery attempts by outcome class",
+            self.attempts.clone(),
+        );
         registry.register(
             "herald_deliveries",
             "Deliveries that reached a terminal state, by state",

@@ -83,8 +83,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Re-leases in-flight deliveries whose lease expired (their worker died or
     /// stalled), so the caller can record them as `Unknown`.
-    async fn claim_expired(&self, now: Timestamp, lease_until: Timestamp, limit: usize)
-    -> Result<Vec<Work>, StoreError>;
+    async fn claim_expired(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Work>, StoreError>;
 
     /// Records attempt outcomes: each new progress is written only if the delivery is
     /// still in flight under the same lease token. Returns every state change made,
@@ -98,8 +102,12 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// # Errors
     /// `NotFound`, or `NotAllowed` for delivered, cancelled, waiting or in-flight ones.
-    async fn retry_delivery(&self, id: &str, policy: &RetryPolicy, now: Timestamp)
-    -> Result<Vec<Change>, StoreError>;
+    async fn retry_delivery(
+        &self,
+        id: &str,
+        policy: &RetryPolicy,
+        now: Timestamp,
+    ) -> Result<Vec<Change>, StoreError>;
 
     /// An operator's cancel of a delivery that has not ended; fences any in-flight
     /// attempt and fails waiting successors with `predecessor_failed`.

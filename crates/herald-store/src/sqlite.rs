@@ -84,12 +84,14 @@ impl SqliteStore {
     /// `Unavailable` when the file cannot be opened or is in use by another process.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|error| unavailable(format!("cannot create {}: {error}", parent.display())))?;
+            std::fs::create_dir_all(parent).map_err(|error| {
+                unavailable(format!("cannot create {}: {error}", parent.display()))
+            })?;
         }
         let lock_path = PathBuf::from(format!("{}.lock", path.display()));
-        let lock = File::create(&lock_path)
-            .map_err(|error| unavailable(format!("cannot create {}: {error}", lock_path.display())))?;
+        let lock = File::create(&lock_path).map_err(|error| {
+            unavailable(format!("cannot create {}: {error}", lock_path.display()))
+        })?;
         lock.try_lock().map_err(|_| {
             unavailable(format!(
                 "{} is in use by another herald process; a SQLite database is served by one process at a time",
@@ -155,7 +157,11 @@ impl SqliteStore {
         let idx = self.next_reader.fetch_add(1, Ordering::Relaxed) % readers.len();
         tokio::task::spawn_blocking(move || {
             let conn = readers[idx].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&conn)
+            // One snapshot per read: outside a transaction every statement sees its own
+            // snapshot, so a view built from several statements could mix two commits.
+            // Dropping the transaction rolls it back; nothing was written.
+            let snapshot = conn.unchecked_transaction()?;
+            f(&snapshot)
         })
         .await
         .map_err(|error| unavailable(format!("read task failed: {error}")))?
@@ -171,7 +177,10 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         )));
     }
     for (idx, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;", idx + 1))?;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;",
+            idx + 1
+        ))?;
     }
     Ok(())
 }
@@ -233,11 +242,9 @@ fn state_from(name: &str, reason: Option<&str>) -> Result<State, StoreError> {
         "held" => State::Held,
         "delivered" => State::Delivered,
         "cancelled" => State::Cancelled,
-        "failed" => State::Failed(
-            reason
-                .and_then(FailReason::parse)
-                .ok_or_else(|| StoreError::Corrupt(format!("failed delivery with reason {reason:?}")))?,
-        ),
+        "failed" => State::Failed(reason.and_then(FailReason::parse).ok_or_else(|| {
+            StoreError::Corrupt(format!("failed delivery with reason {reason:?}"))
+        })?),
         other => return Err(StoreError::Corrupt(format!("unknown delivery state `{other}`"))),
     })
 }
@@ -298,11 +305,13 @@ fn write_progress(
 }
 
 fn message_from(json: &str) -> Result<Message, StoreError> {
-    serde_json::from_str(json).map_err(|error| StoreError::Corrupt(format!("stored message: {error}")))
+    serde_json::from_str(json)
+        .map_err(|error| StoreError::Corrupt(format!("stored message: {error}")))
 }
 
 fn names_from(json: &str) -> Result<Vec<String>, StoreError> {
-    serde_json::from_str(json).map_err(|error| StoreError::Corrupt(format!("stored names: {error}")))
+    serde_json::from_str(json)
+        .map_err(|error| StoreError::Corrupt(format!("stored names: {error}")))
 }
 
 fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> String {
@@ -370,7 +379,8 @@ fn load_broadcast(conn: &Connection, id: &str) -> Result<Option<BroadcastView>, 
 }
 
 fn must_load(conn: &Connection, id: &str) -> Result<BroadcastView, StoreError> {
-    load_broadcast(conn, id)?.ok_or_else(|| StoreError::NotFound { what: "broadcast", id: id.into() })
+    load_broadcast(conn, id)?
+        .ok_or_else(|| StoreError::NotFound { what: "broadcast", id: id.into() })
 }
 
 fn insert_delivery(
@@ -406,7 +416,9 @@ fn insert_delivery(
 }
 
 /// After a delivery reached a terminal state, moves its waiting successors on the same
-/// destination: the next one becomes due, or fails (and so on down the thread).
+/// destination: the next one becomes due, or fails (and so on down the thread). The next
+/// one is the destination's next higher seq, which need not be `from_seq + 1` when an
+/// update skipped this destination.
 fn cascade(
     conn: &Connection,
     broadcast_id: &str,
@@ -416,18 +428,18 @@ fn cascade(
     now: Timestamp,
     changes: &mut Vec<Change>,
 ) -> Result<(), StoreError> {
-    let (mut seq, mut predecessor) = (from_seq + 1, from_state);
+    let (mut after, mut predecessor) = (from_seq, from_state);
     loop {
         let found = conn
             .prepare_cached(&format!(
-                "SELECT id, {PROGRESS_COLUMNS} FROM deliveries \
-                 WHERE broadcast_id = ?1 AND destination = ?2 AND seq = ?3"
+                "SELECT id, seq, {PROGRESS_COLUMNS} FROM deliveries \
+                 WHERE broadcast_id = ?1 AND destination = ?2 AND seq > ?3 ORDER BY seq LIMIT 1"
             ))?
-            .query_row(params![broadcast_id, destination, seq], |row| {
-                Ok((row.get::<_, String>(0)?, progress_from_row(row, 1)))
+            .query_row(params![broadcast_id, destination, after], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, u32>(1)?, progress_from_row(row, 2)))
             })
             .optional()?;
-        let Some((id, progress)) = found else { return Ok(()) };
+        let Some((id, seq, progress)) = found else { return Ok(()) };
         let progress = progress?;
         if progress.state != State::Waiting {
             return Ok(());
@@ -446,12 +458,15 @@ fn cascade(
             return Ok(());
         }
         predecessor = next.state;
-        seq += 1;
+        after = seq;
     }
 }
 
 /// Reads a delivery's identity and progress.
-fn load_delivery(conn: &Connection, id: &str) -> Result<(String, String, u32, Progress), StoreError> {
+fn load_delivery(
+    conn: &Connection,
+    id: &str,
+) -> Result<(String, String, u32, Progress), StoreError> {
     let found = conn
         .prepare_cached(&format!(
             "SELECT broadcast_id, destination, seq, {PROGRESS_COLUMNS} FROM deliveries WHERE id = ?1"
@@ -470,11 +485,14 @@ fn not_allowed(id: &str, error: NotAllowed, action: &'static str) -> StoreError 
     StoreError::NotAllowed { id: id.into(), state: error.state.into(), action }
 }
 
+/// A delivery selected for a lease: id, broadcast id, destination, seq and progress.
+type LeaseRow = (String, String, String, u32, Progress);
+
 /// Leases the deliveries selected by `select` (which must return `id` then
 /// `PROGRESS_COLUMNS`-prefixed identity) and loads what is needed to attempt them.
 fn lease(
     conn: &Connection,
-    rows: Vec<(String, String, String, u32, Progress)>,
+    rows: Vec<LeaseRow>,
     lease_until: Timestamp,
 ) -> Result<Vec<Work>, StoreError> {
     let mut messages: HashMap<(String, u32), Arc<Message>> = HashMap::new();
@@ -491,7 +509,9 @@ fn lease(
             Some(message) => Arc::clone(message),
             None => {
                 let body: String = conn
-                    .prepare_cached("SELECT body FROM messages WHERE broadcast_id = ?1 AND seq = ?2")?
+                    .prepare_cached(
+                        "SELECT body FROM messages WHERE broadcast_id = ?1 AND seq = ?2",
+                    )?
                     .query_row(params![broadcast_id, seq], |row| row.get(0))?;
                 let message = Arc::new(message_from(&body)?);
                 messages.insert(key, Arc::clone(&message));
@@ -530,7 +550,7 @@ fn select_for_lease(
     conn: &Connection,
     sql: &str,
     args: impl rusqlite::Params,
-) -> Result<Vec<(String, String, String, u32, Progress)>, StoreError> {
+) -> Result<Vec<LeaseRow>, StoreError> {
     let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(args)?;
     let mut res = Vec::new();
@@ -622,12 +642,15 @@ impl Store for SqliteStore {
                 let Some(position) = destinations.iter().position(|name| *name == d.destination) else {
                     continue;
                 };
+                // The predecessor is the destination's latest earlier message, which is
+                // not `seq - 1` when an update skipped this destination.
                 let predecessor = conn
                     .prepare_cached(
                         "SELECT state, fail_reason FROM deliveries \
-                         WHERE broadcast_id = ?1 AND destination = ?2 AND seq = ?3",
+                         WHERE broadcast_id = ?1 AND destination = ?2 AND seq < ?3 \
+                         ORDER BY seq DESC LIMIT 1",
                     )?
-                    .query_row(params![update.broadcast_id, d.destination, seq - 1], |row| {
+                    .query_row(params![update.broadcast_id, d.destination, seq], |row| {
                         Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
                     })
                     .optional()?;
@@ -637,8 +660,8 @@ impl Store for SqliteStore {
                         let state = state_from(&state, reason.as_deref())?;
                         delivery::on_predecessor(&waiting, &state, update.created_at)
                     }
-                    // The destination has no predecessor at this seq (it was added to the
-                    // broadcast later, which cannot happen today): nothing to wait for.
+                    // The destination has no earlier message in this broadcast (every
+                    // destination has an original, so this cannot happen): nothing to wait for.
                     None => Progress::new(update.created_at, d.expires_at, d.max_attempts, false),
                 };
                 insert_delivery(conn, &update.broadcast_id, seq, position, d, &progress, update.created_at)?;
@@ -704,9 +727,15 @@ impl Store for SqliteStore {
             let mut changes = Vec::with_capacity(records.len());
             for record in records {
                 let identity = conn
-                    .prepare_cached("SELECT broadcast_id, destination, seq FROM deliveries WHERE id = ?1")?
+                    .prepare_cached(
+                        "SELECT broadcast_id, destination, seq FROM deliveries WHERE id = ?1",
+                    )?
                     .query_row([&record.delivery_id], |row| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, u32>(2)?))
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, u32>(2)?,
+                        ))
                     })
                     .optional()?;
                 let Some((broadcast_id, destination, seq)) = identity else { continue };
@@ -757,7 +786,15 @@ impl Store for SqliteStore {
                     next_attempt_at: record.progress.next_attempt_at,
                 });
                 if state.is_terminal() {
-                    cascade(conn, &broadcast_id, &destination, seq, state, record.now, &mut changes)?;
+                    cascade(
+                        conn,
+                        &broadcast_id,
+                        &destination,
+                        seq,
+                        state,
+                        record.now,
+                        &mut changes,
+                    )?;
                 }
             }
             Ok(changes)
@@ -769,9 +806,16 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let mut changes = Vec::new();
             for release in releases {
-                let (broadcast_id, destination, seq, progress) = load_delivery(conn, &release.delivery_id)?;
+                let (broadcast_id, destination, seq, progress) =
+                    load_delivery(conn, &release.delivery_id)?;
                 let next = delivery::release(&progress, release.now);
-                if write_progress(conn, &release.delivery_id, &next, "state = 'in_flight'", Some(release.lease_token))? {
+                if write_progress(
+                    conn,
+                    &release.delivery_id,
+                    &next,
+                    "state = 'in_flight'",
+                    Some(release.lease_token),
+                )? {
                     changes.push(Change {
                         delivery_id: release.delivery_id,
                         broadcast_id,
@@ -800,7 +844,11 @@ impl Store for SqliteStore {
                 .map_err(|error| not_allowed(&id, error, "retry"))?;
             let condition = format!("state = '{}'", progress.state.as_str());
             if !write_progress(conn, &id, &next, &condition, None)? {
-                return Err(StoreError::NotAllowed { id, state: "changing".into(), action: "retry" });
+                return Err(StoreError::NotAllowed {
+                    id,
+                    state: "changing".into(),
+                    action: "retry",
+                });
             }
             Ok(vec![Change {
                 delivery_id: id,
@@ -818,10 +866,15 @@ impl Store for SqliteStore {
         let id = id.to_string();
         self.write(move |conn| {
             let (broadcast_id, destination, seq, progress) = load_delivery(conn, &id)?;
-            let next = delivery::cancel(&progress).map_err(|error| not_allowed(&id, error, "cancel"))?;
+            let next =
+                delivery::cancel(&progress).map_err(|error| not_allowed(&id, error, "cancel"))?;
             let condition = format!("state = '{}'", progress.state.as_str());
             if !write_progress(conn, &id, &next, &condition, None)? {
-                return Err(StoreError::NotAllowed { id, state: "changing".into(), action: "cancel" });
+                return Err(StoreError::NotAllowed {
+                    id,
+                    state: "changing".into(),
+                    action: "cancel",
+                });
             }
             let mut changes = vec![Change {
                 delivery_id: id,
@@ -846,7 +899,10 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let limit = query.limit.clamp(1, 500);
             let mut cursor: Option<i64> = match &query.cursor {
-                Some(c) => Some(c.parse().map_err(|_| StoreError::NotFound { what: "cursor", id: c.clone() })?),
+                Some(c) => Some(
+                    c.parse()
+                        .map_err(|_| StoreError::NotFound { what: "cursor", id: c.clone() })?,
+                ),
                 None => None,
             };
             let mut items = Vec::new();
@@ -863,7 +919,9 @@ impl Store for SqliteStore {
                      ORDER BY seq DESC LIMIT ?3",
                 )?;
                 let batch: Vec<(i64, String)> = stmt
-                    .query_map(params![cursor, query.destination, limit], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .query_map(params![cursor, query.destination, limit], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?
                     .collect::<Result<_, _>>()?;
                 if batch.is_empty() {
                     exhausted = true;
@@ -874,7 +932,8 @@ impl Store for SqliteStore {
                     cursor = Some(seq);
                     let view = must_load(conn, &id)?;
                     let matches = query.state.is_none_or(|want| {
-                        BroadcastState::of(view.deliveries.iter().map(|d| &d.progress.state)) == want
+                        BroadcastState::of(view.deliveries.iter().map(|d| &d.progress.state))
+                            == want
                     });
                     if matches {
                         items.push(view);
@@ -929,7 +988,10 @@ impl Store for SqliteStore {
                 let state: String = row.get(1)?;
                 let count: u64 = row.get(2)?;
                 if res.last().is_none_or(|s| s.destination != destination) {
-                    res.push(DestinationStats { destination: destination.clone(), ..Default::default() });
+                    res.push(DestinationStats {
+                        destination: destination.clone(),
+                        ..Default::default()
+                    });
                 }
                 let Some(stats) = res.last_mut() else { continue };
                 match state.as_str() {

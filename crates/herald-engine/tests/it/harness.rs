@@ -55,7 +55,11 @@ impl Scripted {
         })
     }
 
-    pub fn with_capabilities(name: &str, default: Step, capabilities: Capabilities) -> Arc<Scripted> {
+    pub fn with_capabilities(
+        name: &str,
+        default: Step,
+        capabilities: Capabilities,
+    ) -> Arc<Scripted> {
         let mut res = Scripted::new(name, default);
         Arc::get_mut(&mut res).unwrap().capabilities = capabilities;
         res
@@ -151,9 +155,13 @@ impl Fixture {
         Fixture::start_with(destinations, EngineConfig::default())
     }
 
-    pub fn start_with(destinations: Vec<(Arc<Scripted>, LaneSettings)>, config: EngineConfig) -> Fixture {
+    pub fn start_with(
+        destinations: Vec<(Arc<Scripted>, LaneSettings)>,
+        config: EngineConfig,
+    ) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("herald.db")).unwrap());
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("herald.db")).unwrap());
         Fixture::on_store(dir, store, FakeClock::new(START), destinations, config)
     }
 
@@ -172,11 +180,22 @@ impl Fixture {
                 settings,
             })
             .collect();
-        let engine =
-            Engine::start(Arc::clone(&store), destinations, Arc::new(clock.clone()) as Arc<dyn Clock>, config)
-                .unwrap();
+        let engine = Engine::start(
+            Arc::clone(&store),
+            destinations,
+            Arc::new(clock.clone()) as Arc<dyn Clock>,
+            config,
+        )
+        .unwrap();
         let events = engine.subscribe();
-        Fixture { _dir: dir, store, clock, engine, events, next_id: std::sync::atomic::AtomicU64::new(1) }
+        Fixture {
+            _dir: dir,
+            store,
+            clock,
+            engine,
+            events,
+            next_id: std::sync::atomic::AtomicU64::new(1),
+        }
     }
 
     fn id(&self, prefix: &str) -> String {
@@ -206,7 +225,9 @@ impl Fixture {
             created_at: now,
             expires_at: None,
         };
-        let Submitted::Created(view) = self.store.submit(new).await.unwrap() else { panic!("replayed") };
+        let Submitted::Created(view) = self.store.submit(new).await.unwrap() else {
+            panic!("replayed")
+        };
         let changes: Vec<Change> = view
             .deliveries
             .iter()
@@ -241,7 +262,11 @@ impl Fixture {
 
     /// Waits (on events, bounded by a real-time safety limit) until `pred` holds for the
     /// broadcast as stored.
-    pub async fn wait_for(&mut self, broadcast_id: &str, pred: impl Fn(&BroadcastView) -> bool) -> BroadcastView {
+    pub async fn wait_for(
+        &mut self,
+        broadcast_id: &str,
+        pred: impl Fn(&BroadcastView) -> bool,
+    ) -> BroadcastView {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let view = self.store.broadcast(broadcast_id).await.unwrap().unwrap();
@@ -258,12 +283,21 @@ impl Fixture {
 
     /// Waits until every delivery of the broadcast is terminal.
     pub async fn settle(&mut self, broadcast_id: &str) -> BroadcastView {
-        self.wait_for(broadcast_id, |view| view.deliveries.iter().all(|d| d.progress.state.is_terminal())).await
+        self.wait_for(broadcast_id, |view| {
+            view.deliveries.iter().all(|d| d.progress.state.is_terminal())
+        })
+        .await
     }
 
     /// Waits until the delivery `idx` of the broadcast is in `state`.
-    pub async fn wait_state(&mut self, broadcast_id: &str, idx: usize, state: &str) -> BroadcastView {
-        self.wait_for(broadcast_id, |view| view.deliveries[idx].progress.state.as_str() == state).await
+    pub async fn wait_state(
+        &mut self,
+        broadcast_id: &str,
+        idx: usize,
+        state: &str,
+    ) -> BroadcastView {
+        self.wait_for(broadcast_id, |view| view.deliveries[idx].progress.state.as_str() == state)
+            .await
     }
 }
 
@@ -276,7 +310,11 @@ pub async fn wait_calls(connector: &Scripted, n: usize) {
             return;
         }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
-            panic!("timed out waiting for {n} calls to {}; got {:?}", connector.name, connector.calls());
+            panic!(
+                "timed out waiting for {n} calls to {}; got {:?}",
+                connector.name,
+                connector.calls()
+            );
         }
     }
 }

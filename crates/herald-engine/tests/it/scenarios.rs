@@ -41,7 +41,8 @@ async fn a_failure_at_one_destination_never_resends_to_another() {
     for n in 1..=2 {
         wait_calls(&flaky, n).await;
         fx.wait_for(&view.id, |v| {
-            v.deliveries[1].progress.attempts as usize == n && v.deliveries[1].progress.state == State::Pending
+            v.deliveries[1].progress.attempts as usize == n
+                && v.deliveries[1].progress.state == State::Pending
         })
         .await;
         fx.clock.advance(Duration::from_secs(60));
@@ -64,7 +65,10 @@ async fn retries_wait_for_their_backoff_in_simulated_time() {
     let mut fx = Fixture::start(vec![(flaky.clone(), lane)]);
     let view = fx.submit("hello", &["flaky"]).await;
     let pending = fx
-        .wait_for(&view.id, |v| v.deliveries[0].progress.attempts == 1 && v.deliveries[0].progress.state == State::Pending)
+        .wait_for(&view.id, |v| {
+            v.deliveries[0].progress.attempts == 1
+                && v.deliveries[0].progress.state == State::Pending
+        })
         .await;
     let due = pending.deliveries[0].progress.next_attempt_at;
     assert!(due >= START && due <= START.add(Duration::from_secs(100)), "delay outside [0, base]");
@@ -94,12 +98,19 @@ async fn throttles_honour_retry_after_and_do_not_consume_attempts() {
         assert_eq!(v.deliveries[0].progress.attempts, 0, "a throttle consumed an attempt");
         let calls = limited.calls();
         if n > 1 {
-            assert!(calls[n - 1].at.since(calls[n - 2].at) >= Duration::from_secs(30), "Retry-After not honoured");
+            assert!(
+                calls[n - 1].at.since(calls[n - 2].at) >= Duration::from_secs(30),
+                "Retry-After not honoured"
+            );
         }
         fx.clock.advance(Duration::from_secs(30));
     }
     let view = fx.settle(&view.id).await;
-    assert_eq!(state(&view, 0), State::Delivered, "five throttles exhausted a budget of two attempts");
+    assert_eq!(
+        state(&view, 0),
+        State::Delivered,
+        "five throttles exhausted a budget of two attempts"
+    );
     assert_eq!(view.deliveries[0].progress.attempts, 1);
 }
 
@@ -110,7 +121,9 @@ async fn a_permanent_error_fails_at_once_with_its_reason() {
     let view = fx.submit("hello", &["broken"]).await;
     let view = fx.settle(&view.id).await;
     assert_eq!(state(&view, 0), State::Failed(FailReason::Permanent));
-    assert!(view.deliveries[0].progress.last_error.as_deref().unwrap().contains("channel not found"));
+    assert!(
+        view.deliveries[0].progress.last_error.as_deref().unwrap().contains("channel not found")
+    );
     fx.clock.advance(Duration::from_secs(3600));
     tokio::task::yield_now().await;
     assert_eq!(broken.calls().len(), 1);
@@ -229,7 +242,13 @@ async fn an_expired_lease_is_recovered_as_unknown_and_resent_with_the_same_key()
     let clock = FakeClock::new(START);
     let target = Scripted::new("target", delivered());
     // A paused lane lets the test play the part of a worker that claims and dies.
-    let mut fx = Fixture::on_store(dir, store, clock, vec![(target.clone(), settings())], EngineConfig::default());
+    let mut fx = Fixture::on_store(
+        dir,
+        store,
+        clock,
+        vec![(target.clone(), settings())],
+        EngineConfig::default(),
+    );
     fx.engine.set_paused("target", true);
     let view = fx.submit("hello", &["target"]).await;
     let claimed = fx
@@ -327,14 +346,18 @@ async fn shutdown_lets_short_attempts_finish_and_cuts_long_ones_short_as_unknown
     let hung = Scripted::new("hung", Step::Hang);
     let mut lane = settings();
     lane.policy.timeout = Duration::from_secs(3600);
-    let config = EngineConfig { shutdown_grace: Duration::from_millis(100), ..EngineConfig::default() };
+    let config =
+        EngineConfig { shutdown_grace: Duration::from_millis(100), ..EngineConfig::default() };
     let mut fx = Fixture::start_with(vec![(hung.clone(), lane)], config);
     let view = fx.submit("hello", &["hung"]).await;
     wait_calls(&hung, 1).await;
     fx.engine.shutdown().await;
     let view = fx.wait_for(&view.id, |v| v.deliveries[0].progress.state != State::InFlight).await;
     assert_eq!(state(&view, 0), State::Pending);
-    assert!(view.deliveries[0].progress.ambiguous, "the cut-short attempt was not treated as ambiguous");
+    assert!(
+        view.deliveries[0].progress.ambiguous,
+        "the cut-short attempt was not treated as ambiguous"
+    );
     assert_eq!(fx.store.attempts(&view.id).await.unwrap()[0].attempt.outcome, "unknown");
 }
 
@@ -370,6 +393,10 @@ async fn rate_limit_spaces_attempts() {
         fx.settle(id).await;
     }
     // 20 burst, then 10 more at 20/s: at least ~0.45 s of real time.
-    assert!(started.elapsed() >= Duration::from_millis(400), "rate limit not enforced: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "rate limit not enforced: {:?}",
+        started.elapsed()
+    );
     assert_eq!(target.calls().len(), 30);
 }

@@ -40,7 +40,10 @@ pub fn message(title: &str) -> Message {
         body: format!("**{title}** since 12:01."),
         severity: Severity::Critical,
         fields: BTreeMap::from([("service".to_string(), "checkout".to_string())]),
-        links: vec![Link { title: "Runbook".into(), url: "https://runbooks.example/checkout".into() }],
+        links: vec![Link {
+            title: "Runbook".into(),
+            url: "https://runbooks.example/checkout".into(),
+        }],
         tags: vec!["p1".into()],
     }
 }
@@ -72,7 +75,12 @@ pub fn broadcast(destinations: &[&str], created_at: Timestamp) -> NewBroadcast {
 
 /// A broadcast with idempotency `key` and request `fingerprint`; a fresh broadcast id
 /// and fresh delivery ids every call, as a client's repeated request would get.
-pub fn keyed(key: &str, fingerprint: &str, destinations: &[&str], created_at: Timestamp) -> NewBroadcast {
+pub fn keyed(
+    key: &str,
+    fingerprint: &str,
+    destinations: &[&str],
+    created_at: Timestamp,
+) -> NewBroadcast {
     NewBroadcast {
         idempotency_key: Some(key.into()),
         fingerprint: fingerprint.into(),
@@ -95,7 +103,9 @@ pub fn update(view: &BroadcastView, title: &str, created_at: Timestamp) -> NewUp
 pub async fn create(store: &dyn Store, new: NewBroadcast) -> BroadcastView {
     match store.submit(new).await.unwrap() {
         Submitted::Created(view) => view,
-        Submitted::Replayed(view) => panic!("expected a new broadcast, got a replay of {}", view.id),
+        Submitted::Replayed(view) => {
+            panic!("expected a new broadcast, got a replay of {}", view.id)
+        }
     }
 }
 
@@ -105,7 +115,12 @@ pub fn claim_request(destination: &str, limit: usize, now: Timestamp) -> ClaimRe
 }
 
 /// Claims up to `limit` due deliveries of `destination` at `now`.
-pub async fn claim(store: &dyn Store, destination: &str, limit: usize, now: Timestamp) -> Vec<Work> {
+pub async fn claim(
+    store: &dyn Store,
+    destination: &str,
+    limit: usize,
+    now: Timestamp,
+) -> Vec<Work> {
     store.claim(claim_request(destination, limit, now)).await.unwrap().work
 }
 
@@ -194,7 +209,11 @@ pub async fn view(store: &dyn Store, id: &str) -> BroadcastView {
 }
 
 /// The stored delivery `delivery_id` of broadcast `broadcast_id`.
-pub async fn delivery_view(store: &dyn Store, broadcast_id: &str, delivery_id: &str) -> DeliveryView {
+pub async fn delivery_view(
+    store: &dyn Store,
+    broadcast_id: &str,
+    delivery_id: &str,
+) -> DeliveryView {
     let view = view(store, broadcast_id).await;
     view.deliveries
         .into_iter()

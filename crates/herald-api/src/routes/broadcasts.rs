@@ -1,0 +1,315 @@
+//! Broadcasts: submit, read, list, the attempt log, follow-up updates.
+//!
+//! A submit is answered only after the store has made the intent durable; the engine is
+//! told afterwards, so a crash in between loses nothing (the lanes' fallback poll finds
+//! the work).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use herald_core::{BroadcastState, RetryPolicy, Timestamp};
+use herald_store::{
+    BroadcastView, Change, ListQuery, NewBroadcast, NewDelivery, NewUpdate, Submitted,
+};
+use sha2::{Digest, Sha256};
+
+use super::Shared;
+use crate::dto::{
+    AttemptJson, AttemptsJson, BroadcastJson, Canonical, PageJson, SubmitRequest, UpdateRequest,
+    UpdatedJson,
+};
+use crate::error::{ApiError, FieldError};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+use crate::validate;
+
+/// The page size when `limit` is not given.
+const DEFAULT_PAGE: usize = 50;
+/// The largest page.
+const MAX_PAGE: usize = 500;
+
+/// `POST /v1/broadcasts`: 202 with a new broadcast, 200 with the original on a replay.
+pub(super) async fn submit(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<SubmitRequest>,
+) -> Result<Response, ApiError> {
+    let key = validate::idempotency_key(&headers, req.idempotency_key.as_deref(), &state.limits)?;
+    let mut errors = Vec::new();
+    if req.destinations.is_empty() {
+        errors.push(FieldError::new("destinations", "must name at least one destination or group"));
+    }
+    if req.destinations.len() > state.limits.max_destinations {
+        errors.push(FieldError::new(
+            "destinations",
+            format!(
+                "lists {} names; the limit is {}",
+                req.destinations.len(),
+                state.limits.max_destinations
+            ),
+        ));
+    }
+    validate::message(&req.message, &state.limits, "message", &mut errors);
+    let expires_in = validate::expires_in(req.expires_in.as_deref(), &mut errors);
+    let resolved = match state.targets.resolve(&req.destinations) {
+        Ok(resolved) => resolved,
+        Err(unknown) => {
+            errors.extend(unknown);
+            Vec::new()
+        }
+    };
+    if resolved.len() > state.limits.max_destinations {
+        errors.push(FieldError::new(
+            "destinations",
+            format!(
+                "resolves to {} destinations; the limit is {}; split the broadcast",
+                resolved.len(),
+                state.limits.max_destinations
+            ),
+        ));
+    }
+    if errors.is_empty() && resolved.is_empty() {
+        errors.push(FieldError::new(
+            "destinations",
+            "resolves to no destination (every group named is empty); name a destination",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+
+    let now = state.clock.now();
+    let fingerprint = fingerprint(&Canonical {
+        destinations: &req.destinations,
+        message: &req.message,
+        expires_in_ms: expires_in.map(|d| d.as_millis()),
+    });
+    let deliveries = new_deliveries(&state, &resolved, now, expires_in);
+    let new = NewBroadcast {
+        id: state.ids.broadcast(),
+        idempotency_key: key,
+        fingerprint,
+        requested: req.destinations,
+        message: req.message,
+        deliveries,
+        created_at: now,
+        expires_at: expires_in.map(|d| now.add(d)),
+    };
+    match state.store.submit(new).await? {
+        Submitted::Created(view) => {
+            state.engine.notify(&changes(&view));
+            let mut res = (StatusCode::ACCEPTED, Json(BroadcastJson::from(&view))).into_response();
+            if let Ok(location) = HeaderValue::from_str(&format!("/v1/broadcasts/{}", view.id)) {
+                res.headers_mut().insert(header::LOCATION, location);
+            }
+            Ok(res)
+        }
+        Submitted::Replayed(view) => {
+            Ok((StatusCode::OK, Json(BroadcastJson::from(&view))).into_response())
+        }
+    }
+}
+
+/// Hex SHA-256 of the canonical JSON of the request.
+fn fingerprint(canonical: &Canonical<'_>) -> String {
+    // Serializing strings, maps and numbers cannot fail.
+    let bytes = serde_json::to_vec(canonical).unwrap_or_default();
+    Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One delivery per destination, with the budget and expiry of its current policy.
+fn new_deliveries(
+    state: &AppState,
+    destinations: &[String],
+    now: Timestamp,
+    expires_in: Option<Duration>,
+) -> Vec<NewDelivery> {
+    destinations
+        .iter()
+        .map(|destination| {
+            // A destination the engine does not run (removed from the configuration
+            // after the broadcast was accepted) still gets its delivery recorded under
+            // the default policy: it waits until the destination is configured again.
+            let policy =
+                state.engine.settings(destination).map(|s| s.policy.clone()).unwrap_or_default();
+            NewDelivery {
+                id: state.ids.delivery(),
+                destination: destination.clone(),
+                max_attempts: policy.max_attempts,
+                expires_at: expiry(&policy, now, expires_in),
+            }
+        })
+        .collect()
+}
+
+fn expiry(policy: &RetryPolicy, now: Timestamp, expires_in: Option<Duration>) -> Timestamp {
+    let by_age = now.add(policy.max_age);
+    match expires_in {
+        Some(d) => by_age.min(now.add(d)),
+        None => by_age,
+    }
+}
+
+/// The engine's view of a new broadcast's deliveries, so their lanes wake.
+fn changes(view: &BroadcastView) -> Vec<Change> {
+    view.deliveries
+        .iter()
+        .map(|d| Change {
+            delivery_id: d.id.clone(),
+            broadcast_id: view.id.clone(),
+            destination: d.destination.clone(),
+            seq: d.seq,
+            state: d.progress.state.clone(),
+            next_attempt_at: d.progress.next_attempt_at,
+        })
+        .collect()
+}
+
+/// Reads a broadcast or answers 404.
+pub(super) async fn load(state: &AppState, id: &str) -> Result<BroadcastView, ApiError> {
+    state.store.broadcast(id).await?.ok_or_else(|| not_found(id))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "broadcast `{id}` does not exist; GET /v1/broadcasts lists the existing ones"
+    ))
+}
+
+/// `GET /v1/broadcasts/{id}`.
+pub(super) async fn show(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<BroadcastJson>, ApiError> {
+    let view = load(&state, &id).await?;
+    Ok(Json(BroadcastJson::from(&view)))
+}
+
+/// `GET /v1/broadcasts?state=&destination=&cursor=&limit=`.
+pub(super) async fn list(
+    State(state): State<Shared>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<PageJson>, ApiError> {
+    let Query(pairs) = query.map_err(|rejection| ApiError::BadRequest {
+        detail: format!("The query string cannot be read: {}.", rejection.body_text()),
+        errors: Vec::new(),
+    })?;
+    let query = list_query(pairs)?;
+    let page = state.store.list(query).await.map_err(|error| match error {
+        herald_store::StoreError::NotFound { what: "cursor", id } => ApiError::bad_field(
+            "cursor",
+            format!(
+                "`{id}` is not a cursor from this server; use `next_cursor` of a previous page"
+            ),
+        ),
+        error => error.into(),
+    })?;
+    Ok(Json(PageJson {
+        items: page.items.iter().map(BroadcastJson::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+fn list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, ApiError> {
+    let mut query = ListQuery { limit: DEFAULT_PAGE, ..ListQuery::default() };
+    let mut seen = Vec::new();
+    for (name, value) in pairs {
+        if seen.contains(&name) {
+            return Err(ApiError::bad_field(&name, "is given more than once; give it once"));
+        }
+        match name.as_str() {
+            "state" => {
+                query.state = Some(BroadcastState::parse(&value).ok_or_else(|| {
+                    ApiError::bad_field(
+                        "state",
+                        format!(
+                            "`{value}` is not a broadcast state; use one of in_progress, delivered, \
+                             partially_failed, failed, cancelled"
+                        ),
+                    )
+                })?);
+            }
+            "destination" if value.is_empty() => {
+                return Err(ApiError::bad_field(
+                    "destination",
+                    "must not be empty; omit it to list all",
+                ));
+            }
+            "destination" => query.destination = Some(value),
+            "cursor" if value.is_empty() => {}
+            "cursor" => query.cursor = Some(value),
+            "limit" => {
+                query.limit =
+                    value.parse().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| {
+                        ApiError::bad_field(
+                            "limit",
+                            format!("`{value}` is not a whole number from 1 to {MAX_PAGE}"),
+                        )
+                    })?;
+            }
+            _ => {
+                return Err(ApiError::bad_field(
+                    &name,
+                    "is not a query parameter of this route; use state, destination, cursor or limit",
+                ));
+            }
+        }
+        seen.push(name);
+    }
+    Ok(query)
+}
+
+/// `GET /v1/broadcasts/{id}/attempts`: the attempt log, oldest first.
+pub(super) async fn attempts(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<AttemptsJson>, ApiError> {
+    load(&state, &id).await?;
+    let attempts = state.store.attempts(&id).await?;
+    Ok(Json(AttemptsJson { attempts: attempts.iter().map(AttemptJson::from).collect() }))
+}
+
+/// `POST /v1/broadcasts/{id}/updates`: a follow-up to every destination of the broadcast.
+pub(super) async fn update(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<UpdateRequest>,
+) -> Result<Response, ApiError> {
+    if validate::idempotency_key(&headers, req.idempotency_key.as_deref(), &state.limits)?.is_some()
+    {
+        // The store keeps no key per update, so a replay could not be recognized;
+        // accepting the key would promise a deduplication that does not happen.
+        return Err(ApiError::invalid_field(
+            "idempotency_key",
+            "updates do not support idempotency keys yet; omit it, and do not resend an update \
+             that was answered 202",
+        ));
+    }
+    let mut errors = Vec::new();
+    validate::message(&req.message, &state.limits, "message", &mut errors);
+    let expires_in = validate::expires_in(req.expires_in.as_deref(), &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    let view = load(&state, &id).await?;
+    let now = state.clock.now();
+    let update = NewUpdate {
+        broadcast_id: view.id.clone(),
+        message: req.message,
+        created_at: now,
+        deliveries: new_deliveries(&state, &view.destinations, now, expires_in),
+    };
+    let added = state.store.add_update(update).await.map_err(|error| match error {
+        herald_store::StoreError::NotFound { what: "broadcast", .. } => not_found(&id),
+        error => error.into(),
+    })?;
+    state.engine.notify(&added.changes);
+    let body =
+        UpdatedJson { broadcast: BroadcastJson::from(&added.broadcast), update_seq: added.seq };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}

@@ -1,0 +1,112 @@
+//! The route table and the router built from it.
+//!
+//! The router is built only from [`table`], and [`routes`] lists the same table, so a
+//! test can hold it against `openapi.json` in both directions.
+
+mod broadcasts;
+mod deliveries;
+mod destinations;
+mod events;
+mod ops;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, Uri};
+use axum::routing::{MethodRouter, get, post};
+use tower_http::trace::TraceLayer;
+
+use crate::error::{ApiError, problem_details};
+use crate::state::AppState;
+
+/// The state handlers see: one allocation shared by all requests.
+type Shared = Arc<AppState>;
+
+/// One path, the methods it serves (as documented), and its handlers.
+struct Route {
+    path: &'static str,
+    methods: &'static [&'static str],
+    handler: MethodRouter<Shared>,
+}
+
+fn route(
+    path: &'static str,
+    methods: &'static [&'static str],
+    handler: MethodRouter<Shared>,
+) -> Route {
+    Route { path, methods, handler }
+}
+
+fn table() -> Vec<Route> {
+    vec![
+        route("/v1/broadcasts", &["GET", "POST"], get(broadcasts::list).post(broadcasts::submit)),
+        route("/v1/broadcasts/{id}", &["GET"], get(broadcasts::show)),
+        route("/v1/broadcasts/{id}/attempts", &["GET"], get(broadcasts::attempts)),
+        route("/v1/broadcasts/{id}/events", &["GET"], get(events::stream)),
+        route("/v1/broadcasts/{id}/updates", &["POST"], post(broadcasts::update)),
+        route("/v1/deliveries/{id}/retry", &["POST"], post(deliveries::retry)),
+        route("/v1/deliveries/{id}/cancel", &["POST"], post(deliveries::cancel)),
+        route("/v1/destinations", &["GET"], get(destinations::list)),
+        route("/v1/destinations/{name}/pause", &["POST"], post(destinations::pause)),
+        route("/v1/destinations/{name}/resume", &["POST"], post(destinations::resume)),
+        route("/healthz", &["GET"], get(ops::healthz)),
+        route("/readyz", &["GET"], get(ops::readyz)),
+        route("/metrics", &["GET"], get(ops::metrics)),
+        route("/openapi.json", &["GET"], get(ops::openapi)),
+    ]
+}
+
+/// Every `(method, path)` the router serves, paths in OpenAPI/axum template form
+/// (`/v1/broadcasts/{id}`). `HEAD` is served wherever `GET` is and not listed.
+pub fn routes() -> Vec<(&'static str, &'static str)> {
+    table()
+        .iter()
+        .flat_map(|route| route.methods.iter().map(|method| (*method, route.path)))
+        .collect()
+}
+
+/// The API: every route of DESIGN.md's "Interfaces" over `state`.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.limits.max_body_bytes;
+    let mut router = Router::new();
+    for route in table() {
+        router = router.route(route.path, route.handler);
+    }
+    router
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
+            method_not_allowed(&method, &uri)
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(problem_details))
+        .layer(TraceLayer::new_for_http())
+        .with_state(Arc::new(state))
+}
+
+/// The 405 for `method` on `uri`, naming the methods its route accepts.
+fn method_not_allowed(method: &Method, uri: &Uri) -> ApiError {
+    let path = uri.path();
+    let allowed: Vec<&str> = table()
+        .iter()
+        .filter(|route| template_matches(route.path, path))
+        .flat_map(|route| route.methods.iter().copied())
+        .collect();
+    ApiError::MethodNotAllowed(format!(
+        "{path} does not accept {method}; it accepts {}.",
+        allowed.join(", ")
+    ))
+}
+
+/// Whether `path` fits the route template (`{name}` matches any one segment).
+fn template_matches(template: &str, path: &str) -> bool {
+    let (mut template, mut path) = (template.split('/'), path.split('/'));
+    loop {
+        match (template.next(), path.next()) {
+            (None, None) => return true,
+            (Some(want), Some(got))
+                if want == got || (want.starts_with('{') && !got.is_empty()) => {}
+            _ => return false,
+        }
+    }
+}

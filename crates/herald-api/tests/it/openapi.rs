@@ -1,0 +1,144 @@
+//! `/openapi.json` documents exactly the routes the router serves, and its schemas name
+//! exactly the fields real responses carry.
+
+use std::collections::BTreeSet;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::Value;
+
+use crate::{TestApp, delivery, str_of};
+
+const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+async fn document(t: &TestApp) -> Value {
+    let res = t.get("/openapi.json").await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.content_type(), "application/json");
+    assert_eq!(res.json["openapi"], "3.1.0", "not an OpenAPI 3.1 document: {}", res.text);
+    res.json
+}
+
+#[tokio::test]
+async fn every_route_is_documented_and_every_documented_route_is_served() {
+    let t = TestApp::new();
+    let doc = document(&t).await;
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let method = method.to_ascii_uppercase();
+            if METHODS.contains(&method.as_str()) {
+                documented.insert((method, path.clone()));
+            }
+        }
+    }
+    let served: BTreeSet<(String, String)> =
+        herald_api::routes().into_iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    assert_eq!(documented, served);
+
+    // The router answers each listed route, and no other method on its path.
+    let paths: BTreeSet<&String> = served.iter().map(|(_, path)| path).collect();
+    for path in paths {
+        let uri = path.replace("{id}", "x").replace("{name}", "x");
+        for method in METHODS {
+            let req = Request::builder().method(method).uri(&uri).body(Body::empty()).unwrap();
+            let res = t.send(req).await;
+            let kind = res.json["type"].as_str().unwrap_or_default();
+            assert_ne!(kind, "urn:herald:problem:no-such-route", "{method} {uri}");
+            if served.contains(&(method.to_string(), path.clone())) {
+                assert_ne!(
+                    res.status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {uri} is documented: {}",
+                    res.text
+                );
+            } else {
+                assert_eq!(
+                    res.status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {uri} is not documented"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_reference_resolves() {
+    let t = TestApp::new();
+    let doc = document(&t).await;
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    assert!(refs.len() > 20);
+    for reference in refs {
+        let pointer =
+            reference.strip_prefix('#').unwrap_or_else(|| panic!("external reference {reference}"));
+        assert!(doc.pointer(pointer).is_some(), "{reference} does not resolve");
+    }
+}
+
+fn collect_refs(value: &Value, refs: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                match (key.as_str(), child) {
+                    ("$ref", Value::String(reference)) => refs.push(reference.clone()),
+                    _ => collect_refs(child, refs),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_refs(item, refs)),
+        _ => {}
+    }
+}
+
+/// Asserts that `value`'s keys are exactly the schema's properties, all required.
+#[track_caller]
+fn matches_schema(doc: &Value, schema: &str, value: &Value) {
+    let schema_value = &doc["components"]["schemas"][schema];
+    let properties: BTreeSet<&str> =
+        schema_value["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+    let required: BTreeSet<&str> =
+        schema_value["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let actual: BTreeSet<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(actual, properties, "{schema} properties vs {value}");
+    assert_eq!(actual, required, "{schema} required vs {value}");
+}
+
+#[tokio::test]
+async fn schemas_name_the_fields_of_real_responses() {
+    let t = TestApp::new();
+    let doc = document(&t).await;
+    let b = t.submit(&["ops"], "documented").await;
+    let id = str_of(&b, "id");
+    let b = t.settle(id).await;
+    matches_schema(&doc, "Broadcast", &b);
+    matches_schema(&doc, "Summary", &b["summary"]);
+    matches_schema(&doc, "MessageOut", &b["message"]);
+    matches_schema(&doc, "Delivery", delivery(&b, "broken", 0));
+
+    let update = serde_json::json!({"message": {"title": "follow-up"}});
+    let updated = t.post(&format!("/v1/broadcasts/{id}/updates"), &update).await;
+    assert_eq!(updated.status, StatusCode::ACCEPTED);
+    matches_schema(&doc, "ThreadMessage", &updated.json["updates"][0]);
+
+    let attempts = t.get(&format!("/v1/broadcasts/{id}/attempts")).await;
+    matches_schema(&doc, "AttemptLog", &attempts.json);
+    matches_schema(&doc, "Attempt", &attempts.json["attempts"][0]);
+    let page = t.get("/v1/broadcasts").await;
+    matches_schema(&doc, "BroadcastPage", &page.json);
+    let destinations = t.get("/v1/destinations").await;
+    matches_schema(&doc, "DestinationList", &destinations.json);
+    matches_schema(&doc, "Destination", &destinations.json["destinations"][0]);
+    matches_schema(&doc, "Status", &t.get("/healthz").await.json);
+
+    // A problem carries the required members and only documented ones.
+    let problem = t.get("/v1/broadcasts/b_nope").await.json;
+    let properties = doc["components"]["schemas"]["Problem"]["properties"].as_object().unwrap();
+    for key in problem.as_object().unwrap().keys() {
+        assert!(properties.contains_key(key), "undocumented problem member {key}");
+    }
+    let kinds =
+        doc["components"]["schemas"]["Problem"]["properties"]["type"]["enum"].as_array().unwrap();
+    assert!(kinds.contains(&problem["type"]));
+}

@@ -1,0 +1,285 @@
+//! `herald bench`: deliveries per second and submit→delivered latency against a local
+//! sink, beside the raw HTTP rate of the same client against the same sink, measured in
+//! the same run (these machines are shared and noisy: only same-run ratios mean much).
+//!
+//! Everything runs on loopback in this process: the simulator as the sink, a herald
+//! server on a temporary SQLite file (`synchronous=FULL`: every intent fsync'd before its
+//! 202), and a keep-alive load client. Run it from a release build.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use herald_simulator::{FaultPlan, Simulator};
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::serve;
+
+/// Benchmark settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// Broadcasts submitted in the throughput phase.
+    #[arg(long, default_value_t = 10_000)]
+    pub messages: usize,
+    /// Destinations per broadcast (each a separate sink endpoint and lane).
+    #[arg(long, default_value_t = 5)]
+    pub destinations: usize,
+    /// Concurrent submitting clients.
+    #[arg(long, default_value_t = 32)]
+    pub clients: usize,
+    /// Attempts in flight per destination.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Broadcasts per second in the latency phase (moderate load).
+    #[arg(long, default_value_t = 200)]
+    pub latency_rate: u32,
+    /// Duration of the latency phase.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub latency_for: Duration,
+}
+
+/// Percentile `p` (0..=100) of sorted `values`, in milliseconds.
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p / 100.0).round() as usize;
+    sorted[idx.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+/// Runs the benchmark and prints its figures to `out`.
+///
+/// # Errors
+/// When a component cannot start or deliveries do not complete within two minutes.
+pub async fn run(options: Options, out: &mut impl Write) -> anyhow::Result<()> {
+    let names: Vec<String> = (0..options.destinations).map(|n| format!("sink-{n}")).collect();
+    let mut endpoints: Vec<(String, FaultPlan)> =
+        names.iter().map(|n| (n.clone(), FaultPlan::healthy())).collect();
+    endpoints.push(("raw".into(), FaultPlan::healthy()));
+    let sim = Simulator::start(endpoints).await.context("cannot start the sink")?;
+    let total = options.messages * options.destinations;
+
+    writeln!(
+        out,
+        "herald bench: {} broadcasts x {} destinations = {total} deliveries; {} clients; concurrency {} per destination",
+        options.messages, options.destinations, options.clients, options.concurrency
+    )?;
+
+    // Baseline: the same HTTP client, the same sink, no engine in between.
+    let raw = raw_http(&sim.url("raw"), total, options.clients).await?;
+    writeln!(out, "  raw HTTP, client -> sink:               {:>9.0} requests/s", raw)?;
+
+    let dir = tempfile::tempdir()?;
+    let mut text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n",
+        dir.path().join("bench.db").display()
+    );
+    for name in &names {
+        text.push_str(&format!(
+            "[destinations.{name}]\nkind = \"webhook\"\nurl = \"{}\"\nconcurrency = {}\n\n",
+            sim.url(name),
+            options.concurrency
+        ));
+    }
+    let config =
+        Config::parse(&text, "bench", &|_| None).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let server = serve::start(&config).await?;
+    let base = format!("http://{}/v1/broadcasts", server.addr);
+    let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+
+    // Throughput: all clients submit as fast as the server answers.
+    let submitted = Arc::new(std::sync::Mutex::new(HashMap::<String, Instant>::with_capacity(
+        options.messages,
+    )));
+    let submit_latency = Arc::new(std::sync::Mutex::new(Vec::with_capacity(options.messages)));
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for _ in 0..options.clients {
+        let (http, base, names, next) =
+            (http.clone(), base.clone(), names.clone(), Arc::clone(&next));
+        let (submitted, submit_latency) = (Arc::clone(&submitted), Arc::clone(&submit_latency));
+        let messages = options.messages;
+        tasks.spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= messages {
+                    return anyhow::Ok(());
+                }
+                let at = Instant::now();
+                let id = submit(&http, &base, &names, n).await?;
+                submit_latency.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(at.elapsed());
+                submitted.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.insert(id, at);
+            }
+        });
+    }
+    while let Some(res) = tasks.join_next().await {
+        res??;
+    }
+    let submit_elapsed = started.elapsed();
+    let expected = total as u64;
+    let names_for_wait = names.clone();
+    let done = sim
+        .wait_until(Duration::from_secs(120), move |view| {
+            names_for_wait.iter().map(|n| view.stored(n)).sum::<u64>() >= expected
+        })
+        .await;
+    if !done {
+        bail!("deliveries did not complete within 2 minutes");
+    }
+    let submitted = submitted.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    let (e2e, last) = latencies(&sim, &names, &submitted);
+    let elapsed = last.duration_since(started);
+    let rate = total as f64 / elapsed.as_secs_f64();
+    let mut submit_latency =
+        submit_latency.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    submit_latency.sort();
+    writeln!(
+        out,
+        "  herald, submit -> delivered:            {:>9.0} deliveries/s  ({:.1} % of raw HTTP; {:.0} broadcasts/s accepted)",
+        rate,
+        100.0 * rate / raw,
+        options.messages as f64 / submit_elapsed.as_secs_f64()
+    )?;
+    writeln!(
+        out,
+        "  submit latency (202, intent fsync'd):   p50 {:>7.2} ms   p99 {:>7.2} ms",
+        percentile(&submit_latency, 50.0),
+        percentile(&submit_latency, 99.0)
+    )?;
+    writeln!(
+        out,
+        "  submit -> delivered under full load:    p50 {:>7.2} ms   p99 {:>7.2} ms",
+        percentile(&e2e, 50.0),
+        percentile(&e2e, 99.0)
+    )?;
+
+    // Latency at moderate load: one client at a fixed rate.
+    let before: u64 = names.iter().map(|n| sim.stats(n).stored).sum();
+    let count =
+        (f64::from(options.latency_rate) * options.latency_for.as_secs_f64()).ceil() as usize;
+    let interval = Duration::from_secs_f64(1.0 / f64::from(options.latency_rate.max(1)));
+    let mut moderate = HashMap::with_capacity(count);
+    let mut ticker = tokio::time::interval(interval);
+    for n in 0..count {
+        ticker.tick().await;
+        let at = Instant::now();
+        let id = submit(&http, &base, &names, options.messages + n).await?;
+        moderate.insert(id, at);
+    }
+    let expected = before + (count * options.destinations) as u64;
+    let names_for_wait = names.clone();
+    sim.wait_until(Duration::from_secs(60), move |view| {
+        names_for_wait.iter().map(|n| view.stored(n)).sum::<u64>() >= expected
+    })
+    .await;
+    let (e2e, _) = latencies(&sim, &names, &moderate);
+    writeln!(
+        out,
+        "  submit -> delivered at {:>4} broadcasts/s: p50 {:>7.2} ms   p99 {:>7.2} ms  ({} deliveries)",
+        options.latency_rate,
+        percentile(&e2e, 50.0),
+        percentile(&e2e, 99.0),
+        e2e.len()
+    )?;
+    if let Some(rss) = peak_rss_mib() {
+        writeln!(out, "  peak RSS of this process (herald + sink + load client): {rss:.0} MiB")?;
+    }
+    server.shutdown().await;
+    sim.shutdown().await;
+    Ok(())
+}
+
+/// Submits broadcast `n` to `names`; returns its id.
+async fn submit(
+    http: &reqwest::Client,
+    base: &str,
+    names: &[String],
+    n: usize,
+) -> anyhow::Result<String> {
+    let body = json!({
+        "destinations": names,
+        "message": {"title": format!("bench message {n}"), "body": "load test", "severity": "info"}
+    });
+    let res = http.post(base).json(&body).send().await?;
+    if res.status().as_u16() != 202 {
+        bail!("submit answered {}", res.status());
+    }
+    let view: Value = res.json().await?;
+    Ok(view.get("id").and_then(Value::as_str).unwrap_or_default().to_string())
+}
+
+/// Submit→arrival latency of every delivery of the given broadcasts, sorted, and the
+/// last arrival.
+fn latencies(
+    sim: &Simulator,
+    names: &[String],
+    submitted: &HashMap<String, Instant>,
+) -> (Vec<Duration>, Instant) {
+    let mut res = Vec::new();
+    let mut last = Instant::now();
+    let mut first = true;
+    for name in names {
+        for received in sim.received(name) {
+            if !received.stored {
+                continue;
+            }
+            let Ok(body) = serde_json::from_slice::<Value>(&received.body) else { continue };
+            let Some(id) = body.pointer("/data/broadcast_id").and_then(Value::as_str) else {
+                continue;
+            };
+            if let Some(at) = submitted.get(id) {
+                res.push(received.at.duration_since(*at));
+                if first || received.at > last {
+                    last = received.at;
+                    first = false;
+                }
+            }
+        }
+    }
+    res.sort();
+    (res, last)
+}
+
+/// Requests per second of `clients` keep-alive tasks posting `total` webhook-shaped
+/// requests straight to the sink.
+async fn raw_http(url: &str, total: usize, clients: usize) -> anyhow::Result<f64> {
+    let http = herald_connectors::http::client();
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for _ in 0..clients {
+        let (http, url, next) = (http.clone(), url.to_string(), Arc::clone(&next));
+        tasks.spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    return anyhow::Ok(());
+                }
+                let body = json!({"type": "message.created", "data": {"n": n, "message": {"title": "raw"}}});
+                let res = http.post(&url).header("webhook-id", format!("raw-{n}")).json(&body).send().await?;
+                if !res.status().is_success() {
+                    bail!("sink answered {}", res.status());
+                }
+                let _ = res.bytes().await?;
+            }
+        });
+    }
+    while let Some(res) = tasks.join_next().await {
+        res??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The process's peak resident set size, from /proc (Linux only).
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}

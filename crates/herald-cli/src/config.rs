@@ -1,0 +1,287 @@
+//! `herald.toml`: parsing, validation and the typed configuration the engine runs with.
+//!
+//! [`Config::parse`] checks the whole file and reports every problem it finds, each with
+//! its `file:line:column`, the dotted key it concerns and what to do about it; only a
+//! file without a single problem becomes a [`Config`]. Secrets (`${ENV_VAR}`,
+//! `file:/path` or inline `whsec_...`) are resolved while parsing, and no error message
+//! ever contains a secret's value.
+//!
+//! Relative paths (the SQLite database, `file:` secrets) are taken relative to the
+//! working directory of the process, not to the configuration file.
+//!
+//! Durations are written as whole numbers with a unit, `ms`, `s`, `m`, `h` or `d`,
+//! optionally combined (`"250ms"`, `"10m"`, `"1h30m"`); rate limits as
+//! `"COUNT/PERIOD"` (`"10/s"`, `"100/m"`, `"5/250ms"`).
+
+mod build;
+mod secret;
+#[cfg(test)]
+mod tests;
+mod values;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use herald_connectors::ConnectorConfig;
+use herald_engine::LaneSettings;
+
+/// The whole `herald.toml`, validated, with defaults applied and secrets resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Config {
+    /// The `[server]` table.
+    pub server: ServerConfig,
+    /// The `[destinations.NAME]` tables, in file order.
+    pub destinations: Vec<DestinationConfig>,
+    /// The `[groups]` table: group name to destination names, as written.
+    pub groups: BTreeMap<String, Vec<String>>,
+}
+
+/// The `[server]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Where the HTTP API listens (`127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// Where the intents and delivery states are stored (`sqlite://herald.db`).
+    pub database: Database,
+    /// How long in-flight attempts may finish after SIGTERM (`10s`).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            database: Database::Sqlite { path: PathBuf::from("herald.db") },
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The store behind the engine, from `server.database`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// An SQLite file (`sqlite://herald.db` or `sqlite:///var/lib/herald/herald.db`).
+    Sqlite {
+        /// The database file, relative to the working directory unless absolute.
+        path: PathBuf,
+    },
+}
+
+/// One `[destinations.NAME]` table.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DestinationConfig {
+    /// The destination's name (`ops-webhook`).
+    pub name: String,
+    /// The kind and its settings, secrets resolved.
+    pub connector: ConnectorConfig,
+    /// Retry policy, rate limit, concurrency and circuit breaker, defaults applied.
+    pub settings: LaneSettings,
+}
+
+impl DestinationConfig {
+    /// The `kind` name (`webhook`).
+    pub fn kind(&self) -> &'static str {
+        match &self.connector {
+            ConnectorConfig::Webhook(_) => "webhook",
+        }
+    }
+}
+
+/// Debug output never shows secrets, header values or URL paths (which often carry
+/// tokens).
+impl fmt::Debug for DestinationConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Redacted<'a>(&'a ConnectorConfig);
+        impl fmt::Debug for Redacted<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self.0 {
+                    ConnectorConfig::Webhook(c) => {
+                        let headers: Vec<&str> =
+                            c.headers.iter().map(|(k, _)| k.as_str()).collect();
+                        f.debug_struct("Webhook")
+                            .field("url", &values::redact_url(&c.url))
+                            .field("secret", &c.secret.as_ref().map(|_| "<redacted>"))
+                            .field("headers", &headers)
+                            .finish()
+                    }
+                }
+            }
+        }
+        f.debug_struct("DestinationConfig")
+            .field("name", &self.name)
+            .field("connector", &Redacted(&self.connector))
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+/// Every problem found in a configuration file; `Display` writes one line per problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where: `herald.toml:12:7` (1-based line and column), or just the file name for a
+    /// problem with the file as a whole.
+    pub location: String,
+    /// The dotted key concerned (`destinations.ops-webhook.backoff_base`); empty for a
+    /// syntax error or a problem with the file as a whole.
+    pub key: String,
+    /// What is wrong and what to do about it. Never contains a secret.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.location, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.location, self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Names given as targets that are neither a destination nor a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownTarget {
+    /// The unknown names, in the order given, without repeats.
+    pub unknown: Vec<String>,
+    /// The configured destinations, in file order.
+    pub destinations: Vec<String>,
+    /// The configured groups, sorted.
+    pub groups: Vec<String>,
+}
+
+impl fmt::Display for UnknownTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.unknown.len() == 1 {
+            "unknown destination or group"
+        } else {
+            "unknown destinations or groups"
+        };
+        write!(f, "{what} {}", values::quoted_list(&self.unknown))?;
+        if self.destinations.is_empty() {
+            return write!(f, "; no destinations are configured");
+        }
+        write!(f, "; destinations: {}", self.destinations.join(", "))?;
+        if !self.groups.is_empty() {
+            write!(f, "; groups: {}", self.groups.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for UnknownTarget {}
+
+impl Config {
+    /// Reads and validates the file at `path`, resolving `${VAR}` secrets from the
+    /// process environment. Locations in errors name the file as given.
+    ///
+    /// # Errors
+    /// Every problem found, or one error saying why the file could not be read.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let message = if e.kind() == std::io::ErrorKind::NotFound {
+                "configuration file not found; create it (an empty file runs with the \
+                 defaults) or give the path of an existing one"
+                    .to_owned()
+            } else {
+                format!("cannot read the configuration file: {e}")
+            };
+            ConfigErrors(vec![ConfigError {
+                location: origin.clone(),
+                key: String::new(),
+                message,
+            }])
+        })?;
+        Config::parse(&text, &origin, &|name| std::env::var(name).ok())
+    }
+
+    /// Validates `text`; `origin` is the file name used in error locations and `env`
+    /// looks up the variables of `${VAR}` secrets. `file:` secrets are read from disk.
+    ///
+    /// # Errors
+    /// Every problem found: all syntax errors if the text is not valid TOML, otherwise
+    /// every semantic problem, ordered by position.
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
+        build::parse(text, env).map_err(|diags| {
+            ConfigErrors(
+                diags
+                    .into_iter()
+                    .map(|d| ConfigError {
+                        location: build::location(text, origin, d.offset),
+                        key: d.key,
+                        message: d.message,
+                    })
+                    .collect(),
+            )
+        })
+    }
+
+    /// Expands groups in `names` into destination names, keeping the first-seen order
+    /// and dropping repeats.
+    ///
+    /// # Errors
+    /// [`UnknownTarget`] naming every entry that is neither a destination nor a group.
+    pub fn resolve_targets(&self, names: &[String]) -> Result<Vec<String>, UnknownTarget> {
+        let mut seen = HashSet::new();
+        let mut resolved = Vec::new();
+        let mut unknown: Vec<String> = Vec::new();
+        for name in names {
+            let expanded: &[String] = if self.destination(name).is_some() {
+                std::slice::from_ref(name)
+            } else if let Some(members) = self.groups.get(name) {
+                members
+            } else {
+                if !unknown.contains(name) {
+                    unknown.push(name.clone());
+                }
+                continue;
+            };
+            for destination in expanded {
+                if seen.insert(destination.as_str()) {
+                    resolved.push(destination.clone());
+                }
+            }
+        }
+        if unknown.is_empty() {
+            Ok(resolved)
+        } else {
+            Err(UnknownTarget {
+                unknown,
+                destinations: self.destinations.iter().map(|d| d.name.clone()).collect(),
+                groups: self.groups.keys().cloned().collect(),
+            })
+        }
+    }
+
+    /// The destination called `name`.
+    pub fn destination(&self, name: &str) -> Option<&DestinationConfig> {
+        self.destinations.iter().find(|d| d.name == name)
+    }
+}

@@ -1,0 +1,696 @@
+//! Walks the parsed TOML document, checks every value and collects every problem with the
+//! byte offset of the offending key or value.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use herald_connectors::ConnectorConfig;
+use herald_connectors::webhook::WebhookConfig;
+use herald_core::OnUnknown;
+use herald_engine::LaneSettings;
+use toml::Spanned;
+use toml::de::{DeString, DeTable, DeValue};
+
+use super::values::{self, DURATION_HINT, MAX_DURATION};
+use super::{Config, DestinationConfig, ServerConfig, secret};
+
+/// A TOML key with its span.
+type Key<'i> = Spanned<DeString<'i>>;
+/// A TOML value with its span.
+type Value<'i> = Spanned<DeValue<'i>>;
+
+/// The top-level tables.
+const TOP_LEVEL: &[&str] = &["server", "destinations", "groups"];
+/// The settings of `[server]`.
+const SERVER_KEYS: &[&str] = &["listen", "database", "shutdown_grace"];
+/// The settings every destination has, whatever its kind.
+const COMMON_KEYS: &[&str] = &[
+    "kind",
+    "max_attempts",
+    "backoff_base",
+    "backoff_max",
+    "max_age",
+    "timeout",
+    "rate_limit",
+    "concurrency",
+    "on_unknown",
+    "circuit_failures",
+    "circuit_cool_down",
+];
+/// The kinds this build can deliver to, with their own settings.
+const KINDS: &[(&str, &[&str])] = &[("webhook", &["url", "secret", "headers"])];
+/// Kinds from the design that this build does not have yet.
+const PLANNED_KINDS: &[&str] =
+    &["slack", "teams", "jira", "matrix", "pagerduty", "discord", "email", "opsgenie"];
+/// Headers the webhook connector sets itself (signature, framing).
+const RESERVED_HEADERS: &[&str] =
+    &["webhook-id", "webhook-timestamp", "webhook-signature", "content-length", "host"];
+
+/// One problem, located by byte offset into the text.
+#[derive(Debug)]
+pub(super) struct Diag {
+    /// Where in the text.
+    pub(super) offset: usize,
+    /// The dotted key concerned, or empty.
+    pub(super) key: String,
+    /// What is wrong and what to do.
+    pub(super) message: String,
+}
+
+/// `origin:line:column` for a byte offset (1-based, columns in characters).
+pub(super) fn location(text: &str, origin: &str, offset: usize) -> String {
+    let (line, column) = line_column(text, offset);
+    format!("{origin}:{line}:{column}")
+}
+
+/// The 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// Parses and checks a whole document.
+pub(super) fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<Diag>> {
+    let (document, syntax_errors) = DeTable::parse_recoverable(text);
+    if !syntax_errors.is_empty() {
+        return Err(syntax(text, &syntax_errors));
+    }
+    let mut checker = Checker { diags: Vec::new(), env };
+    let config = checker.document(document.get_ref());
+    if checker.diags.is_empty() {
+        Ok(config)
+    } else {
+        checker.diags.sort_by_key(|d| d.offset);
+        Err(checker.diags)
+    }
+}
+
+/// Syntax errors, in order, at most one per line: after the first error on a line the
+/// parser's recovery tends to report echoes of it.
+fn syntax(text: &str, errors: &[toml::de::Error]) -> Vec<Diag> {
+    let mut errors: Vec<(usize, &str)> =
+        errors.iter().map(|e| (e.span().map_or(0, |s| s.start), e.message())).collect();
+    errors.sort_by_key(|(offset, _)| *offset);
+    let mut last_line = 0;
+    let mut diags = Vec::new();
+    for (offset, message) in errors {
+        let (line, _) = line_column(text, offset);
+        if line == last_line {
+            continue;
+        }
+        last_line = line;
+        diags.push(Diag {
+            offset,
+            key: String::new(),
+            message: format!("invalid TOML: {message}"),
+        });
+    }
+    diags
+}
+
+/// Collects problems while building the configuration.
+struct Checker<'e> {
+    diags: Vec<Diag>,
+    env: &'e dyn Fn(&str) -> Option<String>,
+}
+
+/// The entries of a table in file order (tables iterate sorted by key otherwise).
+fn in_file_order<'t, 'i>(table: &'t DeTable<'i>) -> Vec<(&'t Key<'i>, &'t Value<'i>)> {
+    let mut entries: Vec<_> = table.iter().collect();
+    entries.sort_by_key(|(k, _)| k.span().start);
+    entries
+}
+
+/// What a destination's `kind` turned out to be.
+enum Kind {
+    /// Not given.
+    Missing,
+    /// Given but unusable; already reported.
+    Invalid,
+    /// A kind this build has.
+    Known(&'static str),
+}
+
+impl Checker<'_> {
+    fn error(&mut self, offset: usize, key: &str, message: impl Into<String>) {
+        self.diags.push(Diag { offset, key: key.to_owned(), message: message.into() });
+    }
+
+    fn document(&mut self, root: &DeTable<'_>) -> Config {
+        let mut config = Config::default();
+        let mut destination_names = Vec::new();
+        let mut groups = None;
+        for (key, value) in in_file_order(root) {
+            match key.get_ref().as_ref() {
+                "server" => {
+                    if let Some(table) = self.table(value, "server", "a [server] table") {
+                        config.server = self.server(table);
+                    }
+                }
+                "destinations" => {
+                    (config.destinations, destination_names) = self.destinations(value);
+                }
+                "groups" => groups = Some(value),
+                _ => self.unknown_top_level(key, value),
+            }
+        }
+        if let Some(value) = groups {
+            config.groups = self.groups(value, &destination_names);
+        }
+        config
+    }
+
+    fn unknown_top_level(&mut self, key: &Key<'_>, value: &Value<'_>) {
+        let name = key.get_ref().as_ref();
+        let layout = "herald.toml has [server], [destinations.NAME] and [groups]";
+        let message = if SERVER_KEYS.contains(&name) {
+            format!("unknown top-level key `{name}`; it belongs in the [server] table")
+        } else if COMMON_KEYS.contains(&name) || KINDS.iter().any(|(_, keys)| keys.contains(&name))
+        {
+            format!("unknown top-level key `{name}`; it belongs in a [destinations.NAME] table")
+        } else if let Some(close) = values::closest(name, TOP_LEVEL) {
+            format!("unknown table `{name}`; did you mean [{close}]?")
+        } else if value.get_ref().is_table() {
+            format!("unknown table [{name}]; {layout}")
+        } else {
+            format!("unknown top-level key `{name}`; {layout}")
+        };
+        self.error(key.span().start, name, message);
+    }
+
+    fn server(&mut self, table: &DeTable<'_>) -> ServerConfig {
+        let mut server = ServerConfig::default();
+        for (key, value) in in_file_order(table) {
+            let name = key.get_ref().as_ref();
+            let path = format!("server.{name}");
+            match name {
+                "listen" => {
+                    if let Some(text) = self.string(value, &path) {
+                        match text.parse::<SocketAddr>() {
+                            Ok(addr) => server.listen = addr,
+                            Err(_) => self.error(
+                                value.span().start,
+                                &path,
+                                format!(
+                                    "{text:?} is not an IP address with a port; write e.g. \
+                                     \"127.0.0.1:8080\" or \"[::]:8080\""
+                                ),
+                            ),
+                        }
+                    }
+                }
+                "database" => {
+                    if let Some(text) = self.string(value, &path) {
+                        match values::parse_database(text) {
+                            Ok(database) => server.database = database,
+                            Err(message) => self.error(value.span().start, &path, message),
+                        }
+                    }
+                }
+                "shutdown_grace" => {
+                    if let Some(grace) = self.duration(value, &path, true) {
+                        server.shutdown_grace = grace;
+                    }
+                }
+                _ => {
+                    let message = match values::closest(name, SERVER_KEYS) {
+                        Some(close) => format!("unknown setting `{name}`; did you mean `{close}`?"),
+                        None => format!(
+                            "unknown setting `{name}` in [server]; valid settings: {}",
+                            SERVER_KEYS.join(", ")
+                        ),
+                    };
+                    self.error(key.span().start, &path, message);
+                }
+            }
+        }
+        server
+    }
+
+    /// The valid destinations, and the names of all destinations (valid or not, so that
+    /// groups naming a broken destination are not reported twice).
+    fn destinations(&mut self, value: &Value<'_>) -> (Vec<DestinationConfig>, Vec<String>) {
+        let mut valid = Vec::new();
+        let mut names = Vec::new();
+        let Some(table) = self.table(
+            value,
+            "destinations",
+            "one table per destination, e.g. [destinations.ops-webhook]",
+        ) else {
+            return (valid, names);
+        };
+        for (key, value) in in_file_order(table) {
+            let name = key.get_ref().as_ref();
+            let path = format!("destinations.{name}");
+            names.push(name.to_owned());
+            let before = self.diags.len();
+            if let Err(message) = values::check_name(name) {
+                self.error(key.span().start, &path, message);
+            }
+            let Some(table) = self.table(value, &path, &format!("a table [destinations.{name}]"))
+            else {
+                continue;
+            };
+            let destination = self.destination(name, key.span().start, table);
+            if let Some(destination) = destination.filter(|_| self.diags.len() == before) {
+                valid.push(destination);
+            }
+        }
+        (valid, names)
+    }
+
+    fn destination(
+        &mut self,
+        name: &str,
+        header: usize,
+        table: &DeTable<'_>,
+    ) -> Option<DestinationConfig> {
+        let prefix = format!("destinations.{name}");
+        let mut settings = LaneSettings::default();
+        let mut kind = Kind::Missing;
+        let mut specific = Vec::new();
+        // Where backoff_base and backoff_max were set, and whether both parsed.
+        let (mut base_at, mut max_at, mut backoff_ok) = (None, None, true);
+        for (key, value) in in_file_order(table) {
+            let setting = key.get_ref().as_ref();
+            let path = format!("{prefix}.{setting}");
+            let policy = &mut settings.policy;
+            match setting {
+                "kind" => kind = self.kind(value, &path),
+                "max_attempts" => {
+                    if let Some(n) = self.positive(value, &path) {
+                        policy.max_attempts = n;
+                    }
+                }
+                "backoff_base" | "backoff_max" => {
+                    let parsed = self.duration(value, &path, false);
+                    backoff_ok &= parsed.is_some();
+                    if let Some(d) = parsed {
+                        if setting == "backoff_base" {
+                            (policy.backoff_base, base_at) = (d, Some(value.span().start));
+                        } else {
+                            (policy.backoff_max, max_at) = (d, Some(value.span().start));
+                        }
+                    }
+                }
+                "max_age" => {
+                    if let Some(d) = self.duration(value, &path, false) {
+                        policy.max_age = d;
+                    }
+                }
+                "timeout" => {
+                    if let Some(d) = self.duration(value, &path, false) {
+                        policy.timeout = d;
+                    }
+                }
+                "on_unknown" => {
+                    if let Some(text) = self.string(value, &path) {
+                        match text {
+                            "resend" => policy.on_unknown = OnUnknown::Resend,
+                            "hold" => policy.on_unknown = OnUnknown::Hold,
+                            _ => self.error(
+                                value.span().start,
+                                &path,
+                                format!(
+                                    "unknown policy {text:?}; write \"resend\" (send again, may \
+                                     duplicate) or \"hold\" (park the delivery for an operator)"
+                                ),
+                            ),
+                        }
+                    }
+                }
+                "rate_limit" => {
+                    if let Some(text) = self.string(value, &path) {
+                        match values::parse_rate_limit(text) {
+                            Ok(limit) => settings.rate_limit = Some(limit),
+                            Err(message) => self.error(value.span().start, &path, message),
+                        }
+                    }
+                }
+                "concurrency" => {
+                    if let Some(n) = self.positive(value, &path) {
+                        match usize::try_from(n) {
+                            Ok(n) => settings.concurrency = n,
+                            Err(_) => self.error(value.span().start, &path, "too large"),
+                        }
+                    }
+                }
+                "circuit_failures" => {
+                    if let Some(n) = self.positive(value, &path) {
+                        settings.circuit.failure_threshold = n;
+                    }
+                }
+                "circuit_cool_down" => {
+                    if let Some(d) = self.duration(value, &path, false) {
+                        settings.circuit.cool_down = d;
+                    }
+                }
+                _ => specific.push((key, value)),
+            }
+        }
+
+        let policy = &settings.policy;
+        if backoff_ok && policy.backoff_base > policy.backoff_max {
+            let (at, key) = match (base_at, max_at) {
+                (Some(at), _) => (at, "backoff_base"),
+                (None, Some(at)) => (at, "backoff_max"),
+                (None, None) => (header, "backoff_base"),
+            };
+            let message = format!(
+                "backoff_base ({}) is longer than backoff_max ({}); lower backoff_base or raise \
+                 backoff_max",
+                values::format_duration(policy.backoff_base),
+                values::format_duration(policy.backoff_max)
+            );
+            self.error(at, &format!("{prefix}.{key}"), message);
+        }
+
+        let connector = match kind {
+            Kind::Known("webhook") => self.webhook(&prefix, header, &specific),
+            Kind::Known(_) | Kind::Invalid => None,
+            Kind::Missing => {
+                let known: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
+                self.error(
+                    header,
+                    &format!("{prefix}.kind"),
+                    format!(
+                        "missing `kind`; add e.g. kind = \"webhook\" (known kinds: {})",
+                        known.join(", ")
+                    ),
+                );
+                // Still point out keys that no kind has.
+                let all: Vec<&str> =
+                    KINDS.iter().flat_map(|(_, keys)| keys.iter().copied()).collect();
+                for (key, _) in &specific {
+                    if !all.contains(&key.get_ref().as_ref()) {
+                        self.unknown_setting(&prefix, key, &all);
+                    }
+                }
+                None
+            }
+        };
+        Some(DestinationConfig { name: name.to_owned(), connector: connector?, settings })
+    }
+
+    fn kind(&mut self, value: &Value<'_>, path: &str) -> Kind {
+        let Some(text) = self.string(value, path) else {
+            return Kind::Invalid;
+        };
+        if let Some((known, _)) = KINDS.iter().find(|(k, _)| *k == text) {
+            return Kind::Known(known);
+        }
+        let known: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
+        let message = if PLANNED_KINDS.contains(&text) {
+            format!(
+                "kind {text:?} is not supported yet by this build; known kinds: {}",
+                known.join(", ")
+            )
+        } else {
+            format!("unknown kind {text:?}; known kinds: {}", known.join(", "))
+        };
+        self.error(value.span().start, path, message);
+        Kind::Invalid
+    }
+
+    /// Reports a setting that is neither common nor one of `kind_keys`.
+    fn unknown_setting(&mut self, prefix: &str, key: &Key<'_>, kind_keys: &[&str]) {
+        let name = key.get_ref().as_ref();
+        let valid: Vec<&str> = COMMON_KEYS.iter().chain(kind_keys).copied().collect();
+        let message = match values::closest(name, &valid) {
+            Some(close) => format!("unknown setting `{name}`; did you mean `{close}`?"),
+            None => format!("unknown setting `{name}`; valid settings: {}", valid.join(", ")),
+        };
+        self.error(key.span().start, &format!("{prefix}.{name}"), message);
+    }
+
+    fn webhook(
+        &mut self,
+        prefix: &str,
+        header: usize,
+        specific: &[(&Key<'_>, &Value<'_>)],
+    ) -> Option<ConnectorConfig> {
+        let keys = KINDS.iter().find(|(k, _)| *k == "webhook").map_or(&[][..], |(_, keys)| keys);
+        let before = self.diags.len();
+        let mut url = None;
+        let mut secret = None;
+        let mut headers = Vec::new();
+        for (key, value) in specific {
+            let setting = key.get_ref().as_ref();
+            let path = format!("{prefix}.{setting}");
+            match setting {
+                "url" => url = self.url(value, &path),
+                "secret" => secret = self.secret(value, &path),
+                "headers" => headers = self.headers(value, &path),
+                _ => self.unknown_setting(prefix, key, keys),
+            }
+        }
+        if !specific.iter().any(|(k, _)| k.get_ref() == "url") {
+            self.error(
+                header,
+                &format!("{prefix}.url"),
+                "missing `url`; add e.g. url = \"https://hooks.example/herald\"",
+            );
+        }
+        if self.diags.len() != before {
+            return None;
+        }
+        Some(ConnectorConfig::Webhook(WebhookConfig { url: url?, secret, headers }))
+    }
+
+    /// An http(s) URL. Messages do not repeat it: URLs often carry tokens.
+    fn url(&mut self, value: &Value<'_>, path: &str) -> Option<String> {
+        let text = self.string(value, path)?;
+        let hint = "write e.g. \"https://hooks.example/herald\"";
+        let problem = match reqwest::Url::parse(text) {
+            Err(e) => format!("not a valid URL ({e}); {hint}"),
+            Ok(u) if u.scheme() != "http" && u.scheme() != "https" => {
+                format!(
+                    "the URL must start with http:// or https://, not {}://; {hint}",
+                    u.scheme()
+                )
+            }
+            Ok(u) if u.host_str().is_none_or(str::is_empty) => {
+                format!("the URL has no host; {hint}")
+            }
+            Ok(_) => return Some(text.to_owned()),
+        };
+        self.error(value.span().start, path, problem);
+        None
+    }
+
+    fn secret(&mut self, value: &Value<'_>, path: &str) -> Option<String> {
+        let raw = self.string(value, path)?;
+        let checked = secret::resolve(raw, self.env)
+            .and_then(|s| secret::check_webhook_secret(&s, &secret::source(raw)).map(|()| s));
+        match checked {
+            Ok(s) => Some(s),
+            Err(message) => {
+                self.error(value.span().start, path, message);
+                None
+            }
+        }
+    }
+
+    fn headers(&mut self, value: &Value<'_>, path: &str) -> Vec<(String, String)> {
+        let mut headers: Vec<(String, String)> = Vec::new();
+        let Some(table) = self.table(value, path, "a table of header names to values") else {
+            return headers;
+        };
+        for (key, value) in in_file_order(table) {
+            let name = key.get_ref().as_ref();
+            let header_path = format!("{path}.{name}");
+            let is_token = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !is_token {
+                self.error(
+                    key.span().start,
+                    &header_path,
+                    format!("{name:?} is not a valid header name (letters, digits and -)"),
+                );
+            } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                self.error(
+                    key.span().start,
+                    &header_path,
+                    format!("header `{name}` is set by herald itself and cannot be configured"),
+                );
+            } else if headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                self.error(
+                    key.span().start,
+                    &header_path,
+                    format!("header `{name}` is given twice (header names ignore case)"),
+                );
+            }
+            let Some(text) = self.string(value, &header_path) else {
+                continue;
+            };
+            if text.chars().any(|c| c.is_control() && c != '\t') {
+                self.error(
+                    value.span().start,
+                    &header_path,
+                    "header values cannot contain line breaks or control characters",
+                );
+            }
+            headers.push((name.to_owned(), text.to_owned()));
+        }
+        headers
+    }
+
+    fn groups(
+        &mut self,
+        value: &Value<'_>,
+        destinations: &[String],
+    ) -> BTreeMap<String, Vec<String>> {
+        let mut groups = BTreeMap::new();
+        let Some(table) =
+            self.table(value, "groups", "a [groups] table, e.g. p1 = [\"ops-webhook\"]")
+        else {
+            return groups;
+        };
+        let group_names: HashSet<&str> = table.iter().map(|(k, _)| k.get_ref().as_ref()).collect();
+        let destination_names: Vec<&str> = destinations.iter().map(String::as_str).collect();
+        for (key, value) in in_file_order(table) {
+            let name = key.get_ref().as_ref();
+            let path = format!("groups.{name}");
+            if let Err(message) = values::check_name(name) {
+                self.error(key.span().start, &path, message);
+            }
+            if destination_names.contains(&name) {
+                self.error(
+                    key.span().start,
+                    &path,
+                    format!(
+                        "group `{name}` has the same name as a destination; rename one of them"
+                    ),
+                );
+            }
+            let DeValue::Array(items) = value.get_ref() else {
+                self.error(
+                    value.span().start,
+                    &path,
+                    format!(
+                        "expected a list of destination names, e.g. {name} = [\"ops-webhook\"], \
+                         found {}",
+                        value.get_ref().type_str()
+                    ),
+                );
+                continue;
+            };
+            if items.is_empty() {
+                self.error(
+                    value.span().start,
+                    &path,
+                    format!("group `{name}` is empty; list at least one destination"),
+                );
+            }
+            let mut members = Vec::new();
+            for item in items.iter() {
+                let Some(member) = self.string(item, &path) else {
+                    continue;
+                };
+                if destination_names.contains(&member) {
+                    members.push(member.to_owned());
+                } else if group_names.contains(member) {
+                    self.error(
+                        item.span().start,
+                        &path,
+                        format!(
+                            "`{member}` is a group; groups may not contain other groups, list \
+                             its destinations instead"
+                        ),
+                    );
+                } else {
+                    let mut message = format!("unknown destination `{member}`");
+                    if let Some(close) = values::closest(member, &destination_names) {
+                        message.push_str(&format!("; did you mean `{close}`?"));
+                    } else if destination_names.is_empty() {
+                        message.push_str("; no destinations are configured");
+                    } else {
+                        message
+                            .push_str(&format!("; destinations: {}", destination_names.join(", ")));
+                    }
+                    self.error(item.span().start, &path, message);
+                }
+            }
+            groups.insert(name.to_owned(), members);
+        }
+        groups
+    }
+
+    // Typed accessors: each reports a wrong type at the value and returns `None`.
+
+    fn table<'t, 'i>(
+        &mut self,
+        value: &'t Value<'i>,
+        path: &str,
+        expected: &str,
+    ) -> Option<&'t DeTable<'i>> {
+        match value.get_ref() {
+            DeValue::Table(table) => Some(table),
+            other => {
+                let found = other.type_str();
+                self.error(value.span().start, path, format!("expected {expected}, found {found}"));
+                None
+            }
+        }
+    }
+
+    fn string<'t>(&mut self, value: &'t Value<'_>, path: &str) -> Option<&'t str> {
+        match value.get_ref() {
+            DeValue::String(text) => Some(text.as_ref()),
+            other => {
+                let found = other.type_str();
+                self.error(value.span().start, path, format!("expected a string, found {found}"));
+                None
+            }
+        }
+    }
+
+    /// A whole number from 1 to `u32::MAX`.
+    fn positive(&mut self, value: &Value<'_>, path: &str) -> Option<u32> {
+        let problem = match value.get_ref() {
+            DeValue::Integer(int) => match i64::from_str_radix(int.as_str(), int.radix()) {
+                Ok(n) if n < 1 => format!("must be at least 1, found {n}"),
+                Ok(n) => match u32::try_from(n) {
+                    Ok(n) => return Some(n),
+                    Err(_) => format!("too large: at most {}", u32::MAX),
+                },
+                Err(_) => format!("too large: at most {}", u32::MAX),
+            },
+            DeValue::String(text) if text.parse::<i64>().is_ok() => {
+                format!("expected a number, found a string; write it without quotes: {text}")
+            }
+            other => format!("expected a whole number, found {}", other.type_str()),
+        };
+        self.error(value.span().start, path, problem);
+        None
+    }
+
+    /// A duration string; zero only if `allow_zero`.
+    fn duration(&mut self, value: &Value<'_>, path: &str, allow_zero: bool) -> Option<Duration> {
+        let problem = match value.get_ref() {
+            DeValue::String(text) => match values::parse_duration(text) {
+                None => format!("not a duration: {text:?}; {DURATION_HINT}"),
+                Some(d) if d.is_zero() && !allow_zero => {
+                    format!("must be longer than zero; {DURATION_HINT}")
+                }
+                Some(d) if d > MAX_DURATION => format!("{text:?} is longer than a year"),
+                Some(d) => return Some(d),
+            },
+            DeValue::Integer(_) | DeValue::Float(_) => {
+                format!("a duration is a string with a unit; {DURATION_HINT}")
+            }
+            other => format!("expected a duration, found {}; {DURATION_HINT}", other.type_str()),
+        };
+        self.error(value.span().start, path, problem);
+        None
+    }
+}

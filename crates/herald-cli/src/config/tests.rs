@@ -1,0 +1,538 @@
+//! Tests of `herald.toml` parsing: a full example, every kind of error with its location,
+//! secrets, and target resolution.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use herald_connectors::ConnectorConfig;
+use herald_connectors::webhook::WebhookConfig;
+use herald_core::{CircuitPolicy, OnUnknown, RateLimit, RetryPolicy};
+use herald_engine::LaneSettings;
+
+use super::values::{format_duration, parse_duration, parse_rate_limit};
+use super::{Config, ConfigError, Database, DestinationConfig, ServerConfig};
+
+const OPS_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const LEAKY: &str = "hunter2-do-not-print";
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "OPS_WEBHOOK_SECRET" => Some(OPS_SECRET.to_owned()),
+        "NOT_A_WHSEC" => Some(LEAKY.to_owned()),
+        "BLANK" => Some("  ".to_owned()),
+        _ => None,
+    }
+}
+
+fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+    Config::parse(text, "herald.toml", &env).map_err(|e| e.0)
+}
+
+fn problems(text: &str) -> Vec<ConfigError> {
+    match parse(text) {
+        Ok(config) => panic!("expected errors, got {config:?}\n--- input ---\n{text}"),
+        Err(errors) => errors,
+    }
+}
+
+fn webhook(name: &str, url: &str) -> DestinationConfig {
+    DestinationConfig {
+        name: name.to_owned(),
+        connector: ConnectorConfig::Webhook(WebhookConfig {
+            url: url.to_owned(),
+            secret: None,
+            headers: Vec::new(),
+        }),
+        settings: LaneSettings::default(),
+    }
+}
+
+#[test]
+fn full_example_round_trips_with_defaults_where_omitted() {
+    let text = r#"
+[server]
+listen = "0.0.0.0:9000"
+database = "sqlite:///var/lib/herald/herald.db"
+shutdown_grace = "30s"
+
+[destinations.ops-webhook]
+kind = "webhook"
+url = "https://hooks.example/herald"
+secret = "${OPS_WEBHOOK_SECRET}"
+headers = { "X-Team" = "sre", "X-Env" = "prod" }
+max_attempts = 5
+backoff_base = "2s"
+backoff_max = "1h30m"
+max_age = "2d"
+timeout = "2500ms"
+rate_limit = "5/250ms"
+concurrency = 2
+on_unknown = "hold"
+circuit_failures = 3
+circuit_cool_down = "1m"
+
+[destinations.audit]
+kind = "webhook"
+url = "http://127.0.0.1:9999/audit"
+max_attempts = 3
+
+[groups]
+p1 = ["ops-webhook", "audit"]
+audit-only = ["audit"]
+"#;
+    let config = parse(text).unwrap();
+
+    let ops = DestinationConfig {
+        name: "ops-webhook".into(),
+        connector: ConnectorConfig::Webhook(WebhookConfig {
+            url: "https://hooks.example/herald".into(),
+            secret: Some(OPS_SECRET.into()),
+            headers: vec![("X-Team".into(), "sre".into()), ("X-Env".into(), "prod".into())],
+        }),
+        settings: LaneSettings {
+            policy: RetryPolicy {
+                max_attempts: 5,
+                backoff_base: Duration::from_secs(2),
+                backoff_max: Duration::from_secs(5400),
+                max_age: Duration::from_secs(2 * 86400),
+                timeout: Duration::from_millis(2500),
+                on_unknown: OnUnknown::Hold,
+            },
+            rate_limit: Some(RateLimit {
+                count: NonZeroU32::new(5).unwrap(),
+                per: Duration::from_millis(250),
+            }),
+            concurrency: 2,
+            circuit: CircuitPolicy { failure_threshold: 3, cool_down: Duration::from_secs(60) },
+        },
+    };
+    let mut audit = webhook("audit", "http://127.0.0.1:9999/audit");
+    audit.settings.policy = RetryPolicy { max_attempts: 3, ..RetryPolicy::default() };
+
+    let expected = Config {
+        server: ServerConfig {
+            listen: "0.0.0.0:9000".parse().unwrap(),
+            database: Database::Sqlite { path: PathBuf::from("/var/lib/herald/herald.db") },
+            shutdown_grace: Duration::from_secs(30),
+        },
+        destinations: vec![ops, audit],
+        groups: BTreeMap::from([
+            ("p1".to_owned(), vec!["ops-webhook".to_owned(), "audit".to_owned()]),
+            ("audit-only".to_owned(), vec!["audit".to_owned()]),
+        ]),
+    };
+    assert_eq!(config, expected);
+    assert_eq!(config.destination("audit").map(DestinationConfig::kind), Some("webhook"));
+    assert!(config.destination("nope").is_none());
+}
+
+#[test]
+fn empty_file_is_the_defaults() {
+    for text in ["", "\n# nothing here\n", "[server]\n"] {
+        let config = parse(text).unwrap();
+        assert_eq!(config, Config::default());
+    }
+    let server = ServerConfig::default();
+    assert_eq!(server.listen, "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
+    assert_eq!(server.database, Database::Sqlite { path: PathBuf::from("herald.db") });
+    assert_eq!(server.shutdown_grace, Duration::from_secs(10));
+}
+
+#[test]
+fn server_settings_and_relative_sqlite_path() {
+    let config = parse(
+        "[server]\nlisten = \"[::1]:0\"\ndatabase = \"sqlite://data/herald.db\"\nshutdown_grace = \"0s\"\n",
+    )
+    .unwrap();
+    assert_eq!(config.server.listen, "[::1]:0".parse::<SocketAddr>().unwrap());
+    assert_eq!(config.server.database, Database::Sqlite { path: PathBuf::from("data/herald.db") });
+    assert_eq!(config.server.shutdown_grace, Duration::ZERO);
+}
+
+/// A destination that is valid up to line 3; a case adds line 4.
+const BASE: &str =
+    "[destinations.hook]\nkind = \"webhook\"\nurl = \"https://hooks.example/herald\"\n";
+
+#[test]
+fn each_bad_config_reports_key_location_and_advice() {
+    let long_name = "a".repeat(65);
+    let long =
+        format!("[destinations.{long_name}]\nkind = \"webhook\"\nurl = \"https://x.example\"\n");
+    let long_key = format!("destinations.{long_name}");
+    let base = |extra: &str| format!("{BASE}{extra}\n");
+    #[rustfmt::skip]
+    let cases: Vec<(String, &str, &str, &str)> = vec![
+        // Syntax.
+        ("[server]\nlisten = localhost\n".into(), "", "2:10", "invalid TOML: string values must be quoted"),
+        (base("kind = \"webhook\""), "", "4:1", "duplicate key"),
+        // Top level.
+        ("[sever]\nlisten = \"127.0.0.1:1\"\n".into(), "sever", "1:2", "did you mean [server]?"),
+        ("[metrics]\n".into(), "metrics", "1:2", "[destinations.NAME]"),
+        ("listen = \"127.0.0.1:1\"\n".into(), "listen", "1:1", "belongs in the [server] table"),
+        ("server = 1\n".into(), "server", "1:10", "expected a [server] table, found integer"),
+        // [server].
+        ("[server]\nlisen = \"127.0.0.1:1\"\n".into(), "server.lisen", "2:1", "did you mean `listen`?"),
+        ("[server]\nlisten = \"localhost:8080\"\n".into(), "server.listen", "2:10", "not an IP address with a port"),
+        ("[server]\nlisten = 8080\n".into(), "server.listen", "2:10", "expected a string, found integer"),
+        ("[server]\ndatabase = \"sqlite::memory:\"\n".into(), "server.database", "2:12", "in-memory"),
+        ("[server]\ndatabase = \"sqlite://:memory:\"\n".into(), "server.database", "2:12", "in-memory"),
+        ("[server]\ndatabase = \"sqlite:herald.db\"\n".into(), "server.database", "2:12", "sqlite://herald.db"),
+        ("[server]\ndatabase = \"sqlite://\"\n".into(), "server.database", "2:12", "names no file"),
+        ("[server]\ndatabase = \"postgres://u:pw@db/herald\"\n".into(), "server.database", "2:12", "not supported yet by this build"),
+        ("[server]\ndatabase = \"mysql://db/herald\"\n".into(), "server.database", "2:12", "unsupported database URL"),
+        ("[server]\nshutdown_grace = \"soon\"\n".into(), "server.shutdown_grace", "2:18", "not a duration"),
+        // Destination names and shape.
+        ("[destinations.Ops_Hook]\nkind = \"webhook\"\nurl = \"https://x.example\"\n".into(), "destinations.Ops_Hook", "1:15", "invalid name"),
+        (long, &long_key, "1:15", "65 characters"),
+        ("[destinations]\nhook = \"https://x.example\"\n".into(), "destinations.hook", "2:8", "expected a table [destinations.hook]"),
+        ("destinations = [1]\n".into(), "destinations", "1:16", "one table per destination"),
+        // kind.
+        ("[destinations.hook]\nurl = \"https://x.example\"\n".into(), "destinations.hook.kind", "1:15", "missing `kind`"),
+        ("[destinations.hook]\nkind = \"carrier-pigeon\"\n".into(), "destinations.hook.kind", "2:8", "unknown kind \"carrier-pigeon\"; known kinds: webhook"),
+        ("[destinations.hook]\nkind = \"slack\"\n".into(), "destinations.hook.kind", "2:8", "not supported yet by this build"),
+        ("[destinations.hook]\nkind = 3\n".into(), "destinations.hook.kind", "2:8", "expected a string"),
+        // Webhook settings.
+        ("[destinations.hook]\nkind = \"webhook\"\n".into(), "destinations.hook.url", "1:15", "missing `url`"),
+        (base("urll = \"https://x.example\""), "destinations.hook.urll", "4:1", "unknown setting `urll`; did you mean `url`?"),
+        (base("colour = \"red\""), "destinations.hook.colour", "4:1", "valid settings: kind, max_attempts"),
+        (base("Max_Attempts = 3"), "destinations.hook.Max_Attempts", "4:1", "did you mean `max_attempts`?"),
+        ("[destinations.hook]\nkind = \"webhook\"\nurl = \"ftp://x.example/a\"\n".into(), "destinations.hook.url", "3:7", "http:// or https://"),
+        ("[destinations.hook]\nkind = \"webhook\"\nurl = \"hooks.example/herald\"\n".into(), "destinations.hook.url", "3:7", "not a valid URL"),
+        (base("headers = { \"X-A\" = \"a\\nb\" }"), "destinations.hook.headers.X-A", "4:21", "line breaks"),
+        (base("headers = { \"Webhook-Signature\" = \"v1,x\" }"), "destinations.hook.headers.Webhook-Signature", "4:13", "set by herald itself"),
+        (base("headers = { \"X A\" = \"b\" }"), "destinations.hook.headers.X A", "4:13", "not a valid header name"),
+        (base("headers = { \"X-A\" = 1 }"), "destinations.hook.headers.X-A", "4:21", "expected a string"),
+        (base("headers = { \"X-A\" = \"1\", \"x-a\" = \"2\" }"), "destinations.hook.headers.x-a", "4:26", "given twice"),
+        (base("headers = [\"X-A: 1\"]"), "destinations.hook.headers", "4:11", "expected a table of header names"),
+        // Secrets.
+        (base("secret = \"${MISSING_VAR}\""), "destinations.hook.secret", "4:10", "environment variable `MISSING_VAR` is not set"),
+        (base("secret = \"${BLANK}\""), "destinations.hook.secret", "4:10", "`BLANK` is set but empty"),
+        (base("secret = \"${BAD\""), "destinations.hook.secret", "4:10", "malformed environment reference"),
+        (base("secret = \"file:/nonexistent/herald/secret\""), "destinations.hook.secret", "4:10", "cannot read secret file `/nonexistent/herald/secret`"),
+        (base("secret = \"file:\""), "destinations.hook.secret", "4:10", "names no file"),
+        (base("secret = \"${NOT_A_WHSEC}\""), "destinations.hook.secret", "4:10", "the value of environment variable `NOT_A_WHSEC` is not a Standard Webhooks signing secret"),
+        (base("secret = \"whsec_\""), "destinations.hook.secret", "4:10", "the inline secret is not a Standard Webhooks signing secret"),
+        // Policy.
+        (base("backoff_base = \"1 sec\""), "destinations.hook.backoff_base", "4:16", "not a duration: \"1 sec\"; write e.g. \"250ms\", \"2s\", \"10m\" or \"24h\""),
+        (base("backoff_base = \"1.5s\""), "destinations.hook.backoff_base", "4:16", "not a duration"),
+        (base("backoff_base = \"20m\""), "destinations.hook.backoff_base", "4:16", "backoff_base (20m) is longer than backoff_max (10m)"),
+        (base("backoff_max = \"500ms\""), "destinations.hook.backoff_max", "4:15", "backoff_base (1s) is longer than backoff_max (500ms)"),
+        (base("timeout = 10"), "destinations.hook.timeout", "4:11", "a duration is a string with a unit"),
+        (base("max_age = \"0s\""), "destinations.hook.max_age", "4:11", "must be longer than zero"),
+        (base("max_age = \"-1h\""), "destinations.hook.max_age", "4:11", "not a duration"),
+        (base("max_age = \"400d\""), "destinations.hook.max_age", "4:11", "longer than a year"),
+        (base("circuit_cool_down = \"\""), "destinations.hook.circuit_cool_down", "4:21", "not a duration"),
+        (base("max_attempts = 0"), "destinations.hook.max_attempts", "4:16", "must be at least 1, found 0"),
+        (base("concurrency = -2"), "destinations.hook.concurrency", "4:15", "must be at least 1, found -2"),
+        (base("max_attempts = 5000000000"), "destinations.hook.max_attempts", "4:16", "too large"),
+        (base("max_attempts = \"8\""), "destinations.hook.max_attempts", "4:16", "write it without quotes: 8"),
+        (base("circuit_failures = 2.5"), "destinations.hook.circuit_failures", "4:20", "expected a whole number, found float"),
+        (base("rate_limit = \"ten per second\""), "destinations.hook.rate_limit", "4:14", "not a rate limit"),
+        (base("rate_limit = \"0/s\""), "destinations.hook.rate_limit", "4:14", "must be at least 1"),
+        (base("rate_limit = \"5/0ms\""), "destinations.hook.rate_limit", "4:14", "longer than zero"),
+        (base("rate_limit = \"5/fortnight\""), "destinations.hook.rate_limit", "4:14", "not a rate limit"),
+        (base("rate_limit = 10"), "destinations.hook.rate_limit", "4:14", "expected a string"),
+        (base("on_unknown = \"retry\""), "destinations.hook.on_unknown", "4:14", "write \"resend\""),
+        // Groups.
+        (base("[groups]\np1 = [\"hook\", \"hok\"]"), "groups.p1", "5:15", "unknown destination `hok`; did you mean `hook`?"),
+        (base("[groups]\np1 = [\"pagers\"]"), "groups.p1", "5:7", "unknown destination `pagers`; destinations: hook"),
+        ("[groups]\np1 = [\"a\"]\n".into(), "groups.p1", "2:7", "no destinations are configured"),
+        (base("[groups]\np1 = [\"hook\"]\np2 = [\"p1\"]"), "groups.p2", "6:7", "groups may not contain other groups"),
+        (base("[groups]\nhook = [\"hook\"]"), "groups.hook", "5:1", "same name as a destination"),
+        (base("[groups]\np1 = []"), "groups.p1", "5:6", "group `p1` is empty"),
+        (base("[groups]\np1 = \"hook\""), "groups.p1", "5:6", "expected a list of destination names"),
+        (base("[groups]\np1 = [1]"), "groups.p1", "5:7", "expected a string, found integer"),
+        (base("[groups]\nP1 = [\"hook\"]"), "groups.P1", "5:1", "invalid name"),
+        (base("groups = [\"hook\"]"), "destinations.hook.groups", "4:1", "unknown setting `groups`"),
+    ];
+    let mut failures = Vec::new();
+    for (text, key, at, fragment) in &cases {
+        let errors = problems(text);
+        let location = format!("herald.toml:{at}");
+        let found = errors
+            .iter()
+            .any(|e| e.key == *key && e.location == location && e.message.contains(fragment));
+        if !found || errors.len() != 1 {
+            failures.push(format!(
+                "input:\n{text}\nwanted exactly one error {location} [{key}] ~ {fragment:?}\ngot:\n{}\n",
+                super::ConfigErrors(errors)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn every_error_in_a_file_is_reported_in_order() {
+    let text = r#"[server]
+listen = "somewhere"
+databse = "sqlite://herald.db"
+
+[destinations.ops-webhook]
+kind = "webhook"
+urll = "https://hooks.example/herald"
+backoff_base = "1 sec"
+max_attempts = 0
+
+[destinations.chat]
+url = "https://chat.example"
+
+[destinations.pager]
+kind = "webhook"
+url = "https://pager.example"
+secret = "${PAGER_SECRET}"
+
+[groups]
+p1 = ["ops-webhook", "chat", "pager", "nobody"]
+p2 = ["p1"]
+"#;
+    let errors = problems(text);
+    let got: Vec<(&str, &str)> =
+        errors.iter().map(|e| (e.location.as_str(), e.key.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("herald.toml:2:10", "server.listen"),
+            ("herald.toml:3:1", "server.databse"),
+            ("herald.toml:5:15", "destinations.ops-webhook.url"),
+            ("herald.toml:7:1", "destinations.ops-webhook.urll"),
+            ("herald.toml:8:16", "destinations.ops-webhook.backoff_base"),
+            ("herald.toml:9:16", "destinations.ops-webhook.max_attempts"),
+            ("herald.toml:11:15", "destinations.chat.kind"),
+            ("herald.toml:17:10", "destinations.pager.secret"),
+            ("herald.toml:20:39", "groups.p1"),
+            ("herald.toml:21:7", "groups.p2"),
+        ],
+        "{}",
+        super::ConfigErrors(errors.clone())
+    );
+    assert!(errors[3].message.contains("did you mean `url`?"));
+    assert!(errors[7].message.contains("PAGER_SECRET"));
+    assert!(errors[8].message.contains("unknown destination `nobody`"));
+    // One line per error.
+    let display = super::ConfigErrors(errors.clone()).to_string();
+    assert_eq!(display.lines().count(), errors.len());
+    assert_eq!(
+        display.lines().nth(4),
+        Some(
+            "herald.toml:8:16: destinations.ops-webhook.backoff_base: not a duration: \"1 sec\"; \
+             write e.g. \"250ms\", \"2s\", \"10m\" or \"24h\""
+        )
+    );
+}
+
+#[test]
+fn several_syntax_errors_are_all_reported() {
+    let text = "[server]\nlisten = 127.0.0.1:8080\n\n[destinations.x]\nkind = webhook\nurl = \"https://x.example\n";
+    let errors = problems(text);
+    let locations: Vec<&str> = errors.iter().map(|e| e.location.as_str()).collect();
+    assert_eq!(locations, vec!["herald.toml:2:15", "herald.toml:5:8", "herald.toml:6:25"]);
+    assert!(errors.iter().all(|e| e.key.is_empty() && e.message.starts_with("invalid TOML")));
+    assert_eq!(errors[0].to_string(), format!("herald.toml:2:15: {}", errors[0].message));
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    let text = "# é€\n[destinations.hook]\nkind = \"webhook\"\nurl = \"https://x.example\"\nmax_age = \"ü\"\n";
+    let errors = problems(text);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].location, "herald.toml:5:11");
+}
+
+#[test]
+fn a_broken_destination_referenced_by_a_group_is_reported_once() {
+    let errors = problems("[destinations.hook]\nkind = \"webhook\"\n[groups]\np1 = [\"hook\"]\n");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].key, "destinations.hook.url");
+}
+
+#[test]
+fn secrets_resolve_from_env_file_and_inline() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ops-secret");
+    let mut file = std::fs::File::create(&path).unwrap();
+    writeln!(file, "whsec_c2VjcmV0LWZyb20tYS1maWxl").unwrap();
+    drop(file);
+
+    let text = format!(
+        "[destinations.a]\nkind = \"webhook\"\nurl = \"https://a.example\"\nsecret = \"${{OPS_WEBHOOK_SECRET}}\"\n\
+         [destinations.b]\nkind = \"webhook\"\nurl = \"https://b.example\"\nsecret = \"file:{}\"\n\
+         [destinations.c]\nkind = \"webhook\"\nurl = \"https://c.example\"\nsecret = \"whsec_aW5saW5l\"\n\
+         [destinations.d]\nkind = \"webhook\"\nurl = \"https://d.example\"\nsecret = \"file://{}\"\n",
+        path.display(),
+        path.display()
+    );
+    let config = parse(&text).unwrap();
+    let secret = |name: &str| match &config.destination(name).unwrap().connector {
+        ConnectorConfig::Webhook(w) => w.secret.clone(),
+    };
+    assert_eq!(secret("a").as_deref(), Some(OPS_SECRET));
+    assert_eq!(secret("b").as_deref(), Some("whsec_c2VjcmV0LWZyb20tYS1maWxl"));
+    assert_eq!(secret("c").as_deref(), Some("whsec_aW5saW5l"));
+    assert_eq!(secret("d").as_deref(), Some("whsec_c2VjcmV0LWZyb20tYS1maWxl"));
+
+    // Debug output of the configuration hides secrets, header values and URL paths.
+    let with_header = parse(&format!(
+        "{BASE}secret = \"${{OPS_WEBHOOK_SECRET}}\"\nheaders = {{ Authorization = \"Bearer tok-123\" }}\n"
+    ))
+    .unwrap();
+    let debug = format!("{with_header:?}");
+    assert!(
+        !debug.contains(OPS_SECRET) && !debug.contains("tok-123") && !debug.contains("/herald"),
+        "{debug}"
+    );
+    assert!(debug.contains("<redacted>") && debug.contains("Authorization"), "{debug}");
+}
+
+#[test]
+fn error_messages_never_contain_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad-secret");
+    std::fs::write(&path, format!("{LEAKY}\n")).unwrap();
+    let empty = dir.path().join("empty-secret");
+    std::fs::write(&empty, "\n").unwrap();
+
+    let cases = [
+        (format!("secret = \"file:{}\"", path.display()), "the contents of"),
+        (format!("secret = \"file:{}\"", empty.display()), "is empty"),
+        ("secret = \"${NOT_A_WHSEC}\"".to_owned(), "NOT_A_WHSEC"),
+        (format!("secret = \"{LEAKY}\""), "the inline secret"),
+        (format!("secret = \"${{{LEAKY}\""), "malformed"),
+        (format!("secret = \"whsec_{LEAKY}\""), "the inline secret"),
+    ];
+    for (line, fragment) in cases {
+        let errors = problems(&format!("{BASE}{line}\n"));
+        let display = super::ConfigErrors(errors.clone()).to_string();
+        assert_eq!(errors.len(), 1, "{display}");
+        assert!(display.contains(fragment), "{display}");
+        assert!(!display.contains("hunter2"), "secret leaked: {display}");
+        assert!(!format!("{errors:?}").contains("hunter2"), "secret leaked: {errors:?}");
+    }
+    // Database URLs may carry passwords; webhook URLs may carry tokens.
+    let errors = problems("[server]\ndatabase = \"postgres://herald:pw-hunter2@db/herald\"\n");
+    assert!(!errors[0].message.contains("hunter2"));
+    let errors =
+        problems("[destinations.x]\nkind = \"webhook\"\nurl = \"ftp://hunter2@x.example\"\n");
+    assert!(!errors[0].message.contains("hunter2"));
+}
+
+#[test]
+fn load_reads_the_file_and_names_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("herald.toml");
+    let errors = Config::load(&missing).unwrap_err().0;
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].location, missing.display().to_string());
+    assert!(errors[0].message.contains("not found"), "{}", errors[0]);
+
+    std::fs::write(
+        &missing,
+        "[server]\nlisten = \"127.0.0.1:1\"\n[destinations.x]\nkind = \"mail\"\n",
+    )
+    .unwrap();
+    let errors = Config::load(&missing).unwrap_err().0;
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].location, format!("{}:4:8", missing.display()));
+
+    std::fs::write(&missing, "[server]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+    let config = Config::load(&missing).unwrap();
+    assert_eq!(config.server.listen, "127.0.0.1:1".parse::<SocketAddr>().unwrap());
+    assert!(Config::load(Path::new("/")).is_err());
+}
+
+fn targets_config() -> Config {
+    Config {
+        destinations: vec![
+            webhook("a", "https://a.example"),
+            webhook("b", "https://b.example"),
+            webhook("c", "https://c.example"),
+        ],
+        groups: BTreeMap::from([
+            ("p1".to_owned(), vec!["a".to_owned(), "b".to_owned()]),
+            ("p2".to_owned(), vec!["b".to_owned(), "c".to_owned(), "b".to_owned()]),
+        ]),
+        ..Config::default()
+    }
+}
+
+fn names(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[test]
+fn resolve_targets_expands_groups_in_first_seen_order_without_repeats() {
+    let config = targets_config();
+    assert_eq!(
+        config.resolve_targets(&names(&["c", "p1", "a", "p2"])).unwrap(),
+        names(&["c", "a", "b"])
+    );
+    assert_eq!(config.resolve_targets(&names(&["p2"])).unwrap(), names(&["b", "c"]));
+    assert_eq!(config.resolve_targets(&names(&["b", "b"])).unwrap(), names(&["b"]));
+    assert_eq!(config.resolve_targets(&[]).unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn resolve_targets_names_every_unknown_entry_and_lists_the_valid_ones() {
+    let config = targets_config();
+    let err = config.resolve_targets(&names(&["a", "nope", "p9", "nope", "p1"])).unwrap_err();
+    assert_eq!(err.unknown, names(&["nope", "p9"]));
+    assert_eq!(err.destinations, names(&["a", "b", "c"]));
+    assert_eq!(err.groups, names(&["p1", "p2"]));
+    assert_eq!(
+        err.to_string(),
+        "unknown destinations or groups `nope`, `p9`; destinations: a, b, c; groups: p1, p2"
+    );
+    let err = Config::default().resolve_targets(&names(&["x"])).unwrap_err();
+    assert_eq!(err.to_string(), "unknown destination or group `x`; no destinations are configured");
+}
+
+#[test]
+fn durations_and_rate_limits() {
+    for (text, ms) in [
+        ("250ms", 250),
+        ("2s", 2000),
+        ("10m", 600_000),
+        ("24h", 86_400_000),
+        ("1d", 86_400_000),
+        ("1h30m", 5_400_000),
+        ("0s", 0),
+    ] {
+        assert_eq!(parse_duration(text), Some(Duration::from_millis(ms)), "{text}");
+    }
+    for text in ["", "1", "s", "1 s", "1.5s", "-1s", "1sec", "1us", "1S", "99999999999999999999d"] {
+        assert_eq!(parse_duration(text), None, "{text}");
+    }
+    for (ms, text) in
+        [(0, "0s"), (1500, "1500ms"), (2000, "2s"), (600_000, "10m"), (86_400_000, "24h")]
+    {
+        assert_eq!(format_duration(Duration::from_millis(ms)), text);
+    }
+    for (text, count, per_ms) in [
+        ("10/s", 10, 1000),
+        ("100/m", 100, 60_000),
+        ("1000/h", 1000, 3_600_000),
+        ("5/250ms", 5, 250),
+        ("3/2s", 3, 2000),
+    ] {
+        let limit = parse_rate_limit(text).unwrap();
+        assert_eq!(
+            (limit.count.get(), limit.per),
+            (count, Duration::from_millis(per_ms)),
+            "{text}"
+        );
+    }
+    for text in ["10", "/s", "x/s", "10/", "10/x", "-1/s", "10/s/s", "99999999999/s"] {
+        assert!(parse_rate_limit(text).is_err(), "{text}");
+    }
+}

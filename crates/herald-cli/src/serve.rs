@@ -1,0 +1,133 @@
+//! `herald serve`: wire the store, connectors, engine and HTTP API together and run
+//! until SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use herald_api::{AppState, Ids, Limits, Targets};
+use herald_connectors::http;
+use herald_engine::{Clock, Destination, Engine, EngineConfig, SystemClock};
+use herald_store::Store;
+use herald_store::sqlite::SqliteStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Database};
+
+/// A server running in this process: the API listening, the engine working.
+pub struct Running {
+    /// Where the API listens (the real port when the configuration asked for port 0).
+    pub addr: SocketAddr,
+    /// The engine, for shutdown.
+    pub engine: Engine,
+    stop_http: CancellationToken,
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").field("addr", &self.addr).finish()
+    }
+}
+
+/// Opens the store, builds the connectors, starts the engine and the API.
+///
+/// # Errors
+/// When the database cannot be opened, a connector cannot be built or the listen
+/// address cannot be bound.
+pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    let store: Arc<dyn Store> = match &config.server.database {
+        Database::Sqlite { path } => Arc::new(
+            SqliteStore::open(path)
+                .with_context(|| format!("cannot open the database {}", path.display()))?,
+        ),
+    };
+    let client = http::client();
+    let mut destinations = Vec::with_capacity(config.destinations.len());
+    for destination in &config.destinations {
+        let connector = herald_connectors::build(&destination.connector, client.clone())
+            .with_context(|| format!("destination `{}`", destination.name))?;
+        destinations.push(Destination {
+            name: destination.name.clone(),
+            connector,
+            settings: destination.settings.clone(),
+        });
+    }
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let engine_config =
+        EngineConfig { shutdown_grace: config.server.shutdown_grace, ..EngineConfig::default() };
+    let engine =
+        Engine::start(Arc::clone(&store), destinations, Arc::clone(&clock), engine_config)?;
+    let state = AppState {
+        store,
+        engine: engine.clone(),
+        clock: Arc::clone(&clock),
+        targets: Targets {
+            destinations: config.destinations.iter().map(|d| d.name.clone()).collect(),
+            groups: config.groups.clone(),
+        },
+        limits: Limits::default(),
+        ids: Ids::new(clock, seed()),
+    };
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    let stop_http = CancellationToken::new();
+    let stop = stop_http.clone();
+    let app = herald_api::app(state);
+    let http = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    });
+    tracing::info!(%addr, destinations = config.destinations.len(), "herald is serving.");
+    Ok(Running { addr, engine, stop_http, http })
+}
+
+impl Running {
+    /// Stops accepting requests, lets in-flight attempts finish within the grace period
+    /// and waits for everything to end.
+    pub async fn shutdown(self) {
+        self.stop_http.cancel();
+        self.engine.shutdown().await;
+        // The API stops once open connections close; do not wait on idle keep-alive
+        // clients for ever.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.http).await;
+    }
+}
+
+/// A seed for id generation that differs between processes.
+fn seed() -> u64 {
+    let pid = u64::from(std::process::id());
+    let now = SystemClock.now().as_millis() as u64;
+    now.rotate_left(17) ^ pid.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Runs the server until SIGTERM or Ctrl-C, then shuts down gracefully.
+///
+/// # Errors
+/// As [`start`].
+pub async fn run(config: &Config) -> anyhow::Result<()> {
+    let running = start(config).await?;
+    println!("herald listening on http://{}", running.addr);
+    wait_for_signal().await;
+    tracing::info!("Shutting down: no new claims; in-flight attempts may finish.");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,118 @@
+//! The user-facing commands, run as a user runs them.
+
+use std::time::Duration;
+
+use herald_simulator::{FaultPlan, Simulator};
+
+use crate::process::{Server, herald};
+
+async fn run(args: &[&str]) -> std::process::Output {
+    let child = tokio::process::Command::new(herald()).args(args).env("RUST_LOG", "error").output();
+    tokio::time::timeout(Duration::from_secs(120), child).await.expect("command timed out").unwrap()
+}
+
+#[tokio::test]
+async fn the_demo_runs_to_completion_and_proves_one_copy_each() {
+    let output = run(&["demo"]).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("Converged: every destination holds exactly one copy"), "{stdout}");
+    for name in ["healthy", "flaky", "rate-limited", "times-out", "resets"] {
+        assert!(stdout.contains(name), "{name} missing from the demo output");
+    }
+}
+
+#[tokio::test]
+async fn check_config_reports_every_problem_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.toml");
+    std::fs::write(
+        &path,
+        "[destinations.ops]\nkind = \"webhook\"\nurl = \"https://example.test/hook\"\nbackoff_base = \"1 sec\"\n\n\
+         [destinations.other]\nkind = \"carrier-pigeon\"\n",
+    )
+    .unwrap();
+    let output = run(&["check-config", "--config", path.to_str().unwrap()]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("herald.toml:4:"), "{stderr}");
+    assert!(stderr.contains("backoff_base"), "{stderr}");
+    assert!(stderr.contains("carrier-pigeon"), "{stderr}");
+    assert!(stderr.contains("2 problem(s) found"), "{stderr}");
+
+    std::fs::write(
+        &path,
+        "[destinations.ops]\nkind = \"webhook\"\nurl = \"https://example.test/hook\"\n",
+    )
+    .unwrap();
+    let output = run(&["check-config", "--config", path.to_str().unwrap()]).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[tokio::test]
+async fn send_wait_follows_until_converged_and_exits_non_zero_on_failure() {
+    let sim = Simulator::start(vec![
+        ("ok".into(), FaultPlan::healthy()),
+        ("flaky".into(), FaultPlan::healthy().fail_first(1, 503)),
+        ("gone".into(), FaultPlan::healthy().status_always(404)),
+    ])
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.toml");
+    let mut text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n",
+        dir.path().join("herald.db").display()
+    );
+    for name in ["ok", "flaky", "gone"] {
+        text.push_str(&format!(
+            "[destinations.{name}]\nkind = \"webhook\"\nurl = \"{}\"\nbackoff_base = \"50ms\"\n\n",
+            sim.url(name)
+        ));
+    }
+    text.push_str("[groups]\ngood = [\"ok\", \"flaky\"]\n");
+    std::fs::write(&path, text).unwrap();
+    let server = Server::start(&path).await;
+
+    let output = run(&[
+        "--server",
+        &server.base,
+        "send",
+        "--to",
+        "good",
+        "--title",
+        "P2: disk 90 %",
+        "--wait",
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("delivered: 2 delivered, 0 failed"), "{stdout}");
+    let id = stdout.lines().next().unwrap().strip_prefix("accepted ").unwrap().to_string();
+    let output = run(&["--server", &server.base, "status", &id]).await;
+    let status = String::from_utf8_lossy(&output.stdout);
+    let flaky = status.lines().find(|l| l.contains("flaky")).unwrap();
+    assert!(flaky.contains("delivered") && flaky.contains("attempts 2/8"), "{status}");
+
+    let output =
+        run(&["--server", &server.base, "send", "--to", "ok,gone", "--title", "P3", "--wait"])
+            .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("partially_failed"), "{stdout}");
+
+    let output = run(&["--server", &server.base, "send", "--to", "nowhere", "--title", "x"]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("nowhere"), "the unknown destination was not named: {stderr}");
+
+    let output = run(&["--server", &server.base, "destinations"]).await;
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("gone"));
+    server.kill().await;
+    sim.shutdown().await;
+}

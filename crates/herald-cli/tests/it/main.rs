@@ -1,0 +1,8 @@
+//! End-to-end tests of the `herald` binary: real processes, real SQLite files, real
+//! loopback HTTP to simulated destinations.
+
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
+
+mod cli;
+mod crash;
+mod process;

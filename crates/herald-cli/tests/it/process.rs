@@ -1,0 +1,52 @@
+//! Starting and stopping `herald serve` as a child process.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The herald binary built for this test run.
+pub fn herald() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_herald"))
+}
+
+/// A running `herald serve`.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Server {
+    /// Starts `herald serve --config config` and waits for its "listening" line.
+    pub async fn start(config: &Path) -> Server {
+        let mut child = Command::new(herald())
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("herald did not start within 30 s")
+            .unwrap()
+            .expect("herald exited before listening");
+        let base =
+            line.strip_prefix("herald listening on ").expect("unexpected first line").to_string();
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Server { child, base }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub async fn kill(mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+    }
+}
