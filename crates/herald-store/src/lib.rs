@@ -116,6 +116,9 @@ pub trait Store: Send + Sync + 'static {
     /// `NotFound`, or `NotAllowed` for terminal deliveries.
     async fn cancel_delivery(&self, id: &str, now: Timestamp) -> Result<Vec<Change>, StoreError>;
 
+    /// One delivery and the broadcast it belongs to.
+    async fn delivery(&self, id: &str) -> Result<Option<DeliveryRef>, StoreError>;
+
     /// One broadcast with its messages and deliveries.
     async fn broadcast(&self, id: &str) -> Result<Option<BroadcastView>, StoreError>;
 

@@ -193,6 +193,15 @@ pub struct DeliveryView {
     pub created_at: Timestamp,
 }
 
+/// A delivery found by id, with its broadcast's id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRef {
+    /// The broadcast it belongs to.
+    pub broadcast_id: String,
+    /// The delivery.
+    pub delivery: DeliveryView,
+}
+
 /// One message of a broadcast's thread.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ThreadMessage {

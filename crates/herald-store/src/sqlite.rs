@@ -890,6 +890,41 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn delivery(&self, id: &str) -> Result<Option<DeliveryRef>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            let found = conn
+                .prepare_cached(&format!(
+                    "SELECT broadcast_id, destination, seq, created_at, {PROGRESS_COLUMNS} \
+                     FROM deliveries WHERE id = ?1"
+                ))?
+                .query_row([&id], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, u32>(2)?,
+                        row.get::<_, i64>(3)?,
+                        progress_from_row(row, 4),
+                    ))
+                })
+                .optional()?;
+            let Some((broadcast_id, destination, seq, created_at, progress)) = found else {
+                return Ok(None);
+            };
+            Ok(Some(DeliveryRef {
+                broadcast_id,
+                delivery: DeliveryView {
+                    id,
+                    destination,
+                    seq,
+                    progress: progress?,
+                    created_at: Timestamp(created_at),
+                },
+            }))
+        })
+        .await
+    }
+
     async fn broadcast(&self, id: &str) -> Result<Option<BroadcastView>, StoreError> {
         let id = id.to_string();
         self.read(move |conn| load_broadcast(conn, &id)).await

@@ -3,7 +3,6 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use herald_core::RetryPolicy;
 use herald_store::{Change, StoreError};
 
 use super::Shared;
@@ -18,42 +17,24 @@ pub(super) async fn retry(
     Path(id): Path<String>,
 ) -> Result<Json<BroadcastJson>, ApiError> {
     let now = state.clock.now();
-    // The policy depends on the destination, which the store reveals only in its answer
-    // (it has no lookup by delivery id). The policy matters only through `max_age`,
-    // which a retry can only extend, so retry first with the shortest `max_age` of any
-    // configured destination and extend afterwards if this destination's is longer: the
-    // result equals a single retry under the right policy. If the lane claims the
-    // delivery in between, the second step is refused and the attempt simply runs with
-    // the shorter extension.
-    let shortest = state
-        .engine
-        .destinations()
-        .iter()
-        .filter_map(|name| state.engine.settings(name))
-        .map(|settings| settings.policy.max_age)
-        .min()
-        .unwrap_or_default();
-    let first = RetryPolicy { max_age: shortest, ..RetryPolicy::default() };
-    let mut changes =
-        state.store.retry_delivery(&id, &first, now).await.map_err(|e| not_found(e, &id))?;
+    let Some(found) = state.store.delivery(&id).await? else {
+        return Err(not_found(StoreError::NotFound { what: "delivery", id: id.clone() }, &id));
+    };
+    let destination = &found.delivery.destination;
+    let Some(settings) = state.engine.settings(destination) else {
+        return Err(ApiError::Conflict(format!(
+            "delivery `{id}` belongs to destination `{destination}`, which is no longer configured; \
+             configure it again, then retry"
+        )));
+    };
+    let changes = state
+        .store
+        .retry_delivery(&id, &settings.policy, now)
+        .await
+        .map_err(|e| not_found(e, &id))?;
     let Some(change) = changes.first().cloned() else {
         return Err(ApiError::Internal(format!("retry of `{id}` reported no change")));
     };
-    let Some(settings) = state.engine.settings(&change.destination) else {
-        state.engine.notify(&changes);
-        return Err(ApiError::Conflict(format!(
-            "delivery `{id}` is due again, but its destination `{}` is no longer configured, so nothing \
-             will attempt it until the destination is configured again",
-            change.destination
-        )));
-    };
-    if settings.policy.max_age > shortest {
-        match state.store.retry_delivery(&id, &settings.policy, now).await {
-            Ok(extended) => changes = extended,
-            Err(StoreError::NotAllowed { .. }) => {}
-            Err(error) => return Err(error.into()),
-        }
-    }
     answer(&state, &changes, &change).await
 }
 

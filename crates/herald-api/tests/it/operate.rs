@@ -11,9 +11,9 @@ use herald_api::{AppState, Ids, Limits, Targets, app};
 use herald_core::{RetryPolicy, Timestamp};
 use herald_engine::{Clock, Engine, EngineConfig, FakeClock};
 use herald_store::{
-    AttemptView, BroadcastView, Change, ClaimRequest, Claimed, DestinationStats, ListQuery,
-    NewBroadcast, NewUpdate, Page, Record, Release, Store, StoreError, Submitted, UpdateAdded,
-    Work,
+    AttemptView, BroadcastView, Change, ClaimRequest, Claimed, DeliveryRef, DestinationStats,
+    ListQuery, NewBroadcast, NewUpdate, Page, Record, Release, Store, StoreError, Submitted,
+    UpdateAdded, Work,
 };
 use serde_json::json;
 use tower::ServiceExt;
@@ -69,7 +69,7 @@ async fn retry_of_a_delivery_whose_destination_is_gone_is_a_conflict() {
     let res = t.post_empty(&format!("/v1/deliveries/{d}/retry")).await;
     let problem = res.problem(StatusCode::CONFLICT);
     assert!(
-        str_of(problem, "detail").contains("`retired` is no longer configured"),
+        str_of(problem, "detail").contains("destination `retired`, which is no longer configured"),
         "{}",
         res.text
     );
@@ -244,6 +244,9 @@ impl Store for Broken {
         down()
     }
     async fn cancel_delivery(&self, _: &str, _: Timestamp) -> Result<Vec<Change>, StoreError> {
+        down()
+    }
+    async fn delivery(&self, _: &str) -> Result<Option<DeliveryRef>, StoreError> {
         down()
     }
     async fn broadcast(&self, _: &str) -> Result<Option<BroadcastView>, StoreError> {

@@ -1190,3 +1190,14 @@ pub async fn a_read_is_one_snapshot(store: Arc<dyn Store>) {
     }
     writer.await.unwrap();
 }
+
+/// A delivery is found by its id alone, with its broadcast's id; an unknown id is `None`.
+pub async fn a_delivery_is_found_by_id(store: &dyn Store) {
+    let created = create(store, broadcast(&["teams-ops", "jira-ops"], at(5))).await;
+    for expected in &created.deliveries {
+        let found = store.delivery(&expected.id).await.unwrap().expect("delivery not found");
+        assert_eq!(found.broadcast_id, created.id);
+        assert_eq!(&found.delivery, expected);
+    }
+    assert_eq!(store.delivery("d_unknown").await.unwrap(), None);
+}

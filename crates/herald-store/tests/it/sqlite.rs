@@ -259,3 +259,8 @@ async fn every_answered_write_survives_a_restart() {
 async fn a_read_is_one_snapshot() {
     on_shared_store!(a_read_is_one_snapshot);
 }
+
+#[tokio::test]
+async fn a_delivery_is_found_by_id() {
+    on_fresh_store!(a_delivery_is_found_by_id);
+}
