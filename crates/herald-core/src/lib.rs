@@ -13,6 +13,7 @@ pub mod message;
 pub mod outcome;
 pub mod rate;
 pub mod retry;
+pub mod throttle;
 pub mod time;
 
 pub use broadcast::BroadcastState;
@@ -22,6 +23,7 @@ pub use message::{Link, Message, Severity};
 pub use outcome::Outcome;
 pub use rate::RateLimit;
 pub use retry::RetryPolicy;
+pub use throttle::Throttle;
 pub use time::Timestamp;
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod machine;
 mod model;
 mod operations;
 mod properties;
+mod throttle;
 
 use std::time::Duration;
 

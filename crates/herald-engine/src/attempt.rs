@@ -149,6 +149,7 @@ fn unknown(reason: String) -> Report {
 /// Feeds the outcome to the lane's breaker and health summary.
 fn note_health(lane: &Lane, outcome: &Outcome, now: herald_core::Timestamp) {
     let mut health = lane.health();
+    health.throttle.on_outcome(outcome, now);
     if let Outcome::Throttled { .. } = outcome {
         // Throttling is the destination working as designed: neither success nor failure.
     } else {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use herald_core::{Circuit, Timestamp};
+use herald_core::{Circuit, Throttle, Timestamp};
 use herald_store::{Change, Store};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
@@ -60,6 +60,7 @@ pub enum EngineError {
 #[derive(Debug, Clone)]
 pub(crate) struct Health {
     pub(crate) circuit: Circuit,
+    pub(crate) throttle: Throttle,
     pub(crate) paused: bool,
     pub(crate) last_success_at: Option<Timestamp>,
     pub(crate) last_error: Option<String>,
@@ -81,6 +82,8 @@ pub struct LaneHealth {
     pub circuit: &'static str,
     /// Whether an operator paused it.
     pub paused: bool,
+    /// Whether the destination throttled it recently and the lane is slowed down.
+    pub throttled: bool,
     /// The last successful delivery seen by this process.
     pub last_success_at: Option<Timestamp>,
     /// The last error seen by this process.
@@ -164,6 +167,7 @@ impl Engine {
             let name = destination.name.clone();
             let health = Health {
                 circuit: Circuit::new(destination.settings.circuit.clone()),
+                throttle: Throttle::default(),
                 paused: false,
                 last_success_at: None,
                 last_error: None,
@@ -258,6 +262,7 @@ impl Engine {
                     kind: lane.destination.connector.kind(),
                     circuit,
                     paused: health.paused,
+                    throttled: health.throttle.is_pacing(),
                     last_success_at: health.last_success_at,
                     last_error: health.last_error.clone(),
                     recent_error_rate: rate,

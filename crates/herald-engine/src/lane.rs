@@ -47,16 +47,23 @@ pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker
         }
         while done_rx.try_recv().is_ok() {}
         let now = shared.clock.now();
-        let (paused, circuit_permits, open_until) = {
+        let (paused, circuit_permits, throttle_permits, hold_until) = {
             let mut health = lane.health();
-            let permits = health.circuit.permits(now);
-            (health.paused, permits, health.circuit.open_until())
+            let circuit = health.circuit.permits(now);
+            let throttle = health.throttle.permits(now);
+            let hold_until = match (health.circuit.open_until(), health.throttle.wait_until(now)) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            (health.paused, circuit, throttle, hold_until)
         };
         let free = slots.available_permits();
         let want = if paused {
             0
         } else {
-            free.min(shared.config.claim_batch).min(circuit_permits.unwrap_or(usize::MAX))
+            free.min(shared.config.claim_batch)
+                .min(circuit_permits.unwrap_or(usize::MAX))
+                .min(throttle_permits.unwrap_or(usize::MAX))
         };
 
         let mut next_due: Option<Timestamp> = None;
@@ -79,8 +86,10 @@ pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker
                 Ok(claimed) => {
                     next_due = claimed.next_due;
                     more = claimed.work.len() == want;
-                    if !claimed.work.is_empty() && circuit_permits.is_some() {
-                        lane.health().circuit.on_dispatch();
+                    if !claimed.work.is_empty() {
+                        let mut health = lane.health();
+                        health.circuit.on_dispatch();
+                        health.throttle.on_dispatch(now);
                     }
                     let mut work = claimed.work.into_iter();
                     while let Some(item) = work.next() {
@@ -134,7 +143,7 @@ pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker
         {
             wake_at = wake_at.min(due.max(now));
         }
-        if let Some(until) = open_until {
+        if let Some(until) = hold_until {
             wake_at = wake_at.min(until);
         }
         let event = tokio::select! {
