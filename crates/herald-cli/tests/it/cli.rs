@@ -116,3 +116,66 @@ async fn send_wait_follows_until_converged_and_exits_non_zero_on_failure() {
     server.kill().await;
     sim.shutdown().await;
 }
+
+/// SIGTERM: stop claiming, let the in-flight attempt finish and record it, exit 0; the
+/// restarted server does not send it again.
+#[tokio::test]
+async fn sigterm_lets_in_flight_attempts_finish_before_exit() {
+    let sim = Simulator::start(vec![(
+        "slow".into(),
+        FaultPlan::healthy().latency(Duration::from_millis(700)),
+    )])
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\nshutdown_grace = \"5s\"\n\n\
+             [destinations.slow]\nkind = \"webhook\"\nurl = \"{}\"\n",
+            dir.path().join("herald.db").display(),
+            sim.url("slow")
+        ),
+    )
+    .unwrap();
+    let mut server = Server::start(&path).await;
+    let http = reqwest::Client::new();
+    let view: serde_json::Value = http
+        .post(format!("{}/v1/broadcasts", server.base))
+        .json(&serde_json::json!({"destinations": ["slow"], "message": {"title": "in flight at SIGTERM"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = view["id"].as_str().unwrap().to_string();
+    assert!(sim.wait_until(Duration::from_secs(10), |v| v.requests("slow") >= 1).await);
+
+    let pid = server.child.id().unwrap().to_string();
+    let kill = tokio::process::Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+    assert!(kill.success());
+    let status =
+        tokio::time::timeout(Duration::from_secs(15), server.child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "herald exited with {status} on SIGTERM");
+
+    let server = Server::start(&path).await;
+    let view: serde_json::Value = http
+        .get(format!("{}/v1/broadcasts/{id}", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["deliveries"][0]["state"], "delivered", "{view:#}");
+    assert_eq!(view["deliveries"][0]["attempts"], 1);
+    assert_eq!(
+        sim.stats("slow").requests,
+        1,
+        "the finished attempt was sent again after the restart"
+    );
+    server.kill().await;
+    sim.shutdown().await;
+}
