@@ -228,13 +228,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let view = client.get("/v1/destinations").await?;
             println!(
                 "{:<20} {:<8} {:<9} {:>7} {:>9} {:>7} {:>9} {:>6}",
-                "NAME", "KIND", "CIRCUIT", "PENDING", "IN_FLIGHT", "HELD", "DELIVERED", "FAILED"
+                "NAME", "KIND", "STATE", "PENDING", "IN_FLIGHT", "HELD", "DELIVERED", "FAILED"
             );
             for d in view.get("destinations").and_then(Value::as_array).into_iter().flatten() {
                 let text = |key: &str| d.get(key).and_then(Value::as_str).unwrap_or("").to_string();
                 let n = |key: &str| d.get(key).and_then(Value::as_u64).unwrap_or(0);
-                let circuit = if d.get("paused").and_then(Value::as_bool).unwrap_or(false) {
+                let flag = |key: &str| d.get(key).and_then(Value::as_bool).unwrap_or(false);
+                let circuit = if flag("paused") {
                     "paused".to_string()
+                } else if flag("throttled") && text("circuit") == "closed" {
+                    "throttled".to_string()
                 } else {
                     text("circuit")
                 };

@@ -189,12 +189,13 @@ fn in_savepoint<R>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<R, StoreError>,
 ) -> Result<R, StoreError> {
-    conn.execute_batch("SAVEPOINT job")?;
+    // Cached statements: a group commit runs these around every request.
+    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
     let res = f(conn);
     if res.is_err() {
-        conn.execute_batch("ROLLBACK TO job")?;
+        conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
     }
-    conn.execute_batch("RELEASE job")?;
+    conn.prepare_cached("RELEASE job")?.execute([])?;
     res
 }
 
@@ -273,22 +274,21 @@ fn fail_reason(state: &State) -> Option<&'static str> {
     }
 }
 
-/// Writes `progress` to delivery `id`; `extra` is an additional SQL condition and
-/// `bump` a lease-token increment. Returns whether a row matched.
+/// Writes `progress` to delivery `id` if it is still in `expected` state (and, with a
+/// `token`, still under that lease): the compare-and-set every transition goes through.
+/// Bumps the lease token, so any older lease is fenced out. Returns whether it applied.
 fn write_progress(
     conn: &Connection,
     id: &str,
     progress: &Progress,
-    condition: &str,
+    expected: &str,
     token: Option<i64>,
 ) -> Result<bool, StoreError> {
-    let sql = format!(
-        "UPDATE deliveries SET state = ?2, fail_reason = ?3, attempts = ?4, next_attempt_at = ?5, \
-         expires_at = ?6, ambiguous = ?7, last_error = ?8, remote_ref = ?9, delivered_at = ?10, \
-         lease_expires_at = NULL, lease_token = lease_token + 1 \
-         WHERE id = ?1 AND (?11 IS NULL OR lease_token = ?11) AND {condition}"
-    );
-    let n = conn.prepare_cached(&sql)?.execute(params![
+    const SQL: &str = "UPDATE deliveries SET state = ?2, fail_reason = ?3, attempts = ?4, \
+         next_attempt_at = ?5, expires_at = ?6, ambiguous = ?7, last_error = ?8, remote_ref = ?9, \
+         delivered_at = ?10, lease_expires_at = NULL, lease_token = lease_token + 1 \
+         WHERE id = ?1 AND (?11 IS NULL OR lease_token = ?11) AND state = ?12";
+    let n = conn.prepare_cached(SQL)?.execute(params![
         id,
         progress.state.as_str(),
         fail_reason(&progress.state),
@@ -300,6 +300,7 @@ fn write_progress(
         progress.remote_ref,
         progress.delivered_at.map(|t| t.0),
         token,
+        expected,
     ])?;
     Ok(n == 1)
 }
@@ -445,7 +446,7 @@ fn cascade(
             return Ok(());
         }
         let next = delivery::on_predecessor(&progress, &predecessor, now);
-        write_progress(conn, &id, &next, "state = 'waiting'", None)?;
+        write_progress(conn, &id, &next, "waiting", None)?;
         changes.push(Change {
             delivery_id: id,
             broadcast_id: broadcast_id.into(),
@@ -743,7 +744,7 @@ impl Store for SqliteStore {
                     conn,
                     &record.delivery_id,
                     &record.progress,
-                    "state = 'in_flight'",
+                    "in_flight",
                     Some(record.lease_token),
                 )?;
                 if let Some(attempt) = &record.attempt {
@@ -813,7 +814,7 @@ impl Store for SqliteStore {
                     conn,
                     &release.delivery_id,
                     &next,
-                    "state = 'in_flight'",
+                    "in_flight",
                     Some(release.lease_token),
                 )? {
                     changes.push(Change {
@@ -842,8 +843,7 @@ impl Store for SqliteStore {
             let (broadcast_id, destination, seq, progress) = load_delivery(conn, &id)?;
             let next = delivery::operator_retry(&progress, &policy, now)
                 .map_err(|error| not_allowed(&id, error, "retry"))?;
-            let condition = format!("state = '{}'", progress.state.as_str());
-            if !write_progress(conn, &id, &next, &condition, None)? {
+            if !write_progress(conn, &id, &next, progress.state.as_str(), None)? {
                 return Err(StoreError::NotAllowed {
                     id,
                     state: "changing".into(),
@@ -868,8 +868,7 @@ impl Store for SqliteStore {
             let (broadcast_id, destination, seq, progress) = load_delivery(conn, &id)?;
             let next =
                 delivery::cancel(&progress).map_err(|error| not_allowed(&id, error, "cancel"))?;
-            let condition = format!("state = '{}'", progress.state.as_str());
-            if !write_progress(conn, &id, &next, &condition, None)? {
+            if !write_progress(conn, &id, &next, progress.state.as_str(), None)? {
                 return Err(StoreError::NotAllowed {
                     id,
                     state: "changing".into(),
