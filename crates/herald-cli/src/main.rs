@@ -22,6 +22,26 @@ struct Cli {
     command: Command,
 }
 
+/// The message of `send` and `update`.
+#[derive(Debug, clap::Args)]
+struct MessageArgs {
+    /// One-line summary.
+    #[arg(long)]
+    title: String,
+    /// Markdown body.
+    #[arg(long, default_value = "")]
+    body: String,
+    /// info, warning, error, critical or resolved.
+    #[arg(long, default_value = "info")]
+    severity: String,
+}
+
+impl MessageArgs {
+    fn json(&self) -> Value {
+        json!({"title": self.title, "body": self.body, "severity": self.severity})
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server: HTTP API plus delivery engine.
@@ -35,15 +55,8 @@ enum Command {
         /// Destination or group names (repeat or comma-separate).
         #[arg(long, required = true, value_delimiter = ',')]
         to: Vec<String>,
-        /// One-line summary.
-        #[arg(long)]
-        title: String,
-        /// Markdown body.
-        #[arg(long, default_value = "")]
-        body: String,
-        /// info, warning, error, critical or resolved.
-        #[arg(long, default_value = "info")]
-        severity: String,
+        #[command(flatten)]
+        message: MessageArgs,
         /// Idempotency key: sending twice with the same key creates one broadcast.
         #[arg(long)]
         key: Option<String>,
@@ -61,15 +74,8 @@ enum Command {
     Update {
         /// The broadcast id.
         id: String,
-        /// One-line summary.
-        #[arg(long)]
-        title: String,
-        /// Markdown body.
-        #[arg(long, default_value = "")]
-        body: String,
-        /// info, warning, error, critical or resolved.
-        #[arg(long, default_value = "info")]
-        severity: String,
+        #[command(flatten)]
+        message: MessageArgs,
         /// Follow the deliveries until they converge.
         #[arg(long)]
         wait: bool,
@@ -142,10 +148,6 @@ fn init_tracing(quiet: bool) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
-fn message(title: String, body: String, severity: String) -> Value {
-    json!({"title": title, "body": body, "severity": severity})
-}
-
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let client = Client::new(&cli.server);
     let mut out = std::io::stdout();
@@ -169,9 +171,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         },
-        Command::Send { to, title, body, severity, key, expires_in, wait, timeout } => {
-            let mut request =
-                json!({"destinations": to, "message": message(title, body, severity)});
+        Command::Send { to, message, key, expires_in, wait, timeout } => {
+            let mut request = json!({"destinations": to, "message": message.json()});
             if let Some(key) = key {
                 request["idempotency_key"] = json!(key);
             }
@@ -187,8 +188,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return follow(&client, id, timeout).await;
             }
         }
-        Command::Update { id, title, body, severity, wait } => {
-            let request = json!({"message": message(title, body, severity)});
+        Command::Update { id, message, wait } => {
+            let request = json!({"message": message.json()});
             let (_, view) = client.post(&format!("/v1/broadcasts/{id}/updates"), &request).await?;
             let seq = view.get("update_seq").and_then(Value::as_u64).unwrap_or(0);
             println!("update {seq} accepted for {id}");

@@ -140,16 +140,9 @@ async fn sigterm_lets_in_flight_attempts_finish_before_exit() {
     )
     .unwrap();
     let mut server = Server::start(&path).await;
-    let http = reqwest::Client::new();
-    let view: serde_json::Value = http
-        .post(format!("{}/v1/broadcasts", server.base))
-        .json(&serde_json::json!({"destinations": ["slow"], "message": {"title": "in flight at SIGTERM"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, view) = server
+        .post("/v1/broadcasts", serde_json::json!({"destinations": ["slow"], "message": {"title": "in flight at SIGTERM"}}))
+        .await;
     let id = view["id"].as_str().unwrap().to_string();
     assert!(sim.wait_until(Duration::from_secs(10), |v| v.requests("slow") >= 1).await);
 
@@ -161,14 +154,7 @@ async fn sigterm_lets_in_flight_attempts_finish_before_exit() {
     assert!(status.success(), "herald exited with {status} on SIGTERM");
 
     let server = Server::start(&path).await;
-    let view: serde_json::Value = http
-        .get(format!("{}/v1/broadcasts/{id}", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view = server.get(&format!("/v1/broadcasts/{id}")).await;
     assert_eq!(view["deliveries"][0]["state"], "delivered", "{view:#}");
     assert_eq!(view["deliveries"][0]["attempts"], 1);
     assert_eq!(

@@ -55,17 +55,11 @@ async fn a_killed_server_loses_nothing_and_resends_only_what_was_in_flight() {
     std::fs::write(&config_path, config(&sim, &dir.path().join("herald.db"))).unwrap();
 
     let server = Server::start(&config_path).await;
-    let http = reqwest::Client::new();
     let mut accepted = Vec::new();
     for n in 0..BROADCASTS {
-        let res = http
-            .post(format!("{}/v1/broadcasts", server.base))
-            .json(&json!({"destinations": ["dedupe", "counting"], "message": {"title": format!("message {n}")}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status().as_u16(), 202);
-        let view: Value = res.json().await.unwrap();
+        let request = json!({"destinations": ["dedupe", "counting"], "message": {"title": format!("message {n}")}});
+        let (status, view) = server.post("/v1/broadcasts", request).await;
+        assert_eq!(status, 202);
         accepted.push(view["id"].as_str().unwrap().to_string());
     }
     // Kill once some, but not all, deliveries have arrived.
@@ -94,16 +88,9 @@ async fn a_killed_server_loses_nothing_and_resends_only_what_was_in_flight() {
     // No loss: every accepted broadcast converged, as herald itself reports.
     let mut attempt_logs: HashMap<String, Vec<Value>> = HashMap::new();
     for id in &accepted {
-        let view: Value = wait_converged(&http, &server.base, id).await;
+        let view: Value = wait_converged(&server, id).await;
         assert_eq!(view["state"], "delivered", "{view:#}");
-        let attempts: Value = http
-            .get(format!("{}/v1/broadcasts/{id}/attempts", server.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let attempts = server.get(&format!("/v1/broadcasts/{id}/attempts")).await;
         for attempt in attempts["attempts"].as_array().unwrap() {
             attempt_logs
                 .entry(attempt["delivery_id"].as_str().unwrap().to_string())
@@ -154,17 +141,10 @@ async fn a_killed_server_loses_nothing_and_resends_only_what_was_in_flight() {
     sim.shutdown().await;
 }
 
-async fn wait_converged(http: &reqwest::Client, base: &str, id: &str) -> Value {
+async fn wait_converged(server: &Server, id: &str) -> Value {
     // Bounded: the destinations already hold every copy, so only the final records remain.
     for _ in 0..200 {
-        let view: Value = http
-            .get(format!("{base}/v1/broadcasts/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let view = server.get(&format!("/v1/broadcasts/{id}")).await;
         if view["state"] != "in_progress" {
             return view;
         }

@@ -44,6 +44,23 @@ impl Server {
         Server { child, base }
     }
 
+    /// `GET path` on the server's API, as JSON.
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        let res = reqwest::get(format!("{}{path}", self.base)).await.unwrap();
+        res.json().await.unwrap()
+    }
+
+    /// `POST path` with a JSON body; the status and the JSON answer.
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let res = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.json().await.unwrap())
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub async fn kill(mut self) {
         self.child.start_kill().unwrap();
