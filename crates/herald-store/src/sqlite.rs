@@ -44,6 +44,8 @@ pub struct SqliteStore {
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: AtomicUsize,
     path: PathBuf,
+    /// Dropping it stops the checkpoint thread.
+    _checkpoints: std::sync::mpsc::Sender<()>,
     /// Held for the store's lifetime so a second process cannot open the same file.
     _lock: File,
 }
@@ -112,6 +114,17 @@ impl SqliteStore {
             readers.push(Mutex::new(reader));
         }
 
+        // Checkpoints copy the WAL back into the database file and fsync it; done by the
+        // writer they would stall every commit queued behind them, so a separate
+        // connection does them in the background.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -32000;")?;
+        let checkpointer = open_connection(path)?;
+        let (checkpoints, stop) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("herald-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, stop))
+            .map_err(unavailable)?;
+
         let (writer, jobs) = mpsc::unbounded_channel();
         std::thread::Builder::new()
             .name("herald-sqlite-writer".into())
@@ -123,6 +136,7 @@ impl SqliteStore {
             readers: Arc::new(readers),
             next_reader: AtomicUsize::new(0),
             path: path.to_path_buf(),
+            _checkpoints: checkpoints,
             _lock: lock,
         })
     }
@@ -197,6 +211,23 @@ fn in_savepoint<R>(
     }
     conn.prepare_cached("RELEASE job")?.execute([])?;
     res
+}
+
+/// How often the WAL is checkpointed into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Checkpoints the WAL without blocking the writer (`PASSIVE`) until the store is dropped.
+fn checkpoint_loop(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
+    {
+        let res: Result<(i64, i64, i64), _> =
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            });
+        if let Err(error) = res {
+            tracing::warn!(%error, "WAL checkpoint failed; will try again.");
+        }
+    }
 }
 
 fn write_loop(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>) {
@@ -274,35 +305,46 @@ fn fail_reason(state: &State) -> Option<&'static str> {
     }
 }
 
+/// Where a delivery sits: its broadcast, destination and place in the thread.
+type Identity = (String, String, u32);
+
 /// Writes `progress` to delivery `id` if it is still in `expected` state (and, with a
 /// `token`, still under that lease): the compare-and-set every transition goes through.
-/// Bumps the lease token, so any older lease is fenced out. Returns whether it applied.
+/// Bumps the lease token, so any older lease is fenced out. Returns the delivery's
+/// identity if it applied.
 fn write_progress(
     conn: &Connection,
     id: &str,
     progress: &Progress,
     expected: &str,
     token: Option<i64>,
-) -> Result<bool, StoreError> {
+) -> Result<Option<Identity>, StoreError> {
     const SQL: &str = "UPDATE deliveries SET state = ?2, fail_reason = ?3, attempts = ?4, \
          next_attempt_at = ?5, expires_at = ?6, ambiguous = ?7, last_error = ?8, remote_ref = ?9, \
          delivered_at = ?10, lease_expires_at = NULL, lease_token = lease_token + 1 \
-         WHERE id = ?1 AND (?11 IS NULL OR lease_token = ?11) AND state = ?12";
-    let n = conn.prepare_cached(SQL)?.execute(params![
-        id,
-        progress.state.as_str(),
-        fail_reason(&progress.state),
-        progress.attempts,
-        progress.next_attempt_at.0,
-        progress.expires_at.0,
-        progress.ambiguous,
-        progress.last_error,
-        progress.remote_ref,
-        progress.delivered_at.map(|t| t.0),
-        token,
-        expected,
-    ])?;
-    Ok(n == 1)
+         WHERE id = ?1 AND (?11 IS NULL OR lease_token = ?11) AND state = ?12 \
+         RETURNING broadcast_id, destination, seq";
+    let res = conn
+        .prepare_cached(SQL)?
+        .query_row(
+            params![
+                id,
+                progress.state.as_str(),
+                fail_reason(&progress.state),
+                progress.attempts,
+                progress.next_attempt_at.0,
+                progress.expires_at.0,
+                progress.ambiguous,
+                progress.last_error,
+                progress.remote_ref,
+                progress.delivered_at.map(|t| t.0),
+                token,
+                expected,
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()?;
+    Ok(res)
 }
 
 fn message_from(json: &str) -> Result<Message, StoreError> {
@@ -727,35 +769,37 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let mut changes = Vec::with_capacity(records.len());
             for record in records {
-                let identity = conn
-                    .prepare_cached(
-                        "SELECT broadcast_id, destination, seq FROM deliveries WHERE id = ?1",
-                    )?
-                    .query_row([&record.delivery_id], |row| {
-                        Ok((
-                            row.get::<_, String>(0)?,
-                            row.get::<_, String>(1)?,
-                            row.get::<_, u32>(2)?,
-                        ))
-                    })
-                    .optional()?;
-                let Some((broadcast_id, destination, seq)) = identity else { continue };
-                let applied = write_progress(
+                let written = write_progress(
                     conn,
                     &record.delivery_id,
                     &record.progress,
                     "in_flight",
                     Some(record.lease_token),
                 )?;
+                let applied = written.is_some();
+                // A fenced-out record still needs the identity for the attempt log.
+                let identity = match written {
+                    Some(identity) => Some(identity),
+                    None => conn
+                        .prepare_cached(
+                            "SELECT broadcast_id, destination, seq FROM deliveries WHERE id = ?1",
+                        )?
+                        .query_row([&record.delivery_id], |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                        })
+                        .optional()?,
+                };
+                let Some((broadcast_id, destination, seq)) = identity else { continue };
                 if let Some(attempt) = &record.attempt {
                     let mut detail = attempt.detail.clone();
                     if !applied {
                         // The attempt happened, so it is logged, but a newer lease
                         // (recovery, cancel) owns the delivery now and its result stands.
-                        detail = Some(format!(
-                            "{} (not applied: the delivery's lease had moved on)",
-                            detail.unwrap_or_default()
-                        ));
+                        const NOTE: &str = "not applied: the delivery's lease had moved on";
+                        detail = Some(match detail {
+                            Some(detail) => format!("{detail} ({NOTE})"),
+                            None => NOTE.to_string(),
+                        });
                     }
                     conn.prepare_cached(
                         "INSERT INTO attempts (delivery_id, broadcast_id, destination, number, \
@@ -816,7 +860,9 @@ impl Store for SqliteStore {
                     &next,
                     "in_flight",
                     Some(release.lease_token),
-                )? {
+                )?
+                .is_some()
+                {
                     changes.push(Change {
                         delivery_id: release.delivery_id,
                         broadcast_id,
@@ -843,7 +889,7 @@ impl Store for SqliteStore {
             let (broadcast_id, destination, seq, progress) = load_delivery(conn, &id)?;
             let next = delivery::operator_retry(&progress, &policy, now)
                 .map_err(|error| not_allowed(&id, error, "retry"))?;
-            if !write_progress(conn, &id, &next, progress.state.as_str(), None)? {
+            if write_progress(conn, &id, &next, progress.state.as_str(), None)?.is_none() {
                 return Err(StoreError::NotAllowed {
                     id,
                     state: "changing".into(),
@@ -868,7 +914,7 @@ impl Store for SqliteStore {
             let (broadcast_id, destination, seq, progress) = load_delivery(conn, &id)?;
             let next =
                 delivery::cancel(&progress).map_err(|error| not_allowed(&id, error, "cancel"))?;
-            if !write_progress(conn, &id, &next, progress.state.as_str(), None)? {
+            if write_progress(conn, &id, &next, progress.state.as_str(), None)?.is_none() {
                 return Err(StoreError::NotAllowed {
                     id,
                     state: "changing".into(),
