@@ -1,0 +1,357 @@
+//! Row mapping and the SQL building blocks the store operations share: reading and
+//! writing a delivery's progress (the compare-and-set), loading a broadcast, leasing,
+//! and the cascade from a predecessor to its successors.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use herald_core::delivery::{self, NotAllowed};
+use herald_core::{FailReason, Message, Progress, State, Timestamp};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::StoreError;
+use crate::model::*;
+
+/// The delivery columns every progress read selects, in `progress_from_row` order.
+pub(super) const PROGRESS_COLUMNS: &str = "state, fail_reason, attempts, max_attempts, next_attempt_at, \
+     expires_at, ambiguous, last_error, remote_ref, delivered_at";
+
+pub(super) fn state_from(name: &str, reason: Option<&str>) -> Result<State, StoreError> {
+    Ok(match name {
+        "pending" => State::Pending,
+        "in_flight" => State::InFlight,
+        "waiting" => State::Waiting,
+        "held" => State::Held,
+        "delivered" => State::Delivered,
+        "cancelled" => State::Cancelled,
+        "failed" => State::Failed(reason.and_then(FailReason::parse).ok_or_else(|| {
+            StoreError::Corrupt(format!("failed delivery with reason {reason:?}"))
+        })?),
+        other => return Err(StoreError::Corrupt(format!("unknown delivery state `{other}`"))),
+    })
+}
+
+/// Reads the `PROGRESS_COLUMNS` starting at column `at`.
+pub(super) fn progress_from_row(row: &Row<'_>, at: usize) -> Result<Progress, StoreError> {
+    let state: String = row.get(at)?;
+    let reason: Option<String> = row.get(at + 1)?;
+    Ok(Progress {
+        state: state_from(&state, reason.as_deref())?,
+        attempts: row.get(at + 2)?,
+        max_attempts: row.get(at + 3)?,
+        next_attempt_at: Timestamp(row.get(at + 4)?),
+        expires_at: Timestamp(row.get(at + 5)?),
+        ambiguous: row.get(at + 6)?,
+        last_error: row.get(at + 7)?,
+        remote_ref: row.get(at + 8)?,
+        delivered_at: row.get::<_, Option<i64>>(at + 9)?.map(Timestamp),
+    })
+}
+
+pub(super) fn fail_reason(state: &State) -> Option<&'static str> {
+    match state {
+        State::Failed(reason) => Some(reason.as_str()),
+        _ => None,
+    }
+}
+
+/// Where a delivery sits: its broadcast, destination and place in the thread.
+pub(super) type Identity = (String, String, u32);
+
+/// Writes `progress` to delivery `id` if it is still in `expected` state (and, with a
+/// `token`, still under that lease): the compare-and-set every transition goes through.
+/// Bumps the lease token, so any older lease is fenced out. Returns the delivery's
+/// identity if it applied.
+pub(super) fn write_progress(
+    conn: &Connection,
+    id: &str,
+    progress: &Progress,
+    expected: &str,
+    token: Option<i64>,
+) -> Result<Option<Identity>, StoreError> {
+    const SQL: &str = "UPDATE deliveries SET state = ?2, fail_reason = ?3, attempts = ?4, \
+         next_attempt_at = ?5, expires_at = ?6, ambiguous = ?7, last_error = ?8, remote_ref = ?9, \
+         delivered_at = ?10, lease_expires_at = NULL, lease_token = lease_token + 1 \
+         WHERE id = ?1 AND (?11 IS NULL OR lease_token = ?11) AND state = ?12 \
+         RETURNING broadcast_id, destination, seq";
+    let res = conn
+        .prepare_cached(SQL)?
+        .query_row(
+            params![
+                id,
+                progress.state.as_str(),
+                fail_reason(&progress.state),
+                progress.attempts,
+                progress.next_attempt_at.0,
+                progress.expires_at.0,
+                progress.ambiguous,
+                progress.last_error,
+                progress.remote_ref,
+                progress.delivered_at.map(|t| t.0),
+                token,
+                expected,
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()?;
+    Ok(res)
+}
+
+pub(super) fn message_from(json: &str) -> Result<Message, StoreError> {
+    serde_json::from_str(json)
+        .map_err(|error| StoreError::Corrupt(format!("stored message: {error}")))
+}
+
+pub(super) fn names_from(json: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(json)
+        .map_err(|error| StoreError::Corrupt(format!("stored names: {error}")))
+}
+
+pub(super) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    // Serializing plain strings and derived structs cannot fail.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+pub(super) fn load_broadcast(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<BroadcastView>, StoreError> {
+    let head = conn
+        .prepare_cached(
+            "SELECT idempotency_key, requested, destinations, created_at, expires_at \
+             FROM broadcasts WHERE id = ?1",
+        )?
+        .query_row([id], |row| {
+            Ok((
+                row.get::<_, Option<String>>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?,
+                row.get::<_, Option<i64>>(4)?,
+            ))
+        })
+        .optional()?;
+    let Some((idempotency_key, requested, destinations, created_at, expires_at)) = head else {
+        return Ok(None);
+    };
+    let mut thread = Vec::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, body, created_at FROM messages WHERE broadcast_id = ?1 ORDER BY seq",
+    )?;
+    let mut rows = stmt.query([id])?;
+    while let Some(row) = rows.next()? {
+        let body: String = row.get(1)?;
+        thread.push(ThreadMessage {
+            seq: row.get(0)?,
+            message: message_from(&body)?,
+            created_at: Timestamp(row.get(2)?),
+        });
+    }
+    let mut deliveries = Vec::new();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT id, destination, seq, created_at, {PROGRESS_COLUMNS} FROM deliveries \
+         WHERE broadcast_id = ?1 ORDER BY seq, position"
+    ))?;
+    let mut rows = stmt.query([id])?;
+    while let Some(row) = rows.next()? {
+        deliveries.push(DeliveryView {
+            id: row.get(0)?,
+            destination: row.get(1)?,
+            seq: row.get(2)?,
+            created_at: Timestamp(row.get(3)?),
+            progress: progress_from_row(row, 4)?,
+        });
+    }
+    Ok(Some(BroadcastView {
+        id: id.to_string(),
+        idempotency_key,
+        requested: names_from(&requested)?,
+        destinations: names_from(&destinations)?,
+        thread,
+        deliveries,
+        created_at: Timestamp(created_at),
+        expires_at: expires_at.map(Timestamp),
+    }))
+}
+
+pub(super) fn must_load(conn: &Connection, id: &str) -> Result<BroadcastView, StoreError> {
+    load_broadcast(conn, id)?
+        .ok_or_else(|| StoreError::NotFound { what: "broadcast", id: id.into() })
+}
+
+pub(super) fn insert_delivery(
+    conn: &Connection,
+    broadcast_id: &str,
+    seq: u32,
+    position: usize,
+    new: &NewDelivery,
+    progress: &Progress,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO deliveries (id, broadcast_id, seq, position, destination, state, fail_reason, \
+         attempts, max_attempts, next_attempt_at, expires_at, last_error, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        new.id,
+        broadcast_id,
+        seq,
+        position,
+        new.destination,
+        progress.state.as_str(),
+        fail_reason(&progress.state),
+        progress.attempts,
+        progress.max_attempts,
+        progress.next_attempt_at.0,
+        progress.expires_at.0,
+        progress.last_error,
+        now.0,
+    ])?;
+    Ok(())
+}
+
+/// After a delivery reached a terminal state, moves its waiting successors on the same
+/// destination: the next one becomes due, or fails (and so on down the thread). The next
+/// one is the destination's next higher seq, which need not be `from_seq + 1` when an
+/// update skipped this destination.
+pub(super) fn cascade(
+    conn: &Connection,
+    broadcast_id: &str,
+    destination: &str,
+    from_seq: u32,
+    from_state: State,
+    now: Timestamp,
+    changes: &mut Vec<Change>,
+) -> Result<(), StoreError> {
+    let (mut after, mut predecessor) = (from_seq, from_state);
+    loop {
+        let found = conn
+            .prepare_cached(&format!(
+                "SELECT id, seq, {PROGRESS_COLUMNS} FROM deliveries \
+                 WHERE broadcast_id = ?1 AND destination = ?2 AND seq > ?3 ORDER BY seq LIMIT 1"
+            ))?
+            .query_row(params![broadcast_id, destination, after], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, u32>(1)?, progress_from_row(row, 2)))
+            })
+            .optional()?;
+        let Some((id, seq, progress)) = found else { return Ok(()) };
+        let progress = progress?;
+        if progress.state != State::Waiting {
+            return Ok(());
+        }
+        let next = delivery::on_predecessor(&progress, &predecessor, now);
+        write_progress(conn, &id, &next, "waiting", None)?;
+        changes.push(Change {
+            delivery_id: id,
+            broadcast_id: broadcast_id.into(),
+            destination: destination.into(),
+            seq,
+            state: next.state.clone(),
+            next_attempt_at: next.next_attempt_at,
+        });
+        if !next.state.is_terminal() {
+            return Ok(());
+        }
+        predecessor = next.state;
+        after = seq;
+    }
+}
+
+/// Reads a delivery's identity and progress.
+pub(super) fn load_delivery(
+    conn: &Connection,
+    id: &str,
+) -> Result<(String, String, u32, Progress), StoreError> {
+    let found = conn
+        .prepare_cached(&format!(
+            "SELECT broadcast_id, destination, seq, {PROGRESS_COLUMNS} FROM deliveries WHERE id = ?1"
+        ))?
+        .query_row([id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, progress_from_row(row, 3)))
+        })
+        .optional()?;
+    let Some((broadcast_id, destination, seq, progress)) = found else {
+        return Err(StoreError::NotFound { what: "delivery", id: id.into() });
+    };
+    Ok((broadcast_id, destination, seq, progress?))
+}
+
+pub(super) fn not_allowed(id: &str, error: NotAllowed, action: &'static str) -> StoreError {
+    StoreError::NotAllowed { id: id.into(), state: error.state.into(), action }
+}
+
+/// A delivery selected for a lease: id, broadcast id, destination, seq and progress.
+pub(super) type LeaseRow = (String, String, String, u32, Progress);
+
+/// Leases the deliveries selected by `select` (which must return `id` then
+/// `PROGRESS_COLUMNS`-prefixed identity) and loads what is needed to attempt them.
+pub(super) fn lease(
+    conn: &Connection,
+    rows: Vec<LeaseRow>,
+    lease_until: Timestamp,
+) -> Result<Vec<Work>, StoreError> {
+    let mut messages: HashMap<(String, u32), Arc<Message>> = HashMap::new();
+    let mut work = Vec::with_capacity(rows.len());
+    for (id, broadcast_id, destination, seq, progress) in rows {
+        let lease_token: i64 = conn
+            .prepare_cached(
+                "UPDATE deliveries SET state = 'in_flight', lease_token = lease_token + 1, \
+                 lease_expires_at = ?2 WHERE id = ?1 RETURNING lease_token",
+            )?
+            .query_row(params![id, lease_until.0], |row| row.get(0))?;
+        let key = (broadcast_id.clone(), seq);
+        let message = match messages.get(&key) {
+            Some(message) => Arc::clone(message),
+            None => {
+                let body: String = conn
+                    .prepare_cached(
+                        "SELECT body FROM messages WHERE broadcast_id = ?1 AND seq = ?2",
+                    )?
+                    .query_row(params![broadcast_id, seq], |row| row.get(0))?;
+                let message = Arc::new(message_from(&body)?);
+                messages.insert(key, Arc::clone(&message));
+                message
+            }
+        };
+        let (in_reply_to, original_remote_ref) = if seq == 0 {
+            (None, None)
+        } else {
+            conn.prepare_cached(
+                "SELECT id, remote_ref FROM deliveries \
+                 WHERE broadcast_id = ?1 AND destination = ?2 AND seq = 0",
+            )?
+            .query_row(params![broadcast_id, destination], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?
+            .unwrap_or((None, None))
+        };
+        let mut progress = progress;
+        progress.state = State::InFlight;
+        work.push(Work {
+            delivery_id: id,
+            broadcast_id,
+            destination,
+            seq,
+            lease_token,
+            progress,
+            message,
+            in_reply_to,
+            original_remote_ref,
+        });
+    }
+    Ok(work)
+}
+
+pub(super) fn select_for_lease(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<LeaseRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(args)?;
+    let mut res = Vec::new();
+    while let Some(row) = rows.next()? {
+        res.push((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, progress_from_row(row, 4)?));
+    }
+    Ok(res)
+}

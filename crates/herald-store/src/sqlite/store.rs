@@ -1,0 +1,502 @@
+//! The [`Store`] operations on SQLite, each one writer transaction or one read snapshot.
+
+use async_trait::async_trait;
+use herald_core::delivery;
+use herald_core::{BroadcastState, Progress, RetryPolicy, State, Timestamp};
+use rusqlite::{OptionalExtension, params};
+
+use super::SqliteStore;
+use super::rows::*;
+use crate::model::*;
+use crate::{Store, StoreError};
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn submit(&self, new: NewBroadcast) -> Result<Submitted, StoreError> {
+        self.write(move |conn| {
+            if let Some(key) = &new.idempotency_key {
+                let existing = conn
+                    .prepare_cached("SELECT id, fingerprint FROM broadcasts WHERE idempotency_key = ?1")?
+                    .query_row([key], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+                    .optional()?;
+                if let Some((id, fingerprint)) = existing {
+                    if fingerprint != new.fingerprint {
+                        return Err(StoreError::KeyConflict { key: key.clone(), existing: id });
+                    }
+                    return Ok(Submitted::Replayed(must_load(conn, &id)?));
+                }
+            }
+            let destinations: Vec<&str> = new.deliveries.iter().map(|d| d.destination.as_str()).collect();
+            conn.prepare_cached(
+                "INSERT INTO broadcasts (id, idempotency_key, fingerprint, requested, destinations, \
+                 created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                new.id,
+                new.idempotency_key,
+                new.fingerprint,
+                to_json(&new.requested),
+                to_json(&destinations),
+                new.created_at.0,
+                new.expires_at.map(|t| t.0),
+            ])?;
+            conn.prepare_cached(
+                "INSERT INTO messages (broadcast_id, seq, body, created_at) VALUES (?1, 0, ?2, ?3)",
+            )?
+            .execute(params![new.id, to_json(&new.message), new.created_at.0])?;
+            let mut deliveries = Vec::with_capacity(new.deliveries.len());
+            for (position, d) in new.deliveries.iter().enumerate() {
+                let progress = Progress::new(new.created_at, d.expires_at, d.max_attempts, false);
+                insert_delivery(conn, &new.id, 0, position, d, &progress, new.created_at)?;
+                deliveries.push(DeliveryView {
+                    id: d.id.clone(),
+                    destination: d.destination.clone(),
+                    seq: 0,
+                    progress,
+                    created_at: new.created_at,
+                });
+            }
+            Ok(Submitted::Created(BroadcastView {
+                id: new.id,
+                idempotency_key: new.idempotency_key,
+                requested: new.requested,
+                destinations: destinations.into_iter().map(String::from).collect(),
+                thread: vec![ThreadMessage { seq: 0, message: new.message, created_at: new.created_at }],
+                deliveries,
+                created_at: new.created_at,
+                expires_at: new.expires_at,
+            }))
+        })
+        .await
+    }
+
+    async fn add_update(&self, update: NewUpdate) -> Result<UpdateAdded, StoreError> {
+        self.write(move |conn| {
+            let destinations: Option<String> = conn
+                .prepare_cached("SELECT destinations FROM broadcasts WHERE id = ?1")?
+                .query_row([&update.broadcast_id], |row| row.get(0))
+                .optional()?;
+            let Some(destinations) = destinations else {
+                return Err(StoreError::NotFound { what: "broadcast", id: update.broadcast_id });
+            };
+            let destinations = names_from(&destinations)?;
+            let seq: u32 = conn
+                .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE broadcast_id = ?1")?
+                .query_row([&update.broadcast_id], |row| row.get(0))?;
+            conn.prepare_cached(
+                "INSERT INTO messages (broadcast_id, seq, body, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![update.broadcast_id, seq, to_json(&update.message), update.created_at.0])?;
+            let mut changes = Vec::new();
+            for d in &update.deliveries {
+                let Some(position) = destinations.iter().position(|name| *name == d.destination) else {
+                    continue;
+                };
+                // The predecessor is the destination's latest earlier message, which is
+                // not `seq - 1` when an update skipped this destination.
+                let predecessor = conn
+                    .prepare_cached(
+                        "SELECT state, fail_reason FROM deliveries \
+                         WHERE broadcast_id = ?1 AND destination = ?2 AND seq < ?3 \
+                         ORDER BY seq DESC LIMIT 1",
+                    )?
+                    .query_row(params![update.broadcast_id, d.destination, seq], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
+                    })
+                    .optional()?;
+                let waiting = Progress::new(update.created_at, d.expires_at, d.max_attempts, true);
+                let progress = match predecessor {
+                    Some((state, reason)) => {
+                        let state = state_from(&state, reason.as_deref())?;
+                        delivery::on_predecessor(&waiting, &state, update.created_at)
+                    }
+                    // The destination has no earlier message in this broadcast (every
+                    // destination has an original, so this cannot happen): nothing to wait for.
+                    None => Progress::new(update.created_at, d.expires_at, d.max_attempts, false),
+                };
+                insert_delivery(conn, &update.broadcast_id, seq, position, d, &progress, update.created_at)?;
+                changes.push(Change {
+                    delivery_id: d.id.clone(),
+                    broadcast_id: update.broadcast_id.clone(),
+                    destination: d.destination.clone(),
+                    seq,
+                    state: progress.state.clone(),
+                    next_attempt_at: progress.next_attempt_at,
+                });
+            }
+            Ok(UpdateAdded { seq, broadcast: must_load(conn, &update.broadcast_id)?, changes })
+        })
+        .await
+    }
+
+    async fn claim(&self, claim: ClaimRequest) -> Result<Claimed, StoreError> {
+        self.write(move |conn| {
+            let rows = select_for_lease(
+                conn,
+                &format!(
+                    "SELECT id, broadcast_id, destination, seq, {PROGRESS_COLUMNS} FROM deliveries \
+                     WHERE destination = ?1 AND state = 'pending' AND next_attempt_at <= ?2 \
+                     ORDER BY next_attempt_at LIMIT ?3"
+                ),
+                params![claim.destination, claim.now.0, claim.limit],
+            )?;
+            let work = lease(conn, rows, claim.lease_until)?;
+            let next_due: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT MIN(next_attempt_at) FROM deliveries WHERE destination = ?1 AND state = 'pending'",
+                )?
+                .query_row([&claim.destination], |row| row.get(0))?;
+            Ok(Claimed { work, next_due: next_due.map(Timestamp) })
+        })
+        .await
+    }
+
+    async fn claim_expired(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Work>, StoreError> {
+        self.write(move |conn| {
+            let rows = select_for_lease(
+                conn,
+                &format!(
+                    "SELECT id, broadcast_id, destination, seq, {PROGRESS_COLUMNS} FROM deliveries \
+                     WHERE state = 'in_flight' AND lease_expires_at <= ?1 \
+                     ORDER BY lease_expires_at LIMIT ?2"
+                ),
+                params![now.0, limit],
+            )?;
+            lease(conn, rows, lease_until)
+        })
+        .await
+    }
+
+    async fn record(&self, records: Vec<Record>) -> Result<Vec<Change>, StoreError> {
+        self.write(move |conn| {
+            let mut changes = Vec::with_capacity(records.len());
+            for record in records {
+                let written = write_progress(
+                    conn,
+                    &record.delivery_id,
+                    &record.progress,
+                    "in_flight",
+                    Some(record.lease_token),
+                )?;
+                let applied = written.is_some();
+                // A fenced-out record still needs the identity for the attempt log.
+                let identity = match written {
+                    Some(identity) => Some(identity),
+                    None => conn
+                        .prepare_cached(
+                            "SELECT broadcast_id, destination, seq FROM deliveries WHERE id = ?1",
+                        )?
+                        .query_row([&record.delivery_id], |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                        })
+                        .optional()?,
+                };
+                let Some((broadcast_id, destination, seq)) = identity else { continue };
+                if let Some(attempt) = &record.attempt {
+                    let mut detail = attempt.detail.clone();
+                    if !applied {
+                        // The attempt happened, so it is logged, but a newer lease
+                        // (recovery, cancel) owns the delivery now and its result stands.
+                        const NOTE: &str = "not applied: the delivery's lease had moved on";
+                        detail = Some(match detail {
+                            Some(detail) => format!("{detail} ({NOTE})"),
+                            None => NOTE.to_string(),
+                        });
+                    }
+                    conn.prepare_cached(
+                        "INSERT INTO attempts (delivery_id, broadcast_id, destination, number, \
+                         started_at, duration_ms, outcome, status, detail) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    )?
+                    .execute(params![
+                        record.delivery_id,
+                        broadcast_id,
+                        destination,
+                        attempt.number,
+                        attempt.started_at.0,
+                        attempt.duration_ms,
+                        attempt.outcome,
+                        attempt.status,
+                        detail,
+                    ])?;
+                }
+                if !applied {
+                    continue;
+                }
+                let state = record.progress.state.clone();
+                changes.push(Change {
+                    delivery_id: record.delivery_id,
+                    broadcast_id: broadcast_id.clone(),
+                    destination: destination.clone(),
+                    seq,
+                    state: state.clone(),
+                    next_attempt_at: record.progress.next_attempt_at,
+                });
+                if state.is_terminal() {
+                    cascade(
+                        conn,
+                        &broadcast_id,
+                        &destination,
+                        seq,
+                        state,
+                        record.now,
+                        &mut changes,
+                    )?;
+                }
+            }
+            Ok(changes)
+        })
+        .await
+    }
+
+    async fn release(&self, releases: Vec<Release>) -> Result<Vec<Change>, StoreError> {
+        self.write(move |conn| {
+            let mut changes = Vec::new();
+            for release in releases {
+                let (broadcast_id, destination, seq, progress) =
+                    load_delivery(conn, &release.delivery_id)?;
+                let next = delivery::release(&progress, release.now);
+                if write_progress(
+                    conn,
+                    &release.delivery_id,
+                    &next,
+                    "in_flight",
+                    Some(release.lease_token),
+                )?
+                .is_some()
+                {
+                    changes.push(Change {
+                        delivery_id: release.delivery_id,
+                        broadcast_id,
+                        destination,
+                        seq,
+                        state: next.state,
+                        next_attempt_at: next.next_attempt_at,
+                    });
+                }
+            }
+            Ok(changes)
+        })
+        .await
+    }
+
+    async fn retry_delivery(
+        &self,
+        id: &str,
+        policy: &RetryPolicy,
+        now: Timestamp,
+    ) -> Result<Vec<Change>, StoreError> {
+        let (id, policy) = (id.to_string(), policy.clone());
+        self.write(move |conn| {
+            let (broadcast_id, destination, seq, progress) = load_delivery(conn, &id)?;
+            let next = delivery::operator_retry(&progress, &policy, now)
+                .map_err(|error| not_allowed(&id, error, "retry"))?;
+            if write_progress(conn, &id, &next, progress.state.as_str(), None)?.is_none() {
+                return Err(StoreError::NotAllowed {
+                    id,
+                    state: "changing".into(),
+                    action: "retry",
+                });
+            }
+            Ok(vec![Change {
+                delivery_id: id,
+                broadcast_id,
+                destination,
+                seq,
+                state: next.state,
+                next_attempt_at: next.next_attempt_at,
+            }])
+        })
+        .await
+    }
+
+    async fn cancel_delivery(&self, id: &str, now: Timestamp) -> Result<Vec<Change>, StoreError> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            let (broadcast_id, destination, seq, progress) = load_delivery(conn, &id)?;
+            let next =
+                delivery::cancel(&progress).map_err(|error| not_allowed(&id, error, "cancel"))?;
+            if write_progress(conn, &id, &next, progress.state.as_str(), None)?.is_none() {
+                return Err(StoreError::NotAllowed {
+                    id,
+                    state: "changing".into(),
+                    action: "cancel",
+                });
+            }
+            let mut changes = vec![Change {
+                delivery_id: id,
+                broadcast_id: broadcast_id.clone(),
+                destination: destination.clone(),
+                seq,
+                state: State::Cancelled,
+                next_attempt_at: next.next_attempt_at,
+            }];
+            cascade(conn, &broadcast_id, &destination, seq, State::Cancelled, now, &mut changes)?;
+            Ok(changes)
+        })
+        .await
+    }
+
+    async fn delivery(&self, id: &str) -> Result<Option<DeliveryRef>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            let found = conn
+                .prepare_cached(&format!(
+                    "SELECT broadcast_id, destination, seq, created_at, {PROGRESS_COLUMNS} \
+                     FROM deliveries WHERE id = ?1"
+                ))?
+                .query_row([&id], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, u32>(2)?,
+                        row.get::<_, i64>(3)?,
+                        progress_from_row(row, 4),
+                    ))
+                })
+                .optional()?;
+            let Some((broadcast_id, destination, seq, created_at, progress)) = found else {
+                return Ok(None);
+            };
+            Ok(Some(DeliveryRef {
+                broadcast_id,
+                delivery: DeliveryView {
+                    id,
+                    destination,
+                    seq,
+                    progress: progress?,
+                    created_at: Timestamp(created_at),
+                },
+            }))
+        })
+        .await
+    }
+
+    async fn broadcast(&self, id: &str) -> Result<Option<BroadcastView>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| load_broadcast(conn, &id)).await
+    }
+
+    async fn list(&self, query: ListQuery) -> Result<Page, StoreError> {
+        self.read(move |conn| {
+            let limit = query.limit.clamp(1, 500);
+            let mut cursor: Option<i64> = match &query.cursor {
+                Some(c) => Some(
+                    c.parse()
+                        .map_err(|_| StoreError::NotFound { what: "cursor", id: c.clone() })?,
+                ),
+                None => None,
+            };
+            let mut items = Vec::new();
+            // A state filter is applied after loading, so scan a bounded number of
+            // candidates per page and hand back a cursor to continue from.
+            let scan_budget = limit * 20;
+            let mut scanned = 0;
+            let mut exhausted = false;
+            while items.len() < limit && scanned < scan_budget {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT seq, id FROM broadcasts b WHERE (?1 IS NULL OR seq < ?1) \
+                     AND (?2 IS NULL OR EXISTS (SELECT 1 FROM deliveries d \
+                          WHERE d.broadcast_id = b.id AND d.destination = ?2)) \
+                     ORDER BY seq DESC LIMIT ?3",
+                )?;
+                let batch: Vec<(i64, String)> = stmt
+                    .query_map(params![cursor, query.destination, limit], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                if batch.is_empty() {
+                    exhausted = true;
+                    break;
+                }
+                for (seq, id) in batch {
+                    scanned += 1;
+                    cursor = Some(seq);
+                    let view = must_load(conn, &id)?;
+                    let matches = query.state.is_none_or(|want| {
+                        BroadcastState::of(view.deliveries.iter().map(|d| &d.progress.state))
+                            == want
+                    });
+                    if matches {
+                        items.push(view);
+                        if items.len() == limit {
+                            break;
+                        }
+                    }
+                }
+            }
+            let next_cursor = if exhausted { None } else { cursor.map(|c| c.to_string()) };
+            Ok(Page { items, next_cursor })
+        })
+        .await
+    }
+
+    async fn attempts(&self, broadcast_id: &str) -> Result<Vec<AttemptView>, StoreError> {
+        let id = broadcast_id.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT delivery_id, destination, number, started_at, duration_ms, outcome, status, detail \
+                 FROM attempts WHERE broadcast_id = ?1 ORDER BY rowid",
+            )?;
+            let rows = stmt.query_map([id], |row| {
+                Ok(AttemptView {
+                    delivery_id: row.get(0)?,
+                    destination: row.get(1)?,
+                    attempt: AttemptRecord {
+                        number: row.get(2)?,
+                        started_at: Timestamp(row.get(3)?),
+                        duration_ms: row.get(4)?,
+                        outcome: row.get(5)?,
+                        status: row.get(6)?,
+                        detail: row.get(7)?,
+                    },
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT destination, state, COUNT(*), MAX(delivered_at) FROM deliveries \
+                 GROUP BY destination, state ORDER BY destination",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut res: Vec<DestinationStats> = Vec::new();
+            while let Some(row) = rows.next()? {
+                let destination: String = row.get(0)?;
+                let state: String = row.get(1)?;
+                let count: u64 = row.get(2)?;
+                if res.last().is_none_or(|s| s.destination != destination) {
+                    res.push(DestinationStats {
+                        destination: destination.clone(),
+                        ..Default::default()
+                    });
+                }
+                let Some(stats) = res.last_mut() else { continue };
+                match state.as_str() {
+                    "pending" => stats.pending = count,
+                    "in_flight" => stats.in_flight = count,
+                    "waiting" => stats.waiting = count,
+                    "held" => stats.held = count,
+                    "delivered" => {
+                        stats.delivered = count;
+                        stats.last_delivered_at = row.get::<_, Option<i64>>(3)?.map(Timestamp);
+                    }
+                    "failed" => stats.failed = count,
+                    "cancelled" => stats.cancelled = count,
+                    _ => {}
+                }
+            }
+            Ok(res)
+        })
+        .await
+    }
+}
