@@ -60,7 +60,8 @@ fn problem_text(status: u16, body: &Value) -> String {
         res.push_str(": ");
         res.push_str(detail);
     }
-    if let Some(errors) = body.get("errors").and_then(Value::as_array) {
+    // A single field error is already the detail; list them only when there are more.
+    if let Some(errors) = body.get("errors").and_then(Value::as_array).filter(|e| e.len() > 1) {
         for error in errors {
             let field = error.get("field").and_then(Value::as_str).unwrap_or("?");
             let message = error.get("message").and_then(Value::as_str).unwrap_or("");
