@@ -42,8 +42,6 @@ pub struct SqliteStore {
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: AtomicUsize,
     path: PathBuf,
-    /// Dropping it stops the checkpoint thread.
-    _checkpoints: std::sync::mpsc::Sender<()>,
     /// Held for the store's lifetime so a second process cannot open the same file.
     _lock: File,
 }
@@ -112,16 +110,11 @@ impl SqliteStore {
             readers.push(Mutex::new(reader));
         }
 
-        // Checkpoints copy the WAL back into the database file and fsync it; done by the
-        // writer they would stall every commit queued behind them, so a separate
-        // connection does them in the background.
-        conn.execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -32000;")?;
-        let checkpointer = open_connection(path)?;
-        let (checkpoints, stop) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("herald-sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, stop))
-            .map_err(unavailable)?;
+        // The writer checkpoints the WAL itself (SQLite's default, every ~1000 pages):
+        // a checkpoint on another connection never completes while commits keep
+        // arriving, and the WAL then grows without bound. The size limit truncates the
+        // file after a burst.
+        conn.execute_batch("PRAGMA cache_size = -32000; PRAGMA journal_size_limit = 67108864;")?;
 
         let (writer, jobs) = mpsc::unbounded_channel();
         std::thread::Builder::new()
@@ -134,7 +127,6 @@ impl SqliteStore {
             readers: Arc::new(readers),
             next_reader: AtomicUsize::new(0),
             path: path.to_path_buf(),
-            _checkpoints: checkpoints,
             _lock: lock,
         })
     }
@@ -209,23 +201,6 @@ fn in_savepoint<R>(
     }
     conn.prepare_cached("RELEASE job")?.execute([])?;
     res
-}
-
-/// How often the WAL is checkpointed into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// Checkpoints the WAL without blocking the writer (`PASSIVE`) until the store is dropped.
-fn checkpoint_loop(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
-    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY)
-    {
-        let res: Result<(i64, i64, i64), _> =
-            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-            });
-        if let Err(error) = res {
-            tracing::warn!(%error, "WAL checkpoint failed; will try again.");
-        }
-    }
 }
 
 fn write_loop(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>) {
