@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use herald_connectors::ConnectorConfig;
-use herald_connectors::webhook::WebhookConfig;
+use herald_connectors::webhook::{RESERVED_HEADERS, WebhookConfig};
 use herald_core::OnUnknown;
 use herald_engine::LaneSettings;
 use toml::Spanned;
@@ -43,9 +43,6 @@ const KINDS: &[(&str, &[&str])] = &[("webhook", &["url", "secret", "headers"])];
 /// Kinds from the design that this build does not have yet.
 const PLANNED_KINDS: &[&str] =
     &["slack", "teams", "jira", "matrix", "pagerduty", "discord", "email", "opsgenie"];
-/// Headers the webhook connector sets itself (signature, framing).
-const RESERVED_HEADERS: &[&str] =
-    &["webhook-id", "webhook-timestamp", "webhook-signature", "content-length", "host"];
 
 /// One problem, located by byte offset into the text.
 #[derive(Debug)]

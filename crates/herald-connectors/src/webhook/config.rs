@@ -60,7 +60,7 @@ impl fmt::Debug for Endpoint {
 
 /// Headers herald sets itself; configuring one of them would break signing, dedup or
 /// framing, so it is rejected.
-const RESERVED_HEADERS: &[&str] = &[
+pub const RESERVED_HEADERS: &[&str] = &[
     "content-type",
     "content-length",
     "transfer-encoding",

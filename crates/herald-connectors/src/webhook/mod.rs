@@ -21,7 +21,7 @@ mod tests;
 use async_trait::async_trait;
 use herald_core::{Capabilities, Outcome};
 
-pub use config::{Endpoint, WebhookConfig};
+pub use config::{Endpoint, RESERVED_HEADERS, WebhookConfig};
 pub use render::{EVENT_CREATED, EVENT_UPDATED, RenderError, RenderedRequest, render};
 
 use crate::{Connector, ConnectorError, Report, Request, http};
