@@ -115,6 +115,14 @@ pub(crate) async fn run(
         }
     };
 
+    // The destination is done with this attempt, so its slot is free for the next one
+    // while the outcome is recorded: concurrency bounds requests to the destination, not
+    // our bookkeeping. The delivery stays leased until recorded, so nobody can claim it
+    // in between.
+    lane.in_flight.fetch_sub(1, Ordering::Relaxed);
+    drop(permit);
+    let _ = done.send(());
+
     match shared.store.record(vec![record]).await {
         Ok(changes) => {
             for change in &changes {
@@ -137,9 +145,6 @@ pub(crate) async fn run(
             tracing::error!(%error, delivery_id = %work.delivery_id, "Could not record an attempt's outcome.");
         }
     }
-    lane.in_flight.fetch_sub(1, Ordering::Relaxed);
-    drop(permit);
-    let _ = done.send(());
 }
 
 fn unknown(reason: String) -> Report {
