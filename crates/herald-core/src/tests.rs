@@ -30,6 +30,22 @@ fn ms(m: u64) -> Duration {
     Duration::from_millis(m)
 }
 
+/// Every state, with each failure reason.
+fn all_states() -> Vec<State> {
+    vec![
+        State::Pending,
+        State::InFlight,
+        State::Waiting,
+        State::Held,
+        State::Delivered,
+        State::Failed(FailReason::Permanent),
+        State::Failed(FailReason::AttemptsExhausted),
+        State::Failed(FailReason::Expired),
+        State::Failed(FailReason::PredecessorFailed),
+        State::Cancelled,
+    ]
+}
+
 /// `T0` moved `d` into the future.
 fn at(d: Duration) -> Timestamp {
     T0.add(d)

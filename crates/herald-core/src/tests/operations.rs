@@ -4,22 +4,6 @@
 use super::*;
 use crate::delivery::{NotAllowed, cancel, claim, expire, on_predecessor, operator_retry, release};
 
-/// Every state, with each failure reason.
-fn all_states() -> Vec<State> {
-    vec![
-        State::Pending,
-        State::InFlight,
-        State::Waiting,
-        State::Held,
-        State::Delivered,
-        State::Failed(FailReason::Permanent),
-        State::Failed(FailReason::AttemptsExhausted),
-        State::Failed(FailReason::Expired),
-        State::Failed(FailReason::PredecessorFailed),
-        State::Cancelled,
-    ]
-}
-
 #[test]
 fn claim_takes_a_pending_delivery_once_it_is_due() {
     let p =

@@ -48,18 +48,7 @@ fn outcomes() -> impl Strategy<Value = Outcome> {
 }
 
 fn states() -> impl Strategy<Value = State> {
-    prop::sample::select(vec![
-        State::Pending,
-        State::InFlight,
-        State::Waiting,
-        State::Held,
-        State::Delivered,
-        State::Failed(FailReason::Permanent),
-        State::Failed(FailReason::AttemptsExhausted),
-        State::Failed(FailReason::Expired),
-        State::Failed(FailReason::PredecessorFailed),
-        State::Cancelled,
-    ])
+    prop::sample::select(all_states())
 }
 
 /// Any progress the state machine can hold: a non-terminal one has attempts left.
