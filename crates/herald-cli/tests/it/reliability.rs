@@ -9,9 +9,10 @@ use herald_simulator::{FaultPlan, Simulator};
 use serde_json::json;
 
 /// DESIGN.md: Alertmanager needed 190 rejections to get 20 messages through a
-/// 1 message/s bucket. Honouring `Retry-After` per delivery alone still costs one
-/// rejection per message over the budget (8 here); herald also pauses the whole lane
-/// for `Retry-After` and then paces it, so only the first overflow is rejected.
+/// 1 message/s bucket. Honouring `Retry-After` per delivery alone still keeps the other
+/// deliveries of the lane flowing into the limit (12 rejections for these 12 messages
+/// when measured); herald also pauses the whole lane for `Retry-After` and then paces
+/// it, so only the first overflow is rejected (2 when measured).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_destination_sees_few_rejections() {
     const MESSAGES: usize = 12;
