@@ -147,6 +147,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// `1 group`, `2 groups`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 fn init_tracing(quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -165,15 +170,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig { config: path } => match Config::load(&path) {
             Ok(config) => {
                 println!(
-                    "{}: ok ({} destinations, {} groups)",
+                    "{}: ok ({}, {})",
                     path.display(),
-                    config.destinations.len(),
-                    config.groups.len()
+                    count(config.destinations.len(), "destination"),
+                    count(config.groups.len(), "group")
                 );
             }
             Err(errors) => {
                 eprintln!("{errors}");
-                eprintln!("{} problem(s) found", errors.0.len());
+                eprintln!("{} found", count(errors.0.len(), "problem"));
                 return Ok(ExitCode::FAILURE);
             }
         },

@@ -42,7 +42,7 @@ async fn check_config_reports_every_problem_with_its_location() {
     assert!(stderr.contains("herald.toml:4:"), "{stderr}");
     assert!(stderr.contains("backoff_base"), "{stderr}");
     assert!(stderr.contains("carrier-pigeon"), "{stderr}");
-    assert!(stderr.contains("2 problem(s) found"), "{stderr}");
+    assert!(stderr.contains("2 problems found"), "{stderr}");
 
     std::fs::write(
         &path,
