@@ -10,7 +10,7 @@ use herald_store::{AttemptRecord, Record, Work};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::engine::{Lane, RECENT_WINDOW, Shared};
-use crate::metrics::{DestinationLabels, OutcomeLabels};
+use crate::metrics::OutcomeLabels;
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -67,19 +67,8 @@ pub(crate) async fn run(
         };
         let elapsed = clock_start.elapsed();
         let now = shared.clock.now();
-        shared
-            .metrics
-            .attempts
-            .get_or_create(&OutcomeLabels {
-                destination: destination.name.clone(),
-                outcome: report.outcome.class().into(),
-            })
-            .inc();
-        shared
-            .metrics
-            .attempt_duration
-            .get_or_create(&DestinationLabels { destination: destination.name.clone() })
-            .observe(elapsed.as_secs_f64());
+        lane.metrics.attempt(report.outcome.class());
+        lane.metrics.duration.observe(elapsed.as_secs_f64());
         note_health(&lane, &report.outcome, now);
         if let Some(reason) = report.outcome.reason() {
             tracing::info!(

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::clock::Clock;
 use crate::destination::{Destination, LaneSettings};
 use crate::events::Event;
-use crate::metrics::EngineMetrics;
+use crate::metrics::{EngineMetrics, LaneMetrics};
 use crate::{lane, recovery};
 
 /// Engine-wide tunables; per-destination settings live in [`LaneSettings`].
@@ -100,6 +100,7 @@ pub(crate) struct Lane {
     pub(crate) wake: Notify,
     pub(crate) health: Mutex<Health>,
     pub(crate) in_flight: std::sync::atomic::AtomicUsize,
+    pub(crate) metrics: LaneMetrics,
 }
 
 impl Lane {
@@ -162,6 +163,7 @@ impl Engine {
         clock: Arc<dyn Clock>,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
+        let metrics = EngineMetrics::default();
         let mut lanes = HashMap::new();
         for destination in destinations {
             let name = destination.name.clone();
@@ -178,6 +180,7 @@ impl Engine {
                 wake: Notify::new(),
                 health: Mutex::new(health),
                 in_flight: std::sync::atomic::AtomicUsize::new(0),
+                metrics: LaneMetrics::new(&metrics, &name),
             };
             if lanes.insert(name.clone(), Arc::new(lane)).is_some() {
                 return Err(EngineError::DuplicateDestination(name));
@@ -190,7 +193,7 @@ impl Engine {
             config,
             lanes,
             events,
-            metrics: EngineMetrics::default(),
+            metrics,
             stop: CancellationToken::new(),
             abort: CancellationToken::new(),
         });

@@ -68,3 +68,45 @@ impl EngineMetrics {
         );
     }
 }
+
+/// The outcome classes, in the order of [`LaneMetrics::attempts`].
+const CLASSES: [&str; 5] = ["delivered", "retry", "throttled", "permanent", "unknown"];
+
+/// One lane's series, resolved once so an attempt neither allocates labels nor takes
+/// the families' locks.
+#[derive(Debug, Clone)]
+pub(crate) struct LaneMetrics {
+    /// Attempts per outcome class, in `CLASSES` order.
+    attempts: [Counter; 5],
+    /// Attempt durations.
+    pub(crate) duration: Histogram,
+}
+
+impl LaneMetrics {
+    /// The handles of `destination`'s series in `metrics`.
+    pub(crate) fn new(metrics: &EngineMetrics, destination: &str) -> LaneMetrics {
+        let counter = |outcome: &str| {
+            metrics
+                .attempts
+                .get_or_create(&OutcomeLabels {
+                    destination: destination.into(),
+                    outcome: outcome.into(),
+                })
+                .clone()
+        };
+        LaneMetrics {
+            attempts: CLASSES.map(counter),
+            duration: metrics
+                .attempt_duration
+                .get_or_create(&DestinationLabels { destination: destination.into() })
+                .clone(),
+        }
+    }
+
+    /// Counts one attempt of `class` (an `Outcome::class`).
+    pub(crate) fn attempt(&self, class: &str) {
+        if let Some(idx) = CLASSES.iter().position(|c| *c == class) {
+            self.attempts[idx].inc();
+        }
+    }
+}
