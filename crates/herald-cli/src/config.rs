@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use herald_connectors::ConnectorConfig;
+use herald_core::OnUnknown;
 use herald_engine::LaneSettings;
 
 /// The whole `herald.toml`, validated, with defaults applied and secrets resolved.
@@ -37,6 +38,13 @@ pub struct Config {
     pub destinations: Vec<DestinationConfig>,
     /// The `[groups]` table: group name to destination names, as written.
     pub groups: BTreeMap<String, Vec<String>>,
+}
+
+impl Config {
+    /// Every destination's warnings, in file order.
+    pub fn warnings(&self) -> Vec<String> {
+        self.destinations.iter().flat_map(DestinationConfig::warnings).collect()
+    }
 }
 
 /// The `[server]` table.
@@ -79,6 +87,42 @@ pub struct DestinationConfig {
     pub connector: ConnectorConfig,
     /// Retry policy, rate limit, concurrency and circuit breaker, defaults applied.
     pub settings: LaneSettings,
+}
+
+impl DestinationConfig {
+    /// Settings that are valid but cannot do what the operator probably meant, in plain
+    /// words: shown by `check-config` and logged by `serve`.
+    pub fn warnings(&self) -> Vec<String> {
+        let capabilities = self.connector.capabilities();
+        let dedupe = self.settings.dedupe.unwrap_or(capabilities.dedupe_by_key);
+        let resolves = dedupe || capabilities.lookup;
+        let prefix = format!("destinations.{}", self.name);
+        let mut res = Vec::new();
+        match (resolves, self.settings.policy.on_unknown) {
+            (false, OnUnknown::Resend) => res.push(format!(
+                "{prefix}: dedupe = false with on_unknown = \"resend\": after a timeout or a \
+                 crash the receiver may get a second copy; set on_unknown = \"hold\" to let an \
+                 operator decide"
+            )),
+            (true, OnUnknown::Hold) => res.push(format!(
+                "{prefix}: on_unknown = \"hold\" only applies to an ambiguous last attempt here, \
+                 because the destination deduplicates and ambiguous attempts are resent safely; \
+                 set dedupe = false if the receiver does not deduplicate"
+            )),
+            _ => {}
+        }
+        if self.settings.policy.max_attempts == 1 && !resolves {
+            res.push(format!(
+                "{prefix}: max_attempts = 1 leaves no attempt to resolve an ambiguous one; a \
+                 timeout ends the delivery {}",
+                match self.settings.policy.on_unknown {
+                    OnUnknown::Hold => "held",
+                    OnUnknown::Resend => "failed (ambiguous)",
+                }
+            ));
+        }
+        res
+    }
 }
 
 impl DestinationConfig {

@@ -169,6 +169,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::CheckConfig { config: path } => match Config::load(&path) {
             Ok(config) => {
+                for warning in config.warnings() {
+                    println!("warning: {warning}");
+                }
                 println!(
                     "{}: ok ({}, {})",
                     path.display(),

@@ -42,6 +42,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                 .with_context(|| format!("cannot open the database {}", path.display()))?,
         ),
     };
+    for warning in config.warnings() {
+        tracing::warn!(%warning, "Configuration warning (see herald check-config).");
+    }
     let client = http::client();
     let mut destinations = Vec::with_capacity(config.destinations.len());
     for destination in &config.destinations {

@@ -83,6 +83,16 @@ pub enum ConnectorConfig {
     Webhook(webhook::WebhookConfig),
 }
 
+impl ConnectorConfig {
+    /// The capabilities the kind's connector declares, known before it is built (so a
+    /// configuration check can reason about them).
+    pub fn capabilities(&self) -> Capabilities {
+        match self {
+            ConnectorConfig::Webhook(_) => webhook::CAPABILITIES,
+        }
+    }
+}
+
 /// Why a connector could not be built from its settings.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {

@@ -67,6 +67,9 @@ pub enum FailReason {
     Expired,
     /// The message this update follows never reached the destination.
     PredecessorFailed,
+    /// The last allowed attempt ended ambiguously: the destination may have the message,
+    /// and nothing herald can do proves it either way.
+    Ambiguous,
 }
 
 impl FailReason {
@@ -77,6 +80,7 @@ impl FailReason {
             FailReason::AttemptsExhausted => "attempts_exhausted",
             FailReason::Expired => "expired",
             FailReason::PredecessorFailed => "predecessor_failed",
+            FailReason::Ambiguous => "ambiguous",
         }
     }
 
@@ -87,6 +91,7 @@ impl FailReason {
             "attempts_exhausted" => FailReason::AttemptsExhausted,
             "expired" => FailReason::Expired,
             "predecessor_failed" => FailReason::PredecessorFailed,
+            "ambiguous" => FailReason::Ambiguous,
             _ => return None,
         })
     }
@@ -179,7 +184,7 @@ impl Progress {
 /// Decides what follows an attempt. Pure: the same inputs always give the same answer.
 ///
 /// `jitter` is a uniform sample in `[0, 1]` used for the backoff. Terminal states
-/// absorb every outcome; a delivery past `expires_at` fails as `expired` unless the
+/// absorb every outcome, and so does `Held`, which only an operator moves on; a delivery past `expires_at` fails as `expired` unless the
 /// outcome says it was delivered; throttles do not count as attempts.
 pub fn next(
     current: &Progress,
@@ -189,7 +194,7 @@ pub fn next(
     now: Timestamp,
     jitter: f64,
 ) -> Progress {
-    if current.state.is_terminal() {
+    if current.state.is_terminal() || current.state == State::Held {
         return current.clone();
     }
     let mut res = current.clone();
@@ -220,16 +225,27 @@ pub fn next(
             schedule(&mut res, now, delay, false);
         }
         Outcome::Unknown { reason } => {
-            res.last_error = Some(reason);
             res.ambiguous = true;
             let resend =
                 capabilities.resolves_ambiguity() || policy.on_unknown == OnUnknown::Resend;
-            if resend {
+            if res.attempts >= res.max_attempts {
+                // No attempt is left to resolve the doubt, so say it as it is: the
+                // destination may have the message. `hold` leaves the call to an operator.
+                res.last_error = Some(format!(
+                    "{reason}; the last allowed attempt ended ambiguously, so the destination \
+                     may have received the message"
+                ));
+                res.state = if policy.on_unknown == OnUnknown::Hold {
+                    State::Held
+                } else {
+                    State::Failed(FailReason::Ambiguous)
+                };
+            } else if resend {
+                res.last_error = Some(reason);
                 let delay = policy.delay(res.attempts, jitter);
                 schedule(&mut res, now, delay, true);
-            } else if res.attempts >= res.max_attempts {
-                res.state = State::Failed(FailReason::AttemptsExhausted);
             } else {
+                res.last_error = Some(reason);
                 res.state = State::Held;
             }
         }

@@ -23,7 +23,7 @@ pub(crate) async fn run(
     lane.in_flight.fetch_add(1, Ordering::Relaxed);
     let destination = &lane.destination;
     let policy = &destination.settings.policy;
-    let capabilities = destination.connector.capabilities();
+    let capabilities = destination.capabilities();
     let started_at = shared.clock.now();
 
     let record = if let Some(expired) = delivery::expire(&work.progress, started_at) {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use herald_connectors::Connector;
-use herald_core::{CircuitPolicy, RateLimit, RetryPolicy};
+use herald_core::{Capabilities, CircuitPolicy, RateLimit, RetryPolicy};
 
 /// How a destination's lane runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +16,9 @@ pub struct LaneSettings {
     pub concurrency: usize,
     /// When to stop sending to a failing destination.
     pub circuit: CircuitPolicy,
+    /// Whether the destination drops a second copy with the same idempotency key;
+    /// `None` trusts the connector's capability. The operator knows their receiver.
+    pub dedupe: Option<bool>,
 }
 
 impl Default for LaneSettings {
@@ -25,6 +28,7 @@ impl Default for LaneSettings {
             rate_limit: None,
             concurrency: 4,
             circuit: CircuitPolicy::default(),
+            dedupe: None,
         }
     }
 }
@@ -38,6 +42,18 @@ pub struct Destination {
     pub connector: Arc<dyn Connector>,
     /// How its lane runs.
     pub settings: LaneSettings,
+}
+
+impl Destination {
+    /// What the destination lets herald do: the connector's capabilities, with
+    /// deduplication as configured where the operator said so.
+    pub fn capabilities(&self) -> Capabilities {
+        let mut res = self.connector.capabilities();
+        if let Some(dedupe) = self.settings.dedupe {
+            res.dedupe_by_key = dedupe;
+        }
+        res
+    }
 }
 
 impl std::fmt::Debug for Destination {

@@ -27,7 +27,7 @@ pub(crate) async fn run(shared: Arc<Shared>, seed: u64) {
                         let default_policy = RetryPolicy::default();
                         let policy = lane.map_or(&default_policy, |lane| &lane.destination.settings.policy);
                         let capabilities =
-                            lane.map_or(Capabilities::default(), |lane| lane.destination.connector.capabilities());
+                            lane.map_or(Capabilities::default(), |lane| lane.destination.capabilities());
                         let reason = "the attempt was interrupted before its answer was recorded \
                                       (herald stopped or lost the lease); the destination may have the message";
                         let outcome = Outcome::Unknown { reason: reason.into() };

@@ -35,6 +35,7 @@ const COMMON_KEYS: &[&str] = &[
     "rate_limit",
     "concurrency",
     "on_unknown",
+    "dedupe",
     "circuit_failures",
     "circuit_cool_down",
 ];
@@ -323,6 +324,18 @@ impl Checker<'_> {
                         }
                     }
                 }
+                "dedupe" => match value.get_ref() {
+                    DeValue::Boolean(dedupe) => settings.dedupe = Some(*dedupe),
+                    other => self.error(
+                        value.span().start,
+                        &path,
+                        format!(
+                            "expected true or false, found {}; write true if the receiver drops \
+                             a second copy with the same idempotency key, false if it does not",
+                            other.type_str()
+                        ),
+                    ),
+                },
                 "rate_limit" => {
                     if let Some(text) = self.string(value, &path) {
                         match values::parse_rate_limit(text) {

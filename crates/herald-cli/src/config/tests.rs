@@ -73,6 +73,7 @@ timeout = "2500ms"
 rate_limit = "5/250ms"
 concurrency = 2
 on_unknown = "hold"
+dedupe = false
 circuit_failures = 3
 circuit_cool_down = "1m"
 
@@ -109,6 +110,7 @@ audit-only = ["audit"]
             }),
             concurrency: 2,
             circuit: CircuitPolicy { failure_threshold: 3, cool_down: Duration::from_secs(60) },
+            dedupe: Some(false),
         },
     };
     let mut audit = webhook("audit", "http://127.0.0.1:9999/audit");
@@ -238,6 +240,7 @@ fn each_bad_config_reports_key_location_and_advice() {
         (base("rate_limit = \"5/fortnight\""), "destinations.hook.rate_limit", "4:14", "not a rate limit"),
         (base("rate_limit = 10"), "destinations.hook.rate_limit", "4:14", "expected a string"),
         (base("on_unknown = \"retry\""), "destinations.hook.on_unknown", "4:14", "write \"resend\""),
+        (base("dedupe = \"yes\""), "destinations.hook.dedupe", "4:10", "expected true or false, found string"),
         // Groups.
         (base("[groups]\np1 = [\"hook\", \"hok\"]"), "groups.p1", "5:15", "unknown destination `hok`; did you mean `hook`?"),
         (base("[groups]\np1 = [\"pagers\"]"), "groups.p1", "5:7", "unknown destination `pagers`; destinations: hook"),
@@ -535,4 +538,25 @@ fn durations_and_rate_limits() {
     for text in ["10", "/s", "x/s", "10/", "10/x", "-1/s", "10/s/s", "99999999999/s"] {
         assert!(parse_rate_limit(text).is_err(), "{text}");
     }
+}
+
+/// A combination that cannot do what it says is valid but warned about, naming the
+/// destination and what to change; the sane defaults and the sane pairs are quiet.
+#[test]
+fn warnings_name_combinations_that_cannot_work() {
+    let warnings = |extra: &str| parse(&format!("{BASE}{extra}\n")).unwrap().warnings();
+    assert_eq!(warnings(""), Vec::<String>::new());
+    assert_eq!(warnings("dedupe = false\non_unknown = \"hold\""), Vec::<String>::new());
+    let resend = warnings("dedupe = false");
+    assert_eq!(resend.len(), 1, "{resend:?}");
+    assert!(
+        resend[0].starts_with("destinations.hook: dedupe = false with on_unknown = \"resend\"")
+    );
+    assert!(resend[0].contains("set on_unknown = \"hold\""), "{resend:?}");
+    let hold = warnings("on_unknown = \"hold\"");
+    assert_eq!(hold.len(), 1, "{hold:?}");
+    assert!(hold[0].contains("only applies to an ambiguous last attempt"), "{hold:?}");
+    let single = warnings("dedupe = false\non_unknown = \"hold\"\nmax_attempts = 1");
+    assert_eq!(single.len(), 1, "{single:?}");
+    assert!(single[0].contains("max_attempts = 1"), "{single:?}");
 }

@@ -26,6 +26,11 @@ pub use render::{EVENT_CREATED, EVENT_UPDATED, RenderError, RenderedRequest, ren
 
 use crate::{Connector, ConnectorError, Report, Request, http};
 
+/// What a webhook receiver is assumed to allow. Standard Webhooks asks receivers to
+/// deduplicate on `webhook-id`; one that does not is configured with `dedupe = false`.
+pub const CAPABILITIES: Capabilities =
+    Capabilities { dedupe_by_key: true, lookup: false, edit: false, thread_reply: true };
+
 /// A webhook destination.
 #[derive(Debug)]
 pub struct Webhook {
@@ -53,7 +58,7 @@ impl Connector for Webhook {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { dedupe_by_key: true, lookup: false, edit: false, thread_reply: true }
+        CAPABILITIES
     }
 
     /// Sends one attempt. `request.ambiguous` needs no special handling: the resend

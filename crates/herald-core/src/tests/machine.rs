@@ -263,18 +263,34 @@ fn unknown_without_capabilities_follows_on_unknown() {
     );
 }
 
+/// An ambiguous last attempt is not "attempts exhausted": the destination may have the
+/// message. `hold` leaves it to an operator; otherwise it fails as `ambiguous`.
 #[test]
-fn unknown_on_the_last_attempt_exhausts_rather_than_holds() {
+fn unknown_on_the_last_attempt_holds_or_fails_as_ambiguous() {
+    const MAY_HAVE_IT: &str = "the last allowed attempt ended ambiguously, so the destination \
+                               may have received the message";
     run(hold(policy(2))).check(
         &[retry(503), unknown("timeout")],
         "
         @0s retry -> #1 pending +1s
-        @1s unknown -> #2 failed attempts_exhausted ambiguous (timeout)
+        @1s unknown -> #2 held ambiguous
         ",
     );
     run(policy(1)).caps(DEDUPE).check(
         &[unknown("timeout")],
-        "@0s unknown -> #1 failed attempts_exhausted ambiguous (timeout)",
+        &format!("@0s unknown -> #1 failed ambiguous ambiguous (timeout; {MAY_HAVE_IT})"),
+    );
+    run(hold(policy(1)))
+        .caps(DEDUPE)
+        .check(&[unknown("timeout")], "@0s unknown -> #1 held ambiguous");
+    run(policy(2)).check(
+        &[unknown("timeout"), unknown("reset")],
+        &format!(
+            "
+            @0s unknown -> #1 pending +1s ambiguous
+            @1s unknown -> #2 failed ambiguous ambiguous (reset; {MAY_HAVE_IT})
+            "
+        ),
     );
 }
 
@@ -347,17 +363,20 @@ fn expiry_wins_over_an_exhausted_budget() {
     );
     run(hold(policy(1))).expires_in(secs(10)).check(
         &[wait(secs(10)), unknown("timeout")],
-        "@10s unknown -> #1 failed expired ambiguous (timeout)",
+        "@10s unknown -> #1 failed expired ambiguous (timeout; the last allowed attempt ended \
+         ambiguously, so the destination may have received the message)",
     );
 }
 
+/// Only an operator moves a held delivery: no outcome, not even past its expiry,
+/// resends or fails it behind the operator's back.
 #[test]
-fn a_held_delivery_expires_on_its_next_outcome() {
+fn a_held_delivery_absorbs_later_outcomes() {
     run(hold(policy(5))).expires_in(secs(10)).check(
         &[unknown("timeout"), wait(secs(20)), unknown("timeout")],
         "
         @0s unknown -> #1 held ambiguous
-        @20s unknown -> #2 failed expired ambiguous (timeout)
+        @20s unknown -> #1 held ambiguous
         ",
     );
 }

@@ -58,6 +58,7 @@ fn state_and_reason_names_are_the_api_contract() {
         (FailReason::AttemptsExhausted, "attempts_exhausted"),
         (FailReason::Expired, "expired"),
         (FailReason::PredecessorFailed, "predecessor_failed"),
+        (FailReason::Ambiguous, "ambiguous"),
     ];
     for (reason, code) in reasons {
         assert_eq!(reason.as_str(), code);

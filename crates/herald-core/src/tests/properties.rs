@@ -80,8 +80,8 @@ fn check_next(
     now: Timestamp,
     res: &Progress,
 ) -> Result<(), TestCaseError> {
-    if prev.state.is_terminal() {
-        prop_assert_eq!(res, prev, "terminal states absorb every outcome");
+    if prev.state.is_terminal() || prev.state == State::Held {
+        prop_assert_eq!(res, prev, "terminal and held states absorb every outcome");
         return Ok(());
     }
     prop_assert_eq!(res.max_attempts, prev.max_attempts);
@@ -92,9 +92,10 @@ fn check_next(
         prop_assert_eq!(res.attempts, prev.attempts + 1, "an attempt was not counted");
     }
     match &res.state {
-        State::Pending | State::Held => {
-            prop_assert!(res.attempts < res.max_attempts, "non-terminal with no attempt left");
+        State::Pending => {
+            prop_assert!(res.attempts < res.max_attempts, "pending with no attempt left");
         }
+        State::Held => {}
         State::Delivered | State::Failed(_) => {}
         other => prop_assert!(false, "next left the delivery {:?}", other),
     }
@@ -109,12 +110,29 @@ fn check_next(
     if let Outcome::Unknown { .. } = outcome {
         prop_assert!(res.ambiguous, "an unknown outcome must be reconciled");
     }
+    let last = res.attempts >= res.max_attempts;
     if res.state == State::Held {
-        let hold = policy.on_unknown == OnUnknown::Hold && !caps.resolves_ambiguity();
+        let hold = policy.on_unknown == OnUnknown::Hold && (last || !caps.resolves_ambiguity());
         prop_assert!(matches!(outcome, Outcome::Unknown { .. }) && hold, "held without cause");
     }
+    if let (Outcome::Unknown { .. }, true) = (outcome, last) {
+        // An ambiguous last attempt never hides behind "attempts exhausted".
+        prop_assert!(
+            matches!(
+                res.state,
+                State::Held | State::Failed(FailReason::Ambiguous | FailReason::Expired)
+            ),
+            "an ambiguous last attempt ended {:?}",
+            res.state
+        );
+    }
     if !delivered {
-        prop_assert_eq!(res.last_error.as_deref(), outcome.reason(), "the reason is kept");
+        let kept = res.last_error.as_deref().zip(outcome.reason());
+        prop_assert!(
+            kept.is_some_and(|(error, reason)| error.starts_with(reason)),
+            "the reason is kept: {:?}",
+            res.last_error
+        );
     }
     if res.state == State::Pending {
         prop_assert!(res.next_attempt_at >= now, "scheduled in the past");
@@ -233,7 +251,8 @@ proptest! {
                 Op::Predecessor(state) => p = on_predecessor(&p, &state, now),
             }
             prop_assert!(p.attempts <= p.max_attempts);
-            if !p.state.is_terminal() {
+            // A held delivery may have used its last attempt: an operator decides.
+            if !p.state.is_terminal() && p.state != State::Held {
                 prop_assert!(p.attempts < p.max_attempts, "{:?} with no attempt left", p.state);
             }
             prop_assert_eq!(p.max_attempts, before.max_attempts, "the budget is fixed");

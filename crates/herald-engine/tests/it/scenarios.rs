@@ -205,7 +205,7 @@ async fn an_update_behind_a_failed_original_fails_as_predecessor_failed() {
     fx.update(&view, "update 1").await;
     fx.update(&view, "update 2").await;
     let view = fx.settle(&view.id).await;
-    assert_eq!(state(&view, 0), State::Failed(FailReason::AttemptsExhausted));
+    assert_eq!(state(&view, 0), State::Failed(FailReason::Ambiguous));
     assert_eq!(state(&view, 1), State::Failed(FailReason::PredecessorFailed));
     assert_eq!(state(&view, 2), State::Failed(FailReason::PredecessorFailed));
     assert_eq!(broken.calls().len(), 1, "an update was sent although its original failed");
@@ -399,4 +399,35 @@ async fn rate_limit_spaces_attempts() {
         started.elapsed()
     );
     assert_eq!(target.calls().len(), 30);
+}
+
+/// `dedupe = false` overrides a connector that claims deduplication: an ambiguous
+/// attempt is then held under `on_unknown = "hold"` instead of resent.
+#[tokio::test]
+async fn dedupe_false_makes_hold_really_hold() {
+    let receiver = Scripted::new("receiver", unknown());
+    assert!(receiver.capabilities.dedupe_by_key, "the connector must claim dedupe for this test");
+    let mut lane = settings();
+    lane.policy.on_unknown = OnUnknown::Hold;
+    lane.dedupe = Some(false);
+    let mut fx = Fixture::start(vec![(receiver.clone(), lane)]);
+    let view = fx.submit("hello", &["receiver"]).await;
+    let view = fx.wait_state(&view.id, 0, "held").await;
+    assert!(view.deliveries[0].progress.ambiguous);
+    assert_eq!(receiver.calls().len(), 1);
+}
+
+/// An ambiguous last attempt does not hide as `attempts_exhausted`: it fails as
+/// `ambiguous`, saying the destination may have the message.
+#[tokio::test]
+async fn an_ambiguous_last_attempt_fails_as_ambiguous() {
+    let receiver = Scripted::new("receiver", unknown());
+    let mut lane = settings();
+    lane.policy.max_attempts = 1;
+    let mut fx = Fixture::start(vec![(receiver.clone(), lane)]);
+    let view = fx.submit("hello", &["receiver"]).await;
+    let view = fx.settle(&view.id).await;
+    assert_eq!(state(&view, 0), State::Failed(FailReason::Ambiguous));
+    let error = view.deliveries[0].progress.last_error.clone().unwrap_or_default();
+    assert!(error.contains("may have received the message"), "{error}");
 }
