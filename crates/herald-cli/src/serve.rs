@@ -39,7 +39,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let store: Arc<dyn Store> = match &config.server.database {
         Database::Sqlite { path } => Arc::new(
             SqliteStore::open(path)
-                .with_context(|| format!("cannot open the database {}", path.display()))?,
+                .with_context(|| format!("cannot open the database {}", path.display()))?
+                .with_clock(Arc::new(|| SystemClock.now())),
         ),
     };
     for warning in config.warnings() {

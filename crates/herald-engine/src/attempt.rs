@@ -5,12 +5,43 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use herald_connectors::{Report, Request, Thread};
-use herald_core::{Outcome, delivery};
-use herald_store::{AttemptRecord, Record, Work};
+use std::time::Duration;
+
+use herald_core::{Outcome, Timestamp, delivery};
+use herald_store::{AttemptRecord, Record, Release, Work};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::engine::{Lane, RECENT_WINDOW, Shared};
 use crate::metrics::OutcomeLabels;
+
+/// Takes a delivery off the "being sent" list when its attempt ends, however it ends.
+struct Sending<'a> {
+    shared: &'a Shared,
+    delivery_id: &'a str,
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        self.shared.sending().remove(self.delivery_id);
+    }
+}
+
+/// The attempt's deadline: its timeout, cut short so that it ends well inside its lease
+/// (half the lease grace is kept to record the outcome). An attempt never runs past its
+/// lease, so recovery (here or on another node) never takes a delivery still being sent.
+pub fn deadline(
+    started_at: Timestamp,
+    timeout: Duration,
+    lease_expires_at: Timestamp,
+    lease_grace: Duration,
+) -> Timestamp {
+    let by_lease = Timestamp(lease_expires_at.0.saturating_sub(millis(lease_grace) / 2));
+    started_at.add(timeout).min(by_lease)
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -20,11 +51,33 @@ pub(crate) async fn run(
     jitter: f64,
     done: mpsc::UnboundedSender<()>,
 ) {
-    lane.in_flight.fetch_add(1, Ordering::Relaxed);
+    let _sending = Sending { shared: &shared, delivery_id: &work.delivery_id };
     let destination = &lane.destination;
     let policy = &destination.settings.policy;
     let capabilities = destination.capabilities();
     let started_at = shared.clock.now();
+    let deadline =
+        deadline(started_at, policy.timeout, work.lease_expires_at, shared.config.lease_grace);
+    if deadline <= started_at {
+        // The lease is (nearly) gone before anything was sent: hand the delivery back
+        // untouched rather than start an attempt that could outlive it.
+        tracing::warn!(delivery_id = %work.delivery_id, "The lease ran out before the attempt could start; handing the delivery back.");
+        drop(permit);
+        let _ = done.send(());
+        let release = Release {
+            delivery_id: work.delivery_id.clone(),
+            lease_token: work.lease_token,
+            now: started_at,
+        };
+        match shared.store.release(vec![release]).await {
+            Ok(changes) => shared.publish(&changes),
+            Err(error) => {
+                tracing::warn!(%error, "Could not hand back a delivery; its lease will expire.")
+            }
+        }
+        return;
+    }
+    lane.in_flight.fetch_add(1, Ordering::Relaxed);
 
     let record = if let Some(expired) = delivery::expire(&work.progress, started_at) {
         Record {
@@ -56,14 +109,12 @@ pub(crate) async fn run(
         };
         let clock_start = tokio::time::Instant::now();
         let report = tokio::select! {
-            res = tokio::time::timeout(policy.timeout, destination.connector.send(&request)) => match res {
-                Ok(report) => report,
-                Err(_) => unknown(format!(
-                    "no answer within {:?}; the destination may have received the message",
-                    policy.timeout
-                )),
-            },
-            _ = shared.abort.cancelled() => unknown("herald shut down while the attempt was in flight".into()),
+            report = destination.connector.send(&request) => report,
+            () = shared.clock.sleep_until(deadline) => unknown(format!(
+                "no answer within {}; the destination may have received the message",
+                humantime(deadline.since(started_at))
+            )),
+            () = shared.abort.cancelled() => unknown("herald shut down while the attempt was in flight".into()),
         };
         let elapsed = clock_start.elapsed();
         let now = shared.clock.now();
@@ -133,6 +184,17 @@ pub(crate) async fn run(
             // which is safe: nothing is lost, at worst resent under the same key.
             tracing::error!(%error, delivery_id = %work.delivery_id, "Could not record an attempt's outcome.");
         }
+    }
+}
+
+/// `1.5s`, `250ms`: how a timeout reads in an error.
+fn humantime(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
     }
 }
 

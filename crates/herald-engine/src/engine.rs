@@ -121,9 +121,18 @@ pub(crate) struct Shared {
     pub(crate) stop: CancellationToken,
     /// Cuts in-flight attempts short (after the shutdown grace).
     pub(crate) abort: CancellationToken,
+    /// The deliveries this process is sending or recording now. Recovery leaves them
+    /// alone even if their lease ran out (a stalled writer), so this process never
+    /// resends what it is still sending.
+    pub(crate) sending: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Shared {
+    /// The deliveries this process has in hand (see `sending`).
+    pub(crate) fn sending(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.sending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Wakes the lanes that have new due work and publishes the changes as events.
     pub(crate) fn publish(&self, changes: &[Change]) {
         let now = self.clock.now();
@@ -196,6 +205,7 @@ impl Engine {
             metrics,
             stop: CancellationToken::new(),
             abort: CancellationToken::new(),
+            sending: Mutex::new(std::collections::HashSet::new()),
         });
         let tracker = TaskTracker::new();
         let mut seed = fastrand::Rng::with_seed(shared.config.seed);

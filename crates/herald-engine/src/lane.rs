@@ -109,6 +109,7 @@ pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker
                             break;
                         };
                         let jitter = rng.f64();
+                        shared.sending().insert(item.delivery_id.clone());
                         tracker.spawn(attempt::run(
                             Arc::clone(&shared),
                             Arc::clone(&lane),

@@ -18,6 +18,7 @@ mod lane;
 pub mod metrics;
 mod recovery;
 
+pub use attempt::deadline as attempt_deadline;
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use destination::{Destination, LaneSettings};
 pub use engine::{Engine, EngineConfig, EngineError, LaneHealth};

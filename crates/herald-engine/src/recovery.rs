@@ -17,7 +17,8 @@ pub(crate) async fn run(shared: Arc<Shared>, seed: u64) {
         let now = shared.clock.now();
         let lease_until = now.add(shared.config.lease_grace);
         let mut full = false;
-        match shared.store.claim_expired(now, lease_until, BATCH).await {
+        let exclude: Vec<String> = shared.sending().iter().cloned().collect();
+        match shared.store.claim_expired_except(now, lease_until, BATCH, exclude).await {
             Ok(work) => {
                 full = work.len() == BATCH;
                 let records: Vec<Record> = work

@@ -88,11 +88,25 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         lease_until: Timestamp,
         limit: usize,
+    ) -> Result<Vec<Work>, StoreError> {
+        self.claim_expired_except(now, lease_until, limit, Vec::new()).await
+    }
+
+    /// [`Store::claim_expired`], leaving alone the deliveries in `exclude`: those the
+    /// caller knows are still being sent or recorded by its own process.
+    async fn claim_expired_except(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+        exclude: Vec<String>,
     ) -> Result<Vec<Work>, StoreError>;
 
     /// Records attempt outcomes: each new progress is written only if the delivery is
-    /// still in flight under the same lease token. Returns every state change made,
-    /// including cascades to successors.
+    /// still in flight under the same lease token. The one exception is `Delivered`:
+    /// the destination has the message whoever holds the lease now, so it is recorded
+    /// over any state that is not terminal. Returns every state change made, including
+    /// cascades to successors.
     async fn record(&self, records: Vec<Record>) -> Result<Vec<Change>, StoreError>;
 
     /// Returns a claimed-but-unstarted delivery to `pending` without using an attempt.

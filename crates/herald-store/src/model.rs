@@ -81,7 +81,9 @@ pub struct ClaimRequest {
     pub limit: usize,
     /// Due means `next_attempt_at <= now`.
     pub now: Timestamp,
-    /// The lease granted to each claimed delivery.
+    /// The lease granted to each claimed delivery, for a claim committed at `now`. A
+    /// store that knows the time at commit (see `SqliteStore::with_clock`) shifts it by
+    /// the time the claim waited, so writer lag never eats into an attempt's lease.
     pub lease_until: Timestamp,
 }
 
@@ -108,6 +110,9 @@ pub struct Work {
     pub seq: u32,
     /// The fencing token of this lease.
     pub lease_token: i64,
+    /// When the lease ends, as written when the claim committed: an attempt must be over
+    /// (or handed back) well before it, or recovery may take the delivery.
+    pub lease_expires_at: Timestamp,
     /// The state as claimed (`InFlight`).
     pub progress: Progress,
     /// What to send.

@@ -221,11 +221,12 @@ impl Store for Broken {
     async fn claim(&self, _: ClaimRequest) -> Result<Claimed, StoreError> {
         down()
     }
-    async fn claim_expired(
+    async fn claim_expired_except(
         &self,
         _: Timestamp,
         _: Timestamp,
         _: usize,
+        _: Vec<String>,
     ) -> Result<Vec<Work>, StoreError> {
         down()
     }

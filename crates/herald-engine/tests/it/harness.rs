@@ -31,6 +31,8 @@ pub enum Step {
     Answer(Outcome),
     /// Never answer (the engine's timeout or shutdown ends the attempt).
     Hang,
+    /// Wait for a permit of the gate, then take the inner step.
+    Gated(Arc<tokio::sync::Semaphore>, Box<Step>),
 }
 
 /// A connector that answers from a per-seq script, then with a default.
@@ -126,14 +128,29 @@ impl Connector for Scripted {
             .get_mut(&seq)
             .and_then(VecDeque::pop_front)
             .unwrap_or_else(|| self.default.clone());
+        let step = match step {
+            Step::Gated(gate, inner) => {
+                gate.acquire().await.unwrap().forget();
+                *inner
+            }
+            other => other,
+        };
         match step {
             Step::Answer(outcome) => Report { outcome, status: None, detail: None },
-            Step::Hang => std::future::pending().await,
+            Step::Hang | Step::Gated(..) => std::future::pending().await,
         }
     }
 }
 
 pub const START: Timestamp = Timestamp(1_800_000_000_000);
+
+/// A store in `dir` that stamps leases on the fake clock, as `serve` does on the real one.
+pub fn store_on(dir: &tempfile::TempDir, clock: &FakeClock) -> SqliteStore {
+    let stamp = clock.clone();
+    SqliteStore::open(&dir.path().join("herald.db"))
+        .unwrap()
+        .with_clock(Arc::new(move || stamp.now()))
+}
 
 /// An engine on a temporary SQLite file with a fake clock.
 pub struct Fixture {
@@ -160,9 +177,9 @@ impl Fixture {
         config: EngineConfig,
     ) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&dir.path().join("herald.db")).unwrap());
-        Fixture::on_store(dir, store, FakeClock::new(START), destinations, config)
+        let clock = FakeClock::new(START);
+        let store: Arc<dyn Store> = Arc::new(store_on(&dir, &clock));
+        Fixture::on_store(dir, store, clock, destinations, config)
     }
 
     pub fn on_store(

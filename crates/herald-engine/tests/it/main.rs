@@ -6,4 +6,5 @@
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod harness;
+mod lease;
 mod scenarios;

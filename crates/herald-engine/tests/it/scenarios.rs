@@ -204,6 +204,7 @@ async fn an_update_behind_a_failed_original_fails_as_predecessor_failed() {
     wait_calls(&broken, 1).await;
     fx.update(&view, "update 1").await;
     fx.update(&view, "update 2").await;
+    fx.clock.advance(Duration::from_millis(200));
     let view = fx.settle(&view.id).await;
     assert_eq!(state(&view, 0), State::Failed(FailReason::Ambiguous));
     assert_eq!(state(&view, 1), State::Failed(FailReason::PredecessorFailed));

@@ -33,6 +33,8 @@ const MAX_GROUP: usize = 1024;
 const READERS: usize = 4;
 
 type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+/// The store's source of "now" for stamps taken at commit time (leases).
+pub type StoreClock = dyn Fn() -> herald_core::Timestamp + Send + Sync;
 type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
 
 /// A SQLite-backed [`Store`].
@@ -42,6 +44,9 @@ pub struct SqliteStore {
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: AtomicUsize,
     path: PathBuf,
+    /// Stamps leases when their claim commits; without it, leases run from the
+    /// caller's `now`.
+    clock: Option<Arc<StoreClock>>,
     /// Held for the store's lifetime so a second process cannot open the same file.
     _lock: File,
 }
@@ -127,8 +132,18 @@ impl SqliteStore {
             readers: Arc::new(readers),
             next_reader: AtomicUsize::new(0),
             path: path.to_path_buf(),
+            clock: None,
             _lock: lock,
         })
+    }
+
+    /// Gives the store the engine's clock, so a lease is stamped when its claim commits
+    /// rather than when it was asked for: a lagging writer cannot shorten an attempt's
+    /// lease.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<StoreClock>) -> SqliteStore {
+        self.clock = Some(clock);
+        self
     }
 
     /// Runs `f` in the writer's next transaction and answers after it committed.

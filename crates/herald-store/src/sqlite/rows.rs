@@ -333,6 +333,7 @@ pub(super) fn lease(
             destination,
             seq,
             lease_token,
+            lease_expires_at: lease_until,
             progress,
             message,
             in_reply_to,

@@ -5,8 +5,8 @@ use herald_core::delivery;
 use herald_core::{BroadcastState, Progress, RetryPolicy, State, Timestamp};
 use rusqlite::{OptionalExtension, params};
 
-use super::SqliteStore;
 use super::rows::*;
+use super::{SqliteStore, StoreClock};
 use crate::model::*;
 use crate::{Store, StoreError};
 
@@ -130,7 +130,9 @@ impl Store for SqliteStore {
     }
 
     async fn claim(&self, claim: ClaimRequest) -> Result<Claimed, StoreError> {
+        let clock = self.clock.clone();
         self.write(move |conn| {
+            let lease_until = stamp(clock.as_deref(), claim.now, claim.lease_until);
             let rows = select_for_lease(
                 conn,
                 &format!(
@@ -140,7 +142,7 @@ impl Store for SqliteStore {
                 ),
                 params![claim.destination, claim.now.0, claim.limit],
             )?;
-            let work = lease(conn, rows, claim.lease_until)?;
+            let work = lease(conn, rows, lease_until)?;
             let next_due: Option<i64> = conn
                 .prepare_cached(
                     "SELECT MIN(next_attempt_at) FROM deliveries WHERE destination = ?1 AND state = 'pending'",
@@ -151,21 +153,25 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn claim_expired(
+    async fn claim_expired_except(
         &self,
         now: Timestamp,
         lease_until: Timestamp,
         limit: usize,
+        exclude: Vec<String>,
     ) -> Result<Vec<Work>, StoreError> {
+        let clock = self.clock.clone();
         self.write(move |conn| {
+            let lease_until = stamp(clock.as_deref(), now, lease_until);
             let rows = select_for_lease(
                 conn,
                 &format!(
                     "SELECT id, broadcast_id, destination, seq, {PROGRESS_COLUMNS} FROM deliveries \
                      WHERE state = 'in_flight' AND lease_expires_at <= ?1 \
+                     AND id NOT IN (SELECT value FROM json_each(?3)) \
                      ORDER BY lease_expires_at LIMIT ?2"
                 ),
-                params![now.0, limit],
+                params![now.0, limit, to_json(&exclude)],
             )?;
             lease(conn, rows, lease_until)
         })
@@ -183,6 +189,12 @@ impl Store for SqliteStore {
                     "in_flight",
                     Some(record.lease_token),
                 )?;
+                let written = match written {
+                    None if record.progress.state == State::Delivered => {
+                        write_late_delivery(conn, &record.delivery_id, &record.progress)?
+                    }
+                    written => written,
+                };
                 let applied = written.is_some();
                 // A fenced-out record still needs the identity for the attempt log.
                 let identity = match written {
@@ -202,6 +214,7 @@ impl Store for SqliteStore {
                     if !applied {
                         // The attempt happened, so it is logged, but a newer lease
                         // (recovery, cancel) owns the delivery now and its result stands.
+                        // (A late `Delivered` is applied above unless the delivery ended.)
                         const NOTE: &str = "not applied: the delivery's lease had moved on";
                         detail = Some(match detail {
                             Some(detail) => format!("{detail} ({NOTE})"),
@@ -499,4 +512,38 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+/// The lease for a claim that was asked for at `asked` and commits now: `lease_until`
+/// shifted by the time the request waited for the writer, when the store has a clock.
+fn stamp(clock: Option<&StoreClock>, asked: Timestamp, lease_until: Timestamp) -> Timestamp {
+    match clock {
+        Some(now) => {
+            let waited = now().since(asked);
+            lease_until.add(waited)
+        }
+        None => lease_until,
+    }
+}
+
+/// Records a `Delivered` that arrived after its lease moved on (recovery took the
+/// delivery, or another node did): the destination has the message, so a delivery that
+/// has not ended is delivered, and the newer lease is fenced out. A delivery that ended
+/// meanwhile (cancelled, delivered, failed) keeps its state; the attempt log shows the
+/// late answer.
+fn write_late_delivery(
+    conn: &rusqlite::Connection,
+    id: &str,
+    progress: &Progress,
+) -> Result<Option<Identity>, StoreError> {
+    let current: Option<String> = conn
+        .prepare_cached("SELECT state FROM deliveries WHERE id = ?1")?
+        .query_row([id], |row| row.get(0))
+        .optional()?;
+    let Some(current) = current else { return Ok(None) };
+    if matches!(current.as_str(), "delivered" | "failed" | "cancelled") {
+        return Ok(None);
+    }
+    tracing::info!(delivery_id = %id, was = %current, "Recorded a delivery confirmed after its lease had moved on.");
+    write_progress(conn, id, progress, &current, None)
 }

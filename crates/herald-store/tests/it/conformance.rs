@@ -411,7 +411,7 @@ pub async fn a_record_with_a_stale_token_changes_nothing_but_is_logged(store: &d
     assert_eq!(ids(&current), vec![stale.delivery_id.clone()]);
     let current = &current[0];
 
-    let changes = store.record(vec![delivered(&stale, "ref-stale", at(40))]).await.unwrap();
+    let changes = store.record(vec![retry_at(&stale, at(50), at(40))]).await.unwrap();
     assert_eq!(changes, vec![], "a stale token's record was applied");
     let d = delivery_view(store, &b.id, &stale.delivery_id).await;
     assert_eq!(d.progress.state, State::InFlight);
@@ -435,13 +435,48 @@ pub async fn a_record_with_a_stale_token_changes_nothing_but_is_logged(store: &d
 
     let log = store.attempts(&b.id).await.unwrap();
     let outcomes: Vec<&str> = log.iter().map(|a| a.attempt.outcome.as_str()).collect();
-    assert_eq!(outcomes, vec!["delivered", "delivered", "permanent"]);
+    assert_eq!(outcomes, vec!["retry", "delivered", "permanent"]);
     let not_applied =
         |idx: usize| log[idx].attempt.detail.as_deref().unwrap_or("").contains("not applied");
     assert!(not_applied(0), "the stale attempt lacks the note: {:?}", log[0].attempt.detail);
     assert!(!not_applied(1), "the applied attempt has the note: {:?}", log[1].attempt.detail);
     assert!(not_applied(2), "the repeated attempt lacks the note: {:?}", log[2].attempt.detail);
     assert!(log.iter().all(|a| a.delivery_id == stale.delivery_id && a.destination == "lane"));
+}
+
+/// A `Delivered` answer under a lease that moved on is the truth about the destination:
+/// it is recorded over the newer lease (fencing that one out) while the delivery has not
+/// ended, and left in the log only once the delivery ended some other way.
+pub async fn a_late_delivered_answer_is_recorded_over_a_newer_lease(store: &dyn Store) {
+    let b = create(store, broadcast(&["lane"], at(0))).await;
+    let u = store.add_update(update(&b, "resolved", at(0))).await.unwrap();
+    let stale = claim_one(store, "lane", at(1)).await;
+    let current = store.claim_expired(at(1).add(LEASE), at(100), 10).await.unwrap();
+    assert_eq!(ids(&current), vec![stale.delivery_id.clone()]);
+
+    let changes = store.record(vec![delivered(&stale, "ref-late", at(40))]).await.unwrap();
+    let update_id = u.changes[0].delivery_id.clone();
+    assert_eq!(
+        states_of(&changes),
+        vec![(stale.delivery_id.clone(), 0, State::Delivered), (update_id, 1, State::Pending)],
+        "the late answer was not recorded, or its successor not released"
+    );
+    let d = delivery_view(store, &b.id, &stale.delivery_id).await;
+    assert_eq!(d.progress.remote_ref.as_deref(), Some("ref-late"));
+    // The newer lease is fenced out now.
+    assert_eq!(store.record(vec![retry_at(&current[0], at(60), at(41))]).await.unwrap(), vec![]);
+
+    // Once the delivery ended otherwise (an operator cancelled it), a late answer changes
+    // nothing but is logged.
+    let c = create(store, broadcast(&["other"], at(50))).await;
+    let work = claim_one(store, "other", at(51)).await;
+    assert_eq!(work.broadcast_id, c.id);
+    store.cancel_delivery(&work.delivery_id, at(52)).await.unwrap();
+    assert_eq!(store.record(vec![delivered(&work, "ref-ghost", at(53))]).await.unwrap(), vec![]);
+    assert_eq!(state_of(store, &c.id, &work.delivery_id).await, State::Cancelled);
+    let log = store.attempts(&c.id).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert!(log[0].attempt.detail.as_deref().unwrap_or("").contains("not applied"));
 }
 
 // ---- 6. lease recovery (invariant 3) ----------------------------------------------------
@@ -480,7 +515,7 @@ pub async fn claim_expired_re_leases_only_expired_leases(store: &dyn Store) {
     assert_eq!(store.claim_expired(at(59), at(200), 10).await.unwrap(), vec![]);
 
     // The stalled worker is fenced out; the running lease and the new one both hold.
-    assert_eq!(store.record(vec![delivered(&short, "late", at(11))]).await.unwrap(), vec![]);
+    assert_eq!(store.record(vec![retry_at(&short, at(30), at(11))]).await.unwrap(), vec![]);
     let changes = store.record(vec![delivered(&long, "ref-long", at(12))]).await.unwrap();
     assert_eq!(states_of(&changes), vec![(long.delivery_id.clone(), 0, State::Delivered)]);
     let changes = store.record(vec![retry_at(recovered, at(20), at(13))]).await.unwrap();
@@ -535,7 +570,7 @@ pub async fn a_restart_keeps_every_accepted_delivery(open: Open<'_>) {
     let recovered = store.claim_expired(at(1).add(LEASE), at(100), 10).await.unwrap();
     assert_eq!(ids(&recovered), vec![interrupted.delivery_id.clone()]);
     assert!(recovered[0].lease_token > interrupted.lease_token);
-    assert_eq!(store.record(vec![delivered(&interrupted, "ghost", at(40))]).await.unwrap(), vec![]);
+    assert_eq!(store.record(vec![retry_at(&interrupted, at(50), at(40))]).await.unwrap(), vec![]);
 
     let resumed = claim_one(store.as_ref(), "b", at(40)).await;
     assert_eq!(resumed.delivery_id, delivery_id(&after, "b", 1));

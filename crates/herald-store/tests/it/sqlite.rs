@@ -110,6 +110,11 @@ async fn a_record_with_a_stale_token_changes_nothing_but_is_logged() {
     on_fresh_store!(a_record_with_a_stale_token_changes_nothing_but_is_logged);
 }
 
+#[tokio::test]
+async fn a_late_delivered_answer_is_recorded_over_a_newer_lease() {
+    on_fresh_store!(a_late_delivered_answer_is_recorded_over_a_newer_lease);
+}
+
 // ---- 6. lease recovery
 #[tokio::test]
 async fn claim_expired_re_leases_only_expired_leases() {
@@ -143,7 +148,7 @@ async fn start_up_expires_the_leases_of_the_previous_process() {
         "the old lease was not expired at start-up"
     );
     assert!(recovered[0].lease_token > interrupted.lease_token);
-    assert_eq!(store.record(vec![delivered(&interrupted, "ghost", at(3))]).await.unwrap(), vec![]);
+    assert_eq!(store.record(vec![retry_at(&interrupted, at(9), at(3))]).await.unwrap(), vec![]);
     // Only the in-flight delivery was touched.
     assert_eq!(state_of(store.as_ref(), &b.id, &b.deliveries[1].id).await, State::Pending);
     assert_eq!(store.claim_expired(at(3), at(63), 10).await.unwrap(), vec![]);
