@@ -109,14 +109,25 @@ fn follow(
 
 /// Whether an operator may retry `thread[idx]` without reordering the thread: an update
 /// may not be retried once a later update on its destination has been released (sent,
-/// or due to be sent), since the retried one would then arrive after it. The original
-/// can always be retried: its updates are never released before it is delivered.
+/// or due to be sent), since the retried one would then arrive after it, nor while a
+/// message ahead of it has not ended. The original can always be retried: its updates
+/// are never released before it is delivered.
 ///
 /// # Errors
 /// `NotAllowed` naming why, when a later update was released.
 pub fn retry_keeps_order(thread: &[Progress], idx: usize) -> Result<(), NotAllowed> {
     if idx == 0 {
         return Ok(());
+    }
+    let ahead_open = thread.first().is_some_and(|original| original.state != State::Delivered)
+        || thread.iter().take(idx).skip(1).any(|earlier| !earlier.state.is_terminal());
+    if ahead_open {
+        // Only reachable for an update that ended without being tried (expired unsent)
+        // after an earlier message was itself retried: it goes after that one again.
+        return Err(NotAllowed {
+            state: "an update behind an earlier message on this destination that has not ended; \
+                    retry it once that one has ended",
+        });
     }
     let released = thread.iter().skip(idx + 1).any(|later| match later.state {
         State::Waiting | State::Failed(FailReason::PredecessorFailed) => false,
