@@ -233,11 +233,10 @@ proptest! {
                 }
                 Op::Expire(idx) => {
                     let idx = idx.index(len);
-                    if model.thread[idx].state == State::InFlight {
-                        if let Some(res) = expire(&model.thread[idx], now) {
-                            model.thread[idx] = res;
-                            model.settle(now);
-                        }
+                    let in_flight = model.thread[idx].state == State::InFlight;
+                    if let Some(res) = expire(&model.thread[idx], now).filter(|_| in_flight) {
+                        model.thread[idx] = res;
+                        model.settle(now);
                     }
                 }
                 Op::Retry(idx) => {
