@@ -424,3 +424,48 @@ async fn concurrent_replays_of_an_update_create_one_update() {
         assert_eq!(t.calls(destination), 2, "{destination}");
     }
 }
+
+#[tokio::test]
+async fn deliveries_to_a_destination_without_a_lane_are_held_and_listed_as_held() {
+    let t = TestApp::new();
+    // `retired` is addressable but no longer configured in the engine.
+    let b = t.submit(&["retired", "teams-ops"], "P1: checkout is down").await;
+    let id = str_of(&b, "id");
+    let update = json!({"message": {"title": "Resolved"}});
+    let res = t.post(&format!("/v1/broadcasts/{id}/updates"), &update).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text);
+    // The update to a destination without a lane holds what would otherwise wait for
+    // ever; the answer already shows it.
+    let original = delivery(&res.json, "retired", 0);
+    assert_eq!(
+        (original["state"].as_str(), original["hold_reason"].as_str()),
+        (Some("held"), Some("destination_removed"))
+    );
+    let follow = delivery(&res.json, "retired", 1);
+    assert_eq!(follow["state"], "waiting");
+    assert!(str_of(follow, "last_error").starts_with("waiting: the original is held"), "{follow}");
+
+    let held = t.get("/v1/broadcasts?state=held").await;
+    assert_eq!(held.status, StatusCode::OK, "{}", held.text);
+    let ids: Vec<&str> =
+        held.json["items"].as_array().unwrap().iter().map(|b| str_of(b, "id")).collect();
+    assert_eq!(ids, [id]);
+    let other = t.submit(&["teams-ops"], "P2").await;
+    t.settle(str_of(&other, "id")).await;
+    assert_eq!(t.get("/v1/broadcasts?state=held").await.json["items"].as_array().unwrap().len(), 1);
+
+    // Cancelling the held original ends its update too.
+    let cancelled =
+        t.post_empty(&format!("/v1/deliveries/{}/cancel", str_of(original, "id"))).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.text);
+    let follow = delivery(&cancelled.json, "retired", 1);
+    assert_eq!(
+        (follow["state"].as_str(), follow["failure_reason"].as_str()),
+        (Some("failed"), Some("predecessor_failed"))
+    );
+    assert_eq!(delivery(&cancelled.json, "retired", 0)["hold_reason"], Value::Null);
+    assert_eq!(t.get("/v1/broadcasts?state=held").await.json["items"], json!([]));
+    let bad = t.get("/v1/broadcasts?state=stuck").await;
+    bad.problem(StatusCode::BAD_REQUEST);
+    assert!(bad.text.contains("held"), "{}", bad.text);
+}
