@@ -388,27 +388,29 @@ impl Store for SqliteStore {
             let configured = to_json(&configured);
             let mut counts: std::collections::BTreeMap<String, RemovedHolds> = Default::default();
             let mut threads = std::collections::BTreeSet::new();
-            // An attempt that was in flight was cut short by the stop: ambiguous, so the
-            // first attempt after a resume reconciles, as recovery would have made it.
-            let mut stmt = conn.prepare_cached(
-                "UPDATE deliveries SET state = 'held', hold_reason = ?2, \
+            // One statement per state, each with the state as a literal, so that each
+            // scans its partial index instead of every delivery ever made. An attempt
+            // that was in flight was cut short by the stop: ambiguous, so the first
+            // attempt after a resume reconciles, as recovery would have made it.
+            const HOLD: &str = "UPDATE deliveries SET state = 'held', hold_reason = ?2, \
                  ambiguous = CASE WHEN state = 'in_flight' THEN 1 ELSE ambiguous END, \
                  last_error = 'held: destination `' || destination || '` is not in the configuration; \
                  configure it again and restart herald to resume, or cancel the delivery', \
                  lease_expires_at = NULL, lease_token = lease_token + 1 \
-                 WHERE state IN ('pending', 'in_flight') \
-                 AND destination NOT IN (SELECT value FROM json_each(?1)) \
-                 RETURNING broadcast_id, destination",
-            )?;
-            let held: Vec<(String, String)> = stmt
-                .query_map(params![configured, DESTINATION_REMOVED], |row| Ok((row.get(0)?, row.get(1)?)))?
-                .collect::<Result<_, _>>()?;
-            for (broadcast_id, destination) in held {
-                counts
-                    .entry(destination.clone())
-                    .or_insert_with(|| RemovedHolds { destination: destination.clone(), ..Default::default() })
-                    .held += 1;
-                threads.insert((broadcast_id, destination));
+                 WHERE destination NOT IN (SELECT value FROM json_each(?1)) AND state = ";
+            for state in ["'pending'", "'in_flight'"] {
+                let mut stmt =
+                    conn.prepare_cached(&format!("{HOLD}{state} RETURNING broadcast_id, destination"))?;
+                let held: Vec<(String, String)> = stmt
+                    .query_map(params![configured, DESTINATION_REMOVED], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                for (broadcast_id, destination) in held {
+                    counts
+                        .entry(destination.clone())
+                        .or_insert_with(|| RemovedHolds { destination: destination.clone(), ..Default::default() })
+                        .held += 1;
+                    threads.insert((broadcast_id, destination));
+                }
             }
             let mut stmt = conn.prepare_cached(
                 "UPDATE deliveries SET state = 'pending', hold_reason = NULL, next_attempt_at = ?2, \
