@@ -43,6 +43,13 @@ pub(crate) struct Canonical<'a> {
     pub(crate) expires_in_ms: Option<u128>,
 }
 
+/// What an update's fingerprint covers: the update request as given, minus the key.
+#[derive(Serialize)]
+pub(crate) struct UpdateCanonical<'a> {
+    pub(crate) message: &'a Message,
+    pub(crate) expires_in_ms: Option<u128>,
+}
+
 /// An instant as RFC 3339 UTC with milliseconds.
 pub(crate) fn rfc3339(at: Timestamp) -> String {
     let millis = u64::try_from(at.as_millis()).unwrap_or(0);
@@ -108,6 +115,7 @@ struct DeliveryJson {
     remote_ref: Option<String>,
     last_error: Option<String>,
     failure_reason: Option<&'static str>,
+    hold_reason: Option<String>,
     delivered_at: Option<String>,
 }
 
@@ -143,6 +151,7 @@ impl From<&DeliveryView> for DeliveryJson {
                 State::Failed(reason) => Some(reason.as_str()),
                 _ => None,
             },
+            hold_reason: delivery.hold_reason.clone(),
             delivered_at: rfc3339_opt(progress.delivered_at),
         }
     }

@@ -234,7 +234,10 @@ impl From<StoreError> for ApiError {
             )),
             StoreError::NotAllowed { id, state, action } => {
                 let rule = match action {
-                    "retry" => "only held, failed or pending deliveries can be retried",
+                    "retry" => {
+                        "only held, failed or pending deliveries can be retried, and an update only \
+                         while no later update to its destination was released"
+                    }
                     "cancel" => "only deliveries that have not ended can be cancelled",
                     _ => "the operation does not apply",
                 };

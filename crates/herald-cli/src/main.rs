@@ -93,7 +93,8 @@ enum Command {
     },
     /// List broadcasts, newest first.
     List {
-        /// Only in this state (in_progress, delivered, partially_failed, failed, cancelled).
+        /// Only in this state (in_progress, delivered, partially_failed, failed, cancelled),
+        /// or `held`: broadcasts with a delivery held for an operator.
         #[arg(long)]
         state: Option<String>,
         /// Only with a delivery to this destination.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use herald_api::{AppState, Ids, Limits, Targets};
 use herald_connectors::http;
+use herald_core::Timestamp;
 use herald_engine::{Clock, Destination, Engine, EngineConfig, SystemClock};
 use herald_store::Store;
 use herald_store::sqlite::SqliteStore;
@@ -58,6 +59,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         });
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    hold_removed(store.as_ref(), config, clock.now()).await?;
     let engine_config =
         EngineConfig { shutdown_grace: config.server.shutdown_grace, ..EngineConfig::default() };
     let engine =
@@ -87,6 +89,35 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     });
     tracing::info!(%addr, destinations = config.destinations.len(), "herald is serving.");
     Ok(Running { addr, engine, stop_http, http })
+}
+
+/// Before any lane runs: holds the unfinished deliveries of destinations that are no
+/// longer configured (they have no lane, so they would wait for ever unseen) and resumes
+/// those of destinations configured again. One log line per destination.
+async fn hold_removed(store: &dyn Store, config: &Config, now: Timestamp) -> anyhow::Result<()> {
+    let configured = config.destinations.iter().map(|d| d.name.clone()).collect();
+    let touched = store
+        .hold_removed(configured, now)
+        .await
+        .context("cannot hold the deliveries of removed destinations")?;
+    for removed in touched {
+        if removed.held > 0 {
+            tracing::warn!(
+                destination = %removed.destination,
+                held = removed.held,
+                "Deliveries held: their destination is no longer configured. Configure it again \
+                 and restart to resume them, or cancel them (herald list --state held)."
+            );
+        }
+        if removed.resumed > 0 {
+            tracing::info!(
+                destination = %removed.destination,
+                resumed = removed.resumed,
+                "Deliveries resumed: their destination is configured again."
+            );
+        }
+    }
+    Ok(())
 }
 
 impl Running {

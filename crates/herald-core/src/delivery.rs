@@ -22,8 +22,10 @@ pub enum State {
     /// Leased by one worker until its lease expires. Entered by a claim; left when the
     /// attempt's outcome is recorded or the lease is recovered as `Unknown`.
     InFlight,
-    /// An update whose predecessor on this destination is not delivered yet. Left when
-    /// the predecessor is delivered (to `Pending`) or ends otherwise (to `Failed`).
+    /// An update whose original on this destination is not delivered yet, or an earlier
+    /// update there has not ended. Left (by `thread::settle`) to `Pending` once the
+    /// original is delivered and every earlier update ended, or to `Failed` with
+    /// `PredecessorFailed` when the original fails or is cancelled.
     Waiting,
     /// An ambiguous outcome with no safe automatic action; an operator retries or
     /// cancels it.
@@ -65,7 +67,8 @@ pub enum FailReason {
     AttemptsExhausted,
     /// The delivery outlived its maximum age (or the broadcast's expiry).
     Expired,
-    /// The message this update follows never reached the destination.
+    /// The original this update follows failed or was cancelled on the destination; an
+    /// operator's retry of the original revives the update.
     PredecessorFailed,
     /// The last allowed attempt ended ambiguously: the destination may have the message,
     /// and nothing herald can do proves it either way.
@@ -297,19 +300,21 @@ pub fn release(current: &Progress, now: Timestamp) -> Progress {
     res
 }
 
-/// The predecessor of this update reached a terminal state on the same destination.
-pub fn on_predecessor(current: &Progress, predecessor: &State, now: Timestamp) -> Progress {
+/// An update directly behind its original, whose original reached `original`: the
+/// two-message case of `thread::settle`, which the store applies to whole threads.
+/// Only a waiting update moves.
+pub fn on_predecessor(current: &Progress, original: &State, now: Timestamp) -> Progress {
     let mut res = current.clone();
     if res.state != State::Waiting {
         return res;
     }
-    match predecessor {
+    match original {
         State::Delivered => {
             res.state = State::Pending;
             res.next_attempt_at = now;
         }
         State::Failed(_) | State::Cancelled => {
-            res.last_error = Some("the message this update follows was not delivered here".into());
+            res.last_error = Some(crate::thread::ORIGINAL_LOST.into());
             res.state = State::Failed(FailReason::PredecessorFailed);
         }
         _ => {}
@@ -337,7 +342,10 @@ pub fn operator_retry(
         _ => return Err(NotAllowed { state: current.state.as_str() }),
     }
     if current.state == State::Failed(FailReason::PredecessorFailed) {
-        return Err(NotAllowed { state: "failed (predecessor_failed)" });
+        // It was never tried; it goes again when its original does.
+        return Err(NotAllowed {
+            state: "failed (predecessor_failed); retry the original on this destination instead",
+        });
     }
     let mut res = current.clone();
     res.state = State::Pending;

@@ -13,6 +13,7 @@ pub mod message;
 pub mod outcome;
 pub mod rate;
 pub mod retry;
+pub mod thread;
 pub mod throttle;
 pub mod time;
 

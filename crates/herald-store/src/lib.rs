@@ -7,9 +7,9 @@
 //! transaction. The store never decides a transition itself: callers compute the next
 //! [`Progress`] with `herald_core::delivery` and the store persists it by
 //! compare-and-set on the lease token (fencing). The one exception is the cascade from a
-//! predecessor to its waiting successor, which the store applies inside the recording
-//! transaction with `herald_core::delivery::on_predecessor`, so it can never be lost
-//! between two transactions.
+//! predecessor to its waiting successors, which the store applies inside the recording
+//! transaction with `herald_core::thread::settle`, so it can never be lost between two
+//! transactions.
 
 mod model;
 pub mod sqlite;
@@ -70,11 +70,15 @@ pub trait Store: Send + Sync + 'static {
     async fn submit(&self, broadcast: NewBroadcast) -> Result<Submitted, StoreError>;
 
     /// Durably stores a follow-up message and one delivery per destination of the
-    /// broadcast; each starts `waiting` behind its predecessor on that destination
-    /// (`pending` if the predecessor is delivered, `failed` if it failed).
+    /// broadcast; each starts where `herald_core::thread::settle` puts it behind the
+    /// messages ahead of it on that destination (`waiting`, `pending` once the original
+    /// is delivered and every earlier update ended, `failed` if the original failed).
+    /// With an idempotency key already used in the broadcast by the same request
+    /// (fingerprint), answers with that update (`replayed`) and stores nothing.
     ///
     /// # Errors
-    /// `NotFound` when the broadcast does not exist.
+    /// `NotFound` when the broadcast does not exist; `KeyConflict` when the key was used
+    /// in the broadcast with a different fingerprint.
     async fn add_update(&self, update: NewUpdate) -> Result<UpdateAdded, StoreError>;
 
     /// Leases up to `limit` due `pending` deliveries of `destination`, oldest due first,
@@ -112,10 +116,14 @@ pub trait Store: Send + Sync + 'static {
     /// Returns a claimed-but-unstarted delivery to `pending` without using an attempt.
     async fn release(&self, releases: Vec<Release>) -> Result<Vec<Change>, StoreError>;
 
-    /// An operator's retry of a held, failed or pending delivery.
+    /// An operator's retry of a held, failed or pending delivery. Retrying a failed
+    /// original revives its `predecessor_failed` updates (back to `waiting`) in the same
+    /// transaction.
     ///
     /// # Errors
-    /// `NotFound`, or `NotAllowed` for delivered, cancelled, waiting or in-flight ones.
+    /// `NotFound`, or `NotAllowed` for delivered, cancelled, waiting or in-flight ones,
+    /// for `predecessor_failed` ones (retry the original), and for an update after which
+    /// a later update on its destination was already released (it would reorder).
     async fn retry_delivery(
         &self,
         id: &str,
@@ -124,11 +132,23 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Change>, StoreError>;
 
     /// An operator's cancel of a delivery that has not ended; fences any in-flight
-    /// attempt and fails waiting successors with `predecessor_failed`.
+    /// attempt. Cancelling an original fails its waiting updates with
+    /// `predecessor_failed`; cancelling an update lets the ones after it go.
     ///
     /// # Errors
     /// `NotFound`, or `NotAllowed` for terminal deliveries.
     async fn cancel_delivery(&self, id: &str, now: Timestamp) -> Result<Vec<Change>, StoreError>;
+
+    /// At start-up, before any lane runs: every `pending` or `in_flight` delivery whose
+    /// destination is not in `configured` becomes `held` with reason
+    /// `destination_removed` (an interrupted attempt is marked ambiguous); every delivery
+    /// held for that reason whose destination is configured again becomes `pending`,
+    /// due at `now`, attempts kept. Returns the counts per destination touched.
+    async fn hold_removed(
+        &self,
+        configured: Vec<String>,
+        now: Timestamp,
+    ) -> Result<Vec<RemovedHolds>, StoreError>;
 
     /// One delivery and the broadcast it belongs to.
     async fn delivery(&self, id: &str) -> Result<Option<DeliveryRef>, StoreError>;

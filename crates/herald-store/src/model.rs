@@ -59,6 +59,17 @@ pub struct NewUpdate {
     /// Delivery ids, max attempts and expiry per destination; the store creates one
     /// delivery for each entry whose destination belongs to the broadcast.
     pub deliveries: Vec<NewDelivery>,
+    /// The client's idempotency key, scoped to the broadcast, if any.
+    pub idempotency: Option<UpdateKey>,
+}
+
+/// An update's idempotency key and the fingerprint of the request that carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateKey {
+    /// The client's key, unique within its broadcast.
+    pub key: String,
+    /// A fingerprint of the request, compared on a replay of the key.
+    pub fingerprint: String,
 }
 
 /// The answer to an update.
@@ -68,8 +79,11 @@ pub struct UpdateAdded {
     pub seq: u32,
     /// The broadcast after the update.
     pub broadcast: BroadcastView,
-    /// The deliveries created, with their initial state.
+    /// The deliveries created, with their initial state (none on a replay).
     pub changes: Vec<Change>,
+    /// The key and request matched an update already stored, which is the one
+    /// answered; nothing new was stored.
+    pub replayed: bool,
 }
 
 /// A lane's request for due work.
@@ -196,6 +210,9 @@ pub struct DeliveryView {
     pub progress: Progress,
     /// When it was created.
     pub created_at: Timestamp,
+    /// Why herald itself holds it (`destination_removed`), if it does; `None` for a
+    /// delivery held after an ambiguous outcome, and for every other state.
+    pub hold_reason: Option<String>,
 }
 
 /// A delivery found by id, with its broadcast's id.
@@ -246,6 +263,9 @@ pub struct ListQuery {
     pub state: Option<herald_core::BroadcastState>,
     /// Only broadcasts with a delivery to this destination.
     pub destination: Option<String>,
+    /// Only broadcasts with at least one `held` delivery (`state=held` in the API);
+    /// combines with `state` and `destination`.
+    pub held: bool,
     /// Continue after this cursor (from a previous page).
     pub cursor: Option<String>,
     /// Page size.
@@ -271,6 +291,20 @@ pub struct AttemptView {
     /// The attempt.
     pub attempt: AttemptRecord,
 }
+
+/// What [`crate::Store::hold_removed`] did for one destination.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RemovedHolds {
+    /// The destination.
+    pub destination: String,
+    /// Deliveries newly held because the destination is not configured.
+    pub held: u64,
+    /// Deliveries resumed because the destination is configured again.
+    pub resumed: u64,
+}
+
+/// The reason stored for a delivery held because its destination was removed.
+pub const DESTINATION_REMOVED: &str = "destination_removed";
 
 /// Counts per destination.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -13,14 +13,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use herald_core::{BroadcastState, RetryPolicy, Timestamp};
 use herald_store::{
-    BroadcastView, Change, ListQuery, NewBroadcast, NewDelivery, NewUpdate, Submitted,
+    BroadcastView, Change, ListQuery, NewBroadcast, NewDelivery, NewUpdate, Submitted, UpdateKey,
 };
 use sha2::{Digest, Sha256};
 
 use super::Shared;
 use crate::dto::{
-    AttemptJson, AttemptsJson, BroadcastJson, Canonical, PageJson, SubmitRequest, UpdateRequest,
-    UpdatedJson,
+    AttemptJson, AttemptsJson, BroadcastJson, Canonical, PageJson, SubmitRequest, UpdateCanonical,
+    UpdateRequest, UpdatedJson,
 };
 use crate::error::{ApiError, FieldError};
 use crate::extract::ApiJson;
@@ -115,7 +115,7 @@ pub(super) async fn submit(
 }
 
 /// Hex SHA-256 of the canonical JSON of the request.
-fn fingerprint(canonical: &Canonical<'_>) -> String {
+fn fingerprint(canonical: &impl serde::Serialize) -> String {
     // Serializing strings, maps and numbers cannot fail.
     let bytes = serde_json::to_vec(canonical).unwrap_or_default();
     Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
@@ -222,13 +222,17 @@ fn list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, ApiError> {
             return Err(ApiError::bad_field(&name, "is given more than once; give it once"));
         }
         match name.as_str() {
+            // `held` is a delivery state, not a broadcast's: it lists the broadcasts an
+            // operator has to look at (some delivery held).
+            "state" if value == "held" => query.held = true,
             "state" => {
                 query.state = Some(BroadcastState::parse(&value).ok_or_else(|| {
                     ApiError::bad_field(
                         "state",
                         format!(
                             "`{value}` is not a broadcast state; use one of in_progress, delivered, \
-                             partially_failed, failed, cancelled"
+                             partially_failed, failed, cancelled, or held (broadcasts with a held \
+                             delivery)"
                         ),
                     )
                 })?);
@@ -273,23 +277,15 @@ pub(super) async fn attempts(
     Ok(Json(AttemptsJson { attempts: attempts.iter().map(AttemptJson::from).collect() }))
 }
 
-/// `POST /v1/broadcasts/{id}/updates`: a follow-up to every destination of the broadcast.
+/// `POST /v1/broadcasts/{id}/updates`: a follow-up to every destination of the broadcast;
+/// 202 with a new update, 200 with the stored one on a replay of its idempotency key.
 pub(super) async fn update(
     State(state): State<Shared>,
     Path(id): Path<String>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<UpdateRequest>,
 ) -> Result<Response, ApiError> {
-    if validate::idempotency_key(&headers, req.idempotency_key.as_deref(), &state.limits)?.is_some()
-    {
-        // The store keeps no key per update, so a replay could not be recognized;
-        // accepting the key would promise a deduplication that does not happen.
-        return Err(ApiError::invalid_field(
-            "idempotency_key",
-            "updates do not support idempotency keys yet; omit it, and do not resend an update \
-             that was answered 202",
-        ));
-    }
+    let key = validate::idempotency_key(&headers, req.idempotency_key.as_deref(), &state.limits)?;
     let mut errors = Vec::new();
     validate::message(&req.message, &state.limits, "message", &mut errors);
     let expires_in = validate::expires_in(req.expires_in.as_deref(), &mut errors);
@@ -298,18 +294,41 @@ pub(super) async fn update(
     }
     let view = load(&state, &id).await?;
     let now = state.clock.now();
+    let idempotency = key.map(|key| UpdateKey {
+        key,
+        fingerprint: fingerprint(&UpdateCanonical {
+            message: &req.message,
+            expires_in_ms: expires_in.map(|d| d.as_millis()),
+        }),
+    });
     let update = NewUpdate {
         broadcast_id: view.id.clone(),
         message: req.message,
         created_at: now,
         deliveries: new_deliveries(&state, &view.destinations, now, expires_in),
+        idempotency,
     };
-    let added = state.store.add_update(update).await.map_err(|error| match error {
+    let mut added = state.store.add_update(update).await.map_err(|error| match error {
         herald_store::StoreError::NotFound { what: "broadcast", .. } => not_found(&id),
+        herald_store::StoreError::KeyConflict { key, .. } => ApiError::KeyConflict(format!(
+            "idempotency key `{key}` was already used for another update of broadcast `{id}` \
+             with a different request; send the same request to get that update, or use a new key"
+        )),
         error => error.into(),
     })?;
+    if !added.replayed
+        && added.changes.iter().any(|c| state.engine.settings(&c.destination).is_none())
+    {
+        // A destination removed from the configuration has no lane: hold its new
+        // delivery as start-up would, rather than leave it pending for ever.
+        state.store.hold_removed(state.engine.destinations(), now).await?;
+        if let Some(view) = state.store.broadcast(&id).await? {
+            added.broadcast = view;
+        }
+    }
     state.engine.notify(&added.changes);
+    let status = if added.replayed { StatusCode::OK } else { StatusCode::ACCEPTED };
     let body =
         UpdatedJson { broadcast: BroadcastJson::from(&added.broadcast), update_seq: added.seq };
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    Ok((status, Json(body)).into_response())
 }

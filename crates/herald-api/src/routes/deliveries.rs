@@ -38,8 +38,9 @@ pub(super) async fn retry(
     answer(&state, &changes, &change).await
 }
 
-/// `POST /v1/deliveries/{id}/cancel`: stops a delivery that has not ended; its waiting
-/// successors fail with `predecessor_failed`.
+/// `POST /v1/deliveries/{id}/cancel`: stops a delivery that has not ended. Cancelling an
+/// original fails its waiting updates with `predecessor_failed`; cancelling an update
+/// lets the ones after it go.
 pub(super) async fn cancel(
     State(state): State<Shared>,
     Path(id): Path<String>,

@@ -39,7 +39,8 @@ async fn submit_answers_202_with_the_documented_shape() {
     let mut expected = json!({
         "id": d["id"], "destination": "slack-incidents", "kind": "original", "seq": 0, "state": "pending",
         "attempts": 0, "max_attempts": 8, "next_attempt_at": "2026-11-29T12:02:03.000Z",
-        "remote_ref": null, "last_error": null, "failure_reason": null, "delivered_at": null
+        "remote_ref": null, "last_error": null, "failure_reason": null, "hold_reason": null,
+        "delivered_at": null
     });
     assert_eq!(d, &expected);
 
@@ -272,12 +273,6 @@ async fn an_update_follows_the_original_to_every_destination() {
     let unknown = t.post("/v1/broadcasts/b_nope/updates", &update).await;
     unknown.problem(StatusCode::NOT_FOUND);
 
-    let mut keyed = update.clone();
-    keyed["idempotency_key"] = json!("resolve-1");
-    let res = t.post(&format!("/v1/broadcasts/{id}/updates"), &keyed).await;
-    res.problem(StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(res.fields(), ["idempotency_key"]);
-
     let invalid =
         t.post(&format!("/v1/broadcasts/{id}/updates"), &json!({"message": {"title": ""}})).await;
     invalid.problem(StatusCode::UNPROCESSABLE_ENTITY);
@@ -298,4 +293,179 @@ async fn head_is_answered_like_get() {
     let t = TestApp::new();
     let res = t.send(Request::head("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!(res.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_replayed_update_returns_the_stored_one_and_another_body_is_rejected() {
+    let t = TestApp::new();
+    let b = t.submit(&["p1"], "P1: checkout is down").await;
+    let id = str_of(&b, "id");
+    t.settle(id).await;
+    let uri = format!("/v1/broadcasts/{id}/updates");
+    let keyed = json!({
+        "message": {"title": "Resolved: checkout is back", "severity": "resolved"},
+        "idempotency_key": "resolve-1"
+    });
+    let first = t.post(&uri, &keyed).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.text);
+    assert_eq!(first.json["update_seq"], 1);
+    let ids_of = |json: &Value| -> Vec<String> {
+        ["slack-incidents", "teams-ops", "jira-ops"]
+            .iter()
+            .map(|d| str_of(delivery(json, d, 1), "id").to_string())
+            .collect()
+    };
+    let settled = t.settle(id).await;
+
+    let replay = t.post(&uri, &keyed).await;
+    assert_eq!(replay.status, StatusCode::OK, "{}", replay.text);
+    assert_eq!(replay.json["update_seq"], 1);
+    assert_eq!(ids_of(&replay.json), ids_of(&first.json), "a replay made new deliveries");
+    assert_eq!(replay.json["updates"].as_array().unwrap().len(), 1);
+    assert_eq!(replay.json["summary"]["total"], 6);
+    // The body is the broadcast as it stands, like a submit's replay.
+    assert_eq!(replay.json["id"], b["id"]);
+    assert_eq!(replay.json["deliveries"], settled["deliveries"]);
+
+    let mut different = keyed.clone();
+    different["message"]["title"] = json!("Resolved: checkout is fast again");
+    let conflict = t.post(&uri, &different).await;
+    let problem = conflict.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["type"], "urn:herald:problem:idempotency-key-conflict");
+    assert_eq!(conflict.fields(), ["idempotency_key"]);
+    assert!(str_of(problem, "detail").contains("resolve-1"), "{}", conflict.text);
+    let mut longer = keyed.clone();
+    longer["expires_in"] = json!("2h");
+    t.post(&uri, &longer).await.problem(StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Nothing of the replay or the conflicts was stored or sent.
+    let after = t.settle(id).await;
+    assert_eq!(after["updates"].as_array().unwrap().len(), 1);
+    for destination in ["slack-incidents", "teams-ops", "jira-ops"] {
+        assert_eq!(t.calls(destination), 2, "{destination}");
+    }
+
+    // The key is scoped to its broadcast: another broadcast may use it.
+    let other = t.submit(&["teams-ops"], "P2: search is slow").await;
+    let other_uri = format!("/v1/broadcasts/{}/updates", str_of(&other, "id"));
+    let res = t.post(&other_uri, &keyed).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text);
+}
+
+#[tokio::test]
+async fn an_update_key_works_in_the_header_like_in_the_body() {
+    let t = TestApp::new();
+    let b = t.submit(&["teams-ops"], "P1: checkout is down").await;
+    let uri = format!("/v1/broadcasts/{}/updates", str_of(&b, "id"));
+    let body = json!({"message": {"title": "Mitigated"}});
+    let with_header = |key: &str| {
+        let mut req = json_request(Method::POST, &uri, &body);
+        req.headers_mut().insert("Idempotency-Key", key.parse().unwrap());
+        req
+    };
+    let first = t.send(with_header("upd-1")).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.text);
+    let replay = t.send(with_header("upd-1")).await;
+    assert_eq!(replay.status, StatusCode::OK, "{}", replay.text);
+    assert_eq!(replay.json["update_seq"], first.json["update_seq"]);
+    let mut in_body = body.clone();
+    in_body["idempotency_key"] = json!("upd-1");
+    let replay = t.post(&uri, &in_body).await;
+    assert_eq!(replay.status, StatusCode::OK, "{}", replay.text);
+    assert_eq!(
+        str_of(delivery(&replay.json, "teams-ops", 1), "id"),
+        str_of(delivery(&first.json, "teams-ops", 1), "id")
+    );
+    // A different key is a different update.
+    let second = t.send(with_header("upd-2")).await;
+    assert_eq!(second.status, StatusCode::ACCEPTED, "{}", second.text);
+    assert_eq!(second.json["update_seq"], 2);
+    // Header and body must agree.
+    let mut mismatch = with_header("upd-1");
+    *mismatch.body_mut() = Body::from(
+        json!({"message": {"title": "Mitigated"}, "idempotency_key": "other"}).to_string(),
+    );
+    let res = t.send(mismatch).await;
+    res.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(res.fields(), ["idempotency_key"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_replays_of_an_update_create_one_update() {
+    let t = std::sync::Arc::new(TestApp::new());
+    let b = t.submit(&["p1"], "P1: checkout is down").await;
+    let uri = format!("/v1/broadcasts/{}/updates", str_of(&b, "id"));
+    let body = json!({"message": {"title": "Resolved"}, "idempotency_key": "race"});
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (t, uri, body) = (std::sync::Arc::clone(&t), uri.clone(), body.clone());
+            tokio::spawn(async move {
+                let res = t.post(&uri, &body).await;
+                let ids: Vec<String> = ["slack-incidents", "teams-ops", "jira-ops"]
+                    .iter()
+                    .map(|d| str_of(delivery(&res.json, d, 1), "id").to_string())
+                    .collect();
+                (res.status, res.json["update_seq"].clone(), ids)
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    let created = results.iter().filter(|(status, ..)| *status == StatusCode::ACCEPTED).count();
+    let replayed = results.iter().filter(|(status, ..)| *status == StatusCode::OK).count();
+    assert_eq!((created, replayed), (1, 19), "{results:?}");
+    assert!(results.iter().all(|(_, seq, ids)| *seq == 1 && *ids == results[0].2), "{results:?}");
+    let settled = t.settle(str_of(&b, "id")).await;
+    assert_eq!(settled["updates"].as_array().unwrap().len(), 1);
+    assert_eq!(settled["summary"]["total"], 6);
+    for destination in ["slack-incidents", "teams-ops", "jira-ops"] {
+        assert_eq!(t.calls(destination), 2, "{destination}");
+    }
+}
+
+#[tokio::test]
+async fn deliveries_to_a_destination_without_a_lane_are_held_and_listed_as_held() {
+    let t = TestApp::new();
+    // `retired` is addressable but no longer configured in the engine.
+    let b = t.submit(&["retired", "teams-ops"], "P1: checkout is down").await;
+    let id = str_of(&b, "id");
+    let update = json!({"message": {"title": "Resolved"}});
+    let res = t.post(&format!("/v1/broadcasts/{id}/updates"), &update).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text);
+    // The update to a destination without a lane holds what would otherwise wait for
+    // ever; the answer already shows it.
+    let original = delivery(&res.json, "retired", 0);
+    assert_eq!(
+        (original["state"].as_str(), original["hold_reason"].as_str()),
+        (Some("held"), Some("destination_removed"))
+    );
+    let follow = delivery(&res.json, "retired", 1);
+    assert_eq!(follow["state"], "waiting");
+    assert!(str_of(follow, "last_error").starts_with("waiting: the original is held"), "{follow}");
+
+    let held = t.get("/v1/broadcasts?state=held").await;
+    assert_eq!(held.status, StatusCode::OK, "{}", held.text);
+    let ids: Vec<&str> =
+        held.json["items"].as_array().unwrap().iter().map(|b| str_of(b, "id")).collect();
+    assert_eq!(ids, [id]);
+    let other = t.submit(&["teams-ops"], "P2").await;
+    t.settle(str_of(&other, "id")).await;
+    assert_eq!(t.get("/v1/broadcasts?state=held").await.json["items"].as_array().unwrap().len(), 1);
+
+    // Cancelling the held original ends its update too.
+    let cancelled =
+        t.post_empty(&format!("/v1/deliveries/{}/cancel", str_of(original, "id"))).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.text);
+    let follow = delivery(&cancelled.json, "retired", 1);
+    assert_eq!(
+        (follow["state"].as_str(), follow["failure_reason"].as_str()),
+        (Some("failed"), Some("predecessor_failed"))
+    );
+    assert_eq!(delivery(&cancelled.json, "retired", 0)["hold_reason"], Value::Null);
+    assert_eq!(t.get("/v1/broadcasts?state=held").await.json["items"], json!([]));
+    let bad = t.get("/v1/broadcasts?state=stuck").await;
+    bad.problem(StatusCode::BAD_REQUEST);
+    assert!(bad.text.contains("held"), "{}", bad.text);
 }

@@ -247,6 +247,13 @@ impl Store for Broken {
     async fn cancel_delivery(&self, _: &str, _: Timestamp) -> Result<Vec<Change>, StoreError> {
         down()
     }
+    async fn hold_removed(
+        &self,
+        _: Vec<String>,
+        _: Timestamp,
+    ) -> Result<Vec<herald_store::RemovedHolds>, StoreError> {
+        down()
+    }
     async fn delivery(&self, _: &str) -> Result<Option<DeliveryRef>, StoreError> {
         down()
     }

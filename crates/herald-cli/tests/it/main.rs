@@ -7,3 +7,4 @@ mod cli;
 mod crash;
 mod process;
 mod reliability;
+mod removed;

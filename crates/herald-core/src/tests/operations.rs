@@ -149,7 +149,10 @@ fn operator_retry_refuses_what_would_duplicate_or_reorder() {
         (State::Cancelled, "cancelled"),
         (State::Waiting, "waiting"),
         (State::InFlight, "in_flight"),
-        (State::Failed(FailReason::PredecessorFailed), "failed (predecessor_failed)"),
+        (
+            State::Failed(FailReason::PredecessorFailed),
+            "failed (predecessor_failed); retry the original on this destination instead",
+        ),
     ];
     for (state, name) in refused {
         let p = progress_in(state, 2);

@@ -270,6 +270,7 @@ impl Fixture {
                 message: Message { title: title.into(), ..Message::default() },
                 created_at: self.clock.now(),
                 deliveries: broadcast.destinations.iter().map(|d| self.new_delivery(d)).collect(),
+                idempotency: None,
             })
             .await
             .unwrap();

@@ -135,6 +135,13 @@ impl Store for Lagging {
     async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
         self.inner.destination_stats().await
     }
+    async fn hold_removed(
+        &self,
+        configured: Vec<String>,
+        now: Timestamp,
+    ) -> Result<Vec<RemovedHolds>, StoreError> {
+        self.inner.hold_removed(configured, now).await
+    }
 }
 
 /// A fixture whose engine runs on a `Lagging` store, configured by `setup`.

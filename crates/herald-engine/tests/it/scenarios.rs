@@ -432,3 +432,49 @@ async fn an_ambiguous_last_attempt_fails_as_ambiguous() {
     let error = view.deliveries[0].progress.last_error.clone().unwrap_or_default();
     assert!(error.contains("may have received the message"), "{error}");
 }
+
+/// Invariant 5 with a failed update: it does not poison the thread; the updates after it
+/// still go, in order, once it has ended.
+#[tokio::test]
+async fn a_failed_update_does_not_fail_the_updates_after_it() {
+    let target = Scripted::new("target", delivered());
+    target.script(1, [permanent()]);
+    let mut fx = Fixture::start(vec![(target.clone(), settings())]);
+    let view = fx.submit("opened", &["target"]).await;
+    fx.update(&view, "update 1").await;
+    fx.update(&view, "update 2").await;
+    fx.update(&view, "update 3").await;
+    let view = fx.settle(&view.id).await;
+    assert_eq!(state(&view, 0), State::Delivered);
+    assert_eq!(state(&view, 1), State::Failed(FailReason::Permanent));
+    assert_eq!(state(&view, 2), State::Delivered, "a failed update failed the next one");
+    assert_eq!(state(&view, 3), State::Delivered);
+    let seqs: Vec<u32> = target.calls().iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, vec![0, 1, 2, 3], "the thread went out of order");
+}
+
+/// Invariant 5 repaired: an operator's retry of a failed original revives its
+/// `predecessor_failed` updates, which then go after it, in order.
+#[tokio::test]
+async fn retrying_a_failed_original_sends_its_updates_after_it() {
+    let target = Scripted::new("target", delivered());
+    target.script(0, [permanent()]);
+    let mut fx = Fixture::start(vec![(target.clone(), settings())]);
+    let view = fx.submit("opened", &["target"]).await;
+    fx.update(&view, "update 1").await;
+    fx.update(&view, "update 2").await;
+    let failed = fx.settle(&view.id).await;
+    assert_eq!(state(&failed, 0), State::Failed(FailReason::Permanent));
+    assert_eq!(state(&failed, 2), State::Failed(FailReason::PredecessorFailed));
+    assert_eq!(target.calls().len(), 1, "an update was sent although its original failed");
+
+    let policy = settings().policy;
+    let changes =
+        fx.store.retry_delivery(&failed.deliveries[0].id, &policy, fx.clock.now()).await.unwrap();
+    assert_eq!(changes.len(), 3, "the retry did not revive both updates: {changes:?}");
+    fx.engine.notify(&changes);
+    let view = fx.settle(&view.id).await;
+    assert!(view.deliveries.iter().all(|d| d.progress.state == State::Delivered), "{view:#?}");
+    let seqs: Vec<u32> = target.calls().iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, vec![0, 0, 1, 2]);
+}

@@ -24,7 +24,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::StoreError;
 
 /// The schema, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_initial.sql"),
+    include_str!("../../migrations/0002_threads.sql"),
+];
 
 /// How many queued write requests one transaction may take.
 const MAX_GROUP: usize = 1024;

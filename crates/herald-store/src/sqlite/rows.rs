@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use herald_core::delivery::{self, NotAllowed};
+use herald_core::delivery::NotAllowed;
+use herald_core::thread;
 use herald_core::{FailReason, Message, Progress, State, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -60,7 +61,8 @@ pub(super) type Identity = (String, String, u32);
 
 /// Writes `progress` to delivery `id` if it is still in `expected` state (and, with a
 /// `token`, still under that lease): the compare-and-set every transition goes through.
-/// Bumps the lease token, so any older lease is fenced out. Returns the delivery's
+/// Bumps the lease token, so any older lease is fenced out, and clears a hold reason
+/// (only `hold_removed` sets one). Returns the delivery's
 /// identity if it applied.
 pub(super) fn write_progress(
     conn: &Connection,
@@ -71,7 +73,7 @@ pub(super) fn write_progress(
 ) -> Result<Option<Identity>, StoreError> {
     const SQL: &str = "UPDATE deliveries SET state = ?2, fail_reason = ?3, attempts = ?4, \
          next_attempt_at = ?5, expires_at = ?6, ambiguous = ?7, last_error = ?8, remote_ref = ?9, \
-         delivered_at = ?10, lease_expires_at = NULL, lease_token = lease_token + 1 \
+         delivered_at = ?10, lease_expires_at = NULL, lease_token = lease_token + 1, hold_reason = NULL \
          WHERE id = ?1 AND (?11 IS NULL OR lease_token = ?11) AND state = ?12 \
          RETURNING broadcast_id, destination, seq";
     let res = conn
@@ -149,7 +151,7 @@ pub(super) fn load_broadcast(
     }
     let mut deliveries = Vec::new();
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT id, destination, seq, created_at, {PROGRESS_COLUMNS} FROM deliveries \
+        "SELECT id, destination, seq, created_at, hold_reason, {PROGRESS_COLUMNS} FROM deliveries \
          WHERE broadcast_id = ?1 ORDER BY seq, position"
     ))?;
     let mut rows = stmt.query([id])?;
@@ -159,7 +161,8 @@ pub(super) fn load_broadcast(
             destination: row.get(1)?,
             seq: row.get(2)?,
             created_at: Timestamp(row.get(3)?),
-            progress: progress_from_row(row, 4)?,
+            hold_reason: row.get(4)?,
+            progress: progress_from_row(row, 5)?,
         });
     }
     Ok(Some(BroadcastView {
@@ -211,51 +214,55 @@ pub(super) fn insert_delivery(
     Ok(())
 }
 
-/// After a delivery reached a terminal state, moves its waiting successors on the same
-/// destination: the next one becomes due, or fails (and so on down the thread). The next
-/// one is the destination's next higher seq, which need not be `from_seq + 1` when an
-/// update skipped this destination.
-pub(super) fn cascade(
+/// One destination's thread in a broadcast: (id, seq, progress) of the original and
+/// every update there, in order.
+pub(super) fn load_thread(
     conn: &Connection,
     broadcast_id: &str,
     destination: &str,
-    from_seq: u32,
-    from_state: State,
+) -> Result<Vec<(String, u32, Progress)>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT id, seq, {PROGRESS_COLUMNS} FROM deliveries \
+         WHERE broadcast_id = ?1 AND destination = ?2 ORDER BY seq"
+    ))?;
+    let mut rows = stmt.query(params![broadcast_id, destination])?;
+    let mut res = Vec::new();
+    while let Some(row) = rows.next()? {
+        res.push((row.get(0)?, row.get(1)?, progress_from_row(row, 2)?));
+    }
+    Ok(res)
+}
+
+/// After a message of one destination's thread changed, moves the updates the change
+/// allows to move (`thread::settle`: released, failed by their original, revived, or
+/// given a reason to wait), in the same transaction. Reports each state change.
+pub(super) fn settle_thread(
+    conn: &Connection,
+    broadcast_id: &str,
+    destination: &str,
     now: Timestamp,
     changes: &mut Vec<Change>,
 ) -> Result<(), StoreError> {
-    let (mut after, mut predecessor) = (from_seq, from_state);
-    loop {
-        let found = conn
-            .prepare_cached(&format!(
-                "SELECT id, seq, {PROGRESS_COLUMNS} FROM deliveries \
-                 WHERE broadcast_id = ?1 AND destination = ?2 AND seq > ?3 ORDER BY seq LIMIT 1"
-            ))?
-            .query_row(params![broadcast_id, destination, after], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, u32>(1)?, progress_from_row(row, 2)))
-            })
-            .optional()?;
-        let Some((id, seq, progress)) = found else { return Ok(()) };
-        let progress = progress?;
-        if progress.state != State::Waiting {
-            return Ok(());
-        }
-        let next = delivery::on_predecessor(&progress, &predecessor, now);
-        write_progress(conn, &id, &next, "waiting", None)?;
-        changes.push(Change {
-            delivery_id: id,
-            broadcast_id: broadcast_id.into(),
-            destination: destination.into(),
-            seq,
-            state: next.state.clone(),
-            next_attempt_at: next.next_attempt_at,
-        });
-        if !next.state.is_terminal() {
-            return Ok(());
-        }
-        predecessor = next.state;
-        after = seq;
+    let rows = load_thread(conn, broadcast_id, destination)?;
+    if rows.len() < 2 {
+        return Ok(());
     }
+    let progresses: Vec<Progress> = rows.iter().map(|(_, _, p)| p.clone()).collect();
+    for (idx, next) in thread::settle(&progresses, now) {
+        let (id, seq, before) = &rows[idx];
+        write_progress(conn, id, &next, before.state.as_str(), None)?;
+        if next.state != before.state {
+            changes.push(Change {
+                delivery_id: id.clone(),
+                broadcast_id: broadcast_id.into(),
+                destination: destination.into(),
+                seq: *seq,
+                state: next.state.clone(),
+                next_attempt_at: next.next_attempt_at,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Reads a delivery's identity and progress.

@@ -1,8 +1,8 @@
 //! The [`Store`] operations on SQLite, each one writer transaction or one read snapshot.
 
 use async_trait::async_trait;
-use herald_core::delivery;
 use herald_core::{BroadcastState, Progress, RetryPolicy, State, Timestamp};
+use herald_core::{delivery, thread};
 use rusqlite::{OptionalExtension, params};
 
 use super::rows::*;
@@ -54,6 +54,7 @@ impl Store for SqliteStore {
                     seq: 0,
                     progress,
                     created_at: new.created_at,
+                    hold_reason: None,
                 });
             }
             Ok(Submitted::Created(BroadcastView {
@@ -79,40 +80,72 @@ impl Store for SqliteStore {
             let Some(destinations) = destinations else {
                 return Err(StoreError::NotFound { what: "broadcast", id: update.broadcast_id });
             };
+            if let Some(idempotency) = &update.idempotency {
+                // Checked in the writer's transaction, so concurrent replays serialize
+                // here and exactly one of them inserts; the unique index is the backstop.
+                let existing = conn
+                    .prepare_cached(
+                        "SELECT seq, fingerprint FROM messages \
+                         WHERE broadcast_id = ?1 AND idempotency_key = ?2",
+                    )?
+                    .query_row(params![update.broadcast_id, idempotency.key], |row| {
+                        Ok((row.get::<_, u32>(0)?, row.get::<_, Option<String>>(1)?))
+                    })
+                    .optional()?;
+                if let Some((seq, fingerprint)) = existing {
+                    if fingerprint.as_deref() != Some(idempotency.fingerprint.as_str()) {
+                        return Err(StoreError::KeyConflict {
+                            key: idempotency.key.clone(),
+                            existing: update.broadcast_id,
+                        });
+                    }
+                    let broadcast = must_load(conn, &update.broadcast_id)?;
+                    return Ok(UpdateAdded { seq, broadcast, changes: Vec::new(), replayed: true });
+                }
+            }
             let destinations = names_from(&destinations)?;
             let seq: u32 = conn
                 .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE broadcast_id = ?1")?
                 .query_row([&update.broadcast_id], |row| row.get(0))?;
+            let (key, fingerprint) = match &update.idempotency {
+                Some(k) => (Some(k.key.as_str()), Some(k.fingerprint.as_str())),
+                None => (None, None),
+            };
             conn.prepare_cached(
-                "INSERT INTO messages (broadcast_id, seq, body, created_at) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO messages (broadcast_id, seq, body, created_at, idempotency_key, fingerprint) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![update.broadcast_id, seq, to_json(&update.message), update.created_at.0])?;
+            .execute(params![
+                update.broadcast_id,
+                seq,
+                to_json(&update.message),
+                update.created_at.0,
+                key,
+                fingerprint
+            ])?;
             let mut changes = Vec::new();
             for d in &update.deliveries {
                 let Some(position) = destinations.iter().position(|name| *name == d.destination) else {
                     continue;
                 };
-                // The predecessor is the destination's latest earlier message, which is
-                // not `seq - 1` when an update skipped this destination.
-                let predecessor = conn
-                    .prepare_cached(
-                        "SELECT state, fail_reason FROM deliveries \
-                         WHERE broadcast_id = ?1 AND destination = ?2 AND seq < ?3 \
-                         ORDER BY seq DESC LIMIT 1",
-                    )?
-                    .query_row(params![update.broadcast_id, d.destination, seq], |row| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?))
-                    })
-                    .optional()?;
                 let waiting = Progress::new(update.created_at, d.expires_at, d.max_attempts, true);
-                let progress = match predecessor {
-                    Some((state, reason)) => {
-                        let state = state_from(&state, reason.as_deref())?;
-                        delivery::on_predecessor(&waiting, &state, update.created_at)
-                    }
-                    // The destination has no earlier message in this broadcast (every
-                    // destination has an original, so this cannot happen): nothing to wait for.
-                    None => Progress::new(update.created_at, d.expires_at, d.max_attempts, false),
+                // The update joins the end of the destination's thread; where the messages
+                // ahead of it put it is `settle`'s decision for its last entry.
+                let mut thread: Vec<Progress> = load_thread(conn, &update.broadcast_id, &d.destination)?
+                    .into_iter()
+                    .map(|(_, _, progress)| progress)
+                    .collect();
+                let progress = if thread.is_empty() {
+                    // Every destination has an original, so this cannot happen: nothing to
+                    // wait for.
+                    Progress::new(update.created_at, d.expires_at, d.max_attempts, false)
+                } else {
+                    thread.push(waiting.clone());
+                    let last = thread.len() - 1;
+                    thread::settle(&thread, update.created_at)
+                        .into_iter()
+                        .find(|(idx, _)| *idx == last)
+                        .map_or(waiting, |(_, progress)| progress)
                 };
                 insert_delivery(conn, &update.broadcast_id, seq, position, d, &progress, update.created_at)?;
                 changes.push(Change {
@@ -124,7 +157,8 @@ impl Store for SqliteStore {
                     next_attempt_at: progress.next_attempt_at,
                 });
             }
-            Ok(UpdateAdded { seq, broadcast: must_load(conn, &update.broadcast_id)?, changes })
+            let broadcast = must_load(conn, &update.broadcast_id)?;
+            Ok(UpdateAdded { seq, broadcast, changes, replayed: false })
         })
         .await
     }
@@ -250,16 +284,10 @@ impl Store for SqliteStore {
                     state: state.clone(),
                     next_attempt_at: record.progress.next_attempt_at,
                 });
-                if state.is_terminal() {
-                    cascade(
-                        conn,
-                        &broadcast_id,
-                        &destination,
-                        seq,
-                        state,
-                        record.now,
-                        &mut changes,
-                    )?;
+                // Only an end or a hold can move or explain the updates behind it; a
+                // retry or a throttle leaves them waiting as they are.
+                if state.is_terminal() || state == State::Held {
+                    settle_thread(conn, &broadcast_id, &destination, record.now, &mut changes)?;
                 }
             }
             Ok(changes)
@@ -309,6 +337,11 @@ impl Store for SqliteStore {
             let (broadcast_id, destination, seq, progress) = load_delivery(conn, &id)?;
             let next = delivery::operator_retry(&progress, &policy, now)
                 .map_err(|error| not_allowed(&id, error, "retry"))?;
+            let thread = load_thread(conn, &broadcast_id, &destination)?;
+            let idx = thread.iter().position(|(other, _, _)| *other == id).unwrap_or(0);
+            let progresses: Vec<Progress> = thread.into_iter().map(|(_, _, p)| p).collect();
+            thread::retry_keeps_order(&progresses, idx)
+                .map_err(|error| not_allowed(&id, error, "retry"))?;
             if write_progress(conn, &id, &next, progress.state.as_str(), None)?.is_none() {
                 return Err(StoreError::NotAllowed {
                     id,
@@ -316,14 +349,18 @@ impl Store for SqliteStore {
                     action: "retry",
                 });
             }
-            Ok(vec![Change {
+            let mut changes = vec![Change {
                 delivery_id: id,
-                broadcast_id,
-                destination,
+                broadcast_id: broadcast_id.clone(),
+                destination: destination.clone(),
                 seq,
                 state: next.state,
                 next_attempt_at: next.next_attempt_at,
-            }])
+            }];
+            // A retried original revives its `predecessor_failed` updates; a retried held
+            // message clears the reason its followers showed.
+            settle_thread(conn, &broadcast_id, &destination, now, &mut changes)?;
+            Ok(changes)
         })
         .await
     }
@@ -349,8 +386,70 @@ impl Store for SqliteStore {
                 state: State::Cancelled,
                 next_attempt_at: next.next_attempt_at,
             }];
-            cascade(conn, &broadcast_id, &destination, seq, State::Cancelled, now, &mut changes)?;
+            settle_thread(conn, &broadcast_id, &destination, now, &mut changes)?;
             Ok(changes)
+        })
+        .await
+    }
+
+    async fn hold_removed(
+        &self,
+        configured: Vec<String>,
+        now: Timestamp,
+    ) -> Result<Vec<RemovedHolds>, StoreError> {
+        self.write(move |conn| {
+            let configured = to_json(&configured);
+            let mut counts: std::collections::BTreeMap<String, RemovedHolds> = Default::default();
+            let mut threads = std::collections::BTreeSet::new();
+            // One statement per state, each with the state as a literal, so that each
+            // scans its partial index instead of every delivery ever made. An attempt
+            // that was in flight was cut short by the stop: ambiguous, so the first
+            // attempt after a resume reconciles, as recovery would have made it.
+            const HOLD: &str = "UPDATE deliveries SET state = 'held', hold_reason = ?2, \
+                 ambiguous = CASE WHEN state = 'in_flight' THEN 1 ELSE ambiguous END, \
+                 last_error = 'held: destination `' || destination || '` is not in the configuration; \
+                 configure it again and restart herald to resume, or cancel the delivery', \
+                 lease_expires_at = NULL, lease_token = lease_token + 1 \
+                 WHERE destination NOT IN (SELECT value FROM json_each(?1)) AND state = ";
+            for state in ["'pending'", "'in_flight'"] {
+                let mut stmt =
+                    conn.prepare_cached(&format!("{HOLD}{state} RETURNING broadcast_id, destination"))?;
+                let held: Vec<(String, String)> = stmt
+                    .query_map(params![configured, DESTINATION_REMOVED], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                for (broadcast_id, destination) in held {
+                    counts
+                        .entry(destination.clone())
+                        .or_insert_with(|| RemovedHolds { destination: destination.clone(), ..Default::default() })
+                        .held += 1;
+                    threads.insert((broadcast_id, destination));
+                }
+            }
+            let mut stmt = conn.prepare_cached(
+                "UPDATE deliveries SET state = 'pending', hold_reason = NULL, next_attempt_at = ?2, \
+                 last_error = NULL, lease_token = lease_token + 1 \
+                 WHERE state = 'held' AND hold_reason = ?3 \
+                 AND destination IN (SELECT value FROM json_each(?1)) \
+                 RETURNING broadcast_id, destination",
+            )?;
+            let resumed: Vec<(String, String)> = stmt
+                .query_map(params![configured, now.0, DESTINATION_REMOVED], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            for (broadcast_id, destination) in resumed {
+                counts
+                    .entry(destination.clone())
+                    .or_insert_with(|| RemovedHolds { destination: destination.clone(), ..Default::default() })
+                    .resumed += 1;
+                threads.insert((broadcast_id, destination));
+            }
+            // The updates behind a message that was held or resumed say why they wait.
+            let mut changes = Vec::new();
+            for (broadcast_id, destination) in threads {
+                settle_thread(conn, &broadcast_id, &destination, now, &mut changes)?;
+            }
+            Ok(counts.into_values().collect())
         })
         .await
     }
@@ -360,7 +459,7 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let found = conn
                 .prepare_cached(&format!(
-                    "SELECT broadcast_id, destination, seq, created_at, {PROGRESS_COLUMNS} \
+                    "SELECT broadcast_id, destination, seq, created_at, hold_reason, {PROGRESS_COLUMNS} \
                      FROM deliveries WHERE id = ?1"
                 ))?
                 .query_row([&id], |row| {
@@ -369,11 +468,13 @@ impl Store for SqliteStore {
                         row.get::<_, String>(1)?,
                         row.get::<_, u32>(2)?,
                         row.get::<_, i64>(3)?,
-                        progress_from_row(row, 4),
+                        row.get::<_, Option<String>>(4)?,
+                        progress_from_row(row, 5),
                     ))
                 })
                 .optional()?;
-            let Some((broadcast_id, destination, seq, created_at, progress)) = found else {
+            let Some((broadcast_id, destination, seq, created_at, hold_reason, progress)) = found
+            else {
                 return Ok(None);
             };
             Ok(Some(DeliveryRef {
@@ -384,6 +485,7 @@ impl Store for SqliteStore {
                     seq,
                     progress: progress?,
                     created_at: Timestamp(created_at),
+                    hold_reason,
                 },
             }))
         })
@@ -416,10 +518,12 @@ impl Store for SqliteStore {
                     "SELECT seq, id FROM broadcasts b WHERE (?1 IS NULL OR seq < ?1) \
                      AND (?2 IS NULL OR EXISTS (SELECT 1 FROM deliveries d \
                           WHERE d.broadcast_id = b.id AND d.destination = ?2)) \
+                     AND (?4 = 0 OR EXISTS (SELECT 1 FROM deliveries h \
+                          WHERE h.broadcast_id = b.id AND h.state = 'held')) \
                      ORDER BY seq DESC LIMIT ?3",
                 )?;
                 let batch: Vec<(i64, String)> = stmt
-                    .query_map(params![cursor, query.destination, limit], |row| {
+                    .query_map(params![cursor, query.destination, limit, query.held], |row| {
                         Ok((row.get(0)?, row.get(1)?))
                     })?
                     .collect::<Result<_, _>>()?;

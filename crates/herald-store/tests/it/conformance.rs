@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use herald_core::{BroadcastState, FailReason, Progress, RetryPolicy, State, Timestamp};
 use herald_store::{
-    AttemptRecord, BroadcastView, Change, ClaimRequest, DestinationStats, ListQuery, NewUpdate,
-    Store, StoreError, Submitted, ThreadMessage, Work,
+    AttemptRecord, BroadcastView, Change, ClaimRequest, DeliveryView, DestinationStats, ListQuery,
+    NewUpdate, RemovedHolds, Store, StoreError, Submitted, ThreadMessage, UpdateKey, Work,
 };
 use tokio::task::JoinSet;
 
@@ -741,6 +741,7 @@ pub async fn an_update_to_an_unknown_broadcast_is_not_found(store: &dyn Store) {
         message: message("update"),
         created_at: at(0),
         deliveries: vec![delivery("a", at(0))],
+        idempotency: None,
     };
     match store.add_update(missing).await {
         Err(StoreError::NotFound { what, id }) => {
@@ -840,11 +841,23 @@ pub async fn operator_retry_applies_to_held_failed_and_pending_only(store: &dyn 
     let predecessor_failed = delivery_id(&added.broadcast, "failed", 1);
     let policy = RetryPolicy::default();
     let now = at(10);
+    // The update of a failed original goes again with its original, not on its own.
+    assert_not_allowed(
+        store.retry_delivery(&predecessor_failed, &policy, now).await,
+        &predecessor_failed,
+        "retry",
+    );
+    let lost = State::Failed(FailReason::PredecessorFailed);
+    assert_eq!(state_of(store, &b.id, &predecessor_failed).await, lost);
 
     for name in ["held", "failed", "pending"] {
         let id = &work[name].delivery_id;
         let changes = store.retry_delivery(id, &policy, now).await.unwrap();
-        assert_eq!(states_of(&changes), vec![(id.clone(), 0, State::Pending)], "retry of {name}");
+        assert_eq!(
+            states_of(&changes[..1]),
+            vec![(id.clone(), 0, State::Pending)],
+            "retry of {name}"
+        );
         assert_eq!(changes[0].next_attempt_at, now);
         let d = delivery_view(store, &b.id, id).await;
         assert_eq!(
@@ -863,7 +876,8 @@ pub async fn operator_retry_applies_to_held_failed_and_pending_only(store: &dyn 
         ("cancelled", work["cancelled"].delivery_id.clone(), State::Cancelled),
         ("in-flight", work["in-flight"].delivery_id.clone(), State::InFlight),
         ("waiting", waiting, State::Waiting),
-        ("predecessor-failed", predecessor_failed, State::Failed(FailReason::PredecessorFailed)),
+        // Revived by the retry of its original, it waits for that one again.
+        ("revived", predecessor_failed, State::Waiting),
     ];
     for (name, id, state) in refused {
         assert_not_allowed(store.retry_delivery(&id, &policy, now).await, &id, "retry");
@@ -975,6 +989,7 @@ pub async fn list_filters_by_destination_and_state(store: &dyn Store) {
         destination: destination.map(String::from),
         cursor: None,
         limit: 10,
+        held: false,
     };
     let ids_of = |views: &[&BroadcastView]| views.iter().map(|v| v.id.clone()).collect::<Vec<_>>();
 
@@ -1235,4 +1250,319 @@ pub async fn a_delivery_is_found_by_id(store: &dyn Store) {
         assert_eq!(&found.delivery, expected);
     }
     assert_eq!(store.delivery("d_unknown").await.unwrap(), None);
+}
+
+// ---- 13. idempotent updates -------------------------------------------------------------
+
+/// `update` with idempotency `key` and request `fingerprint`, and fresh delivery ids, as
+/// a client's repeated request would get.
+fn keyed_update(view: &BroadcastView, key: &str, fingerprint: &str, now: Timestamp) -> NewUpdate {
+    NewUpdate {
+        idempotency: Some(UpdateKey { key: key.into(), fingerprint: fingerprint.into() }),
+        ..update(view, fingerprint, now)
+    }
+}
+
+/// The same key with the same request in one broadcast answers with the stored update
+/// (same seq, same deliveries) and stores nothing; another request with the key is a
+/// conflict; the key is scoped to its broadcast.
+pub async fn a_replayed_update_key_returns_the_stored_update(store: &dyn Store) {
+    let b = create(store, broadcast(&["a", "b"], at(0))).await;
+    let first = store.add_update(keyed_update(&b, "resolve", "fp-1", at(1))).await.unwrap();
+    assert_eq!((first.seq, first.replayed, first.changes.len()), (1, false, 2));
+
+    let replay = store.add_update(keyed_update(&b, "resolve", "fp-1", at(2))).await.unwrap();
+    assert_eq!((replay.seq, replay.replayed), (1, true));
+    assert_eq!(replay.changes, vec![], "a replay created deliveries");
+    assert_eq!(replay.broadcast, first.broadcast, "a replay changed the broadcast");
+    assert_eq!(view(store, &b.id).await.thread.len(), 2);
+
+    match store.add_update(keyed_update(&b, "resolve", "fp-2", at(3))).await {
+        Err(StoreError::KeyConflict { key, existing }) => {
+            assert_eq!((key.as_str(), existing.as_str()), ("resolve", b.id.as_str()));
+        }
+        res => panic!("expected a key conflict, got {res:?}"),
+    }
+    assert_eq!(view(store, &b.id).await, first.broadcast, "a conflict stored something");
+
+    let second = store.add_update(keyed_update(&b, "mitigate", "fp-1", at(4))).await.unwrap();
+    assert_eq!((second.seq, second.replayed), (2, false));
+    let unkeyed = store.add_update(update(&b, "fp-1", at(5))).await.unwrap();
+    assert_eq!((unkeyed.seq, unkeyed.replayed), (3, false));
+
+    let other = create(store, broadcast(&["a"], at(6))).await;
+    let elsewhere = store.add_update(keyed_update(&other, "resolve", "fp-9", at(7))).await.unwrap();
+    assert_eq!((elsewhere.seq, elsewhere.replayed), (1, false), "a key leaked across broadcasts");
+}
+
+/// Concurrent replays of one keyed update create it once; every answer names it.
+pub async fn concurrent_update_replays_create_one_update(store: Arc<dyn Store>) {
+    let b = create(store.as_ref(), broadcast(&["a", "b"], at(0))).await;
+    let mut tasks = JoinSet::new();
+    for n in 0..30 {
+        let (store, b) = (Arc::clone(&store), b.clone());
+        tasks.spawn(async move {
+            store.add_update(keyed_update(&b, "race", "fp-race", at(n))).await.unwrap()
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(res) = tasks.join_next().await {
+        answers.push(res.unwrap());
+    }
+    assert_eq!(answers.iter().filter(|a| !a.replayed).count(), 1);
+    assert!(answers.iter().all(|a| a.seq == 1), "a replay answered with another update");
+    let stored = view(store.as_ref(), &b.id).await;
+    assert_eq!((stored.thread.len(), stored.deliveries.len()), (2, 4));
+}
+
+// ---- 14. threads that can be repaired (invariant 5) --------------------------------------
+
+/// The progress of every delivery of `view`'s broadcast to `destination`, by seq.
+async fn thread_states(store: &dyn Store, broadcast_id: &str, destination: &str) -> Vec<State> {
+    let view = view(store, broadcast_id).await;
+    view.deliveries
+        .iter()
+        .filter(|d| d.destination == destination)
+        .map(|d| d.progress.state.clone())
+        .collect()
+}
+
+/// Retrying a failed original revives its `predecessor_failed` updates in the same
+/// transaction (the retry's own answer reports them), and they then go in order after
+/// the original is delivered.
+pub async fn retrying_a_failed_original_revives_its_updates(store: &dyn Store) {
+    let b = create(store, broadcast(&["a"], at(0))).await;
+    let original = claim_one(store, "a", at(1)).await;
+    let first = store.add_update(update(&b, "update 1", at(2))).await.unwrap();
+    store.record(vec![rejected(&original, at(3))]).await.unwrap();
+    // An update added behind the failed original fails at once, like the earlier one.
+    let second = store.add_update(update(&b, "update 2", at(4))).await.unwrap();
+    let lost = State::Failed(FailReason::PredecessorFailed);
+    assert_eq!(second.changes[0].state, lost);
+    let (u1, u2) = (first.changes[0].delivery_id.clone(), second.changes[0].delivery_id.clone());
+
+    let policy = RetryPolicy::default();
+    let changes = store.retry_delivery(&original.delivery_id, &policy, at(10)).await.unwrap();
+    assert_eq!(
+        states_of(&changes),
+        vec![
+            (original.delivery_id.clone(), 0, State::Pending),
+            (u1.clone(), 1, State::Waiting),
+            (u2.clone(), 2, State::Waiting),
+        ]
+    );
+    assert_eq!(
+        thread_states(store, &b.id, "a").await,
+        [State::Pending, State::Waiting, State::Waiting]
+    );
+    let revived = delivery_view(store, &b.id, &u1).await.progress;
+    assert_eq!(revived.last_error, None, "a revived update still shows why it failed");
+    let retried = delivery_view(store, &b.id, &original.delivery_id).await.progress;
+    assert!(revived.expires_at >= retried.expires_at, "a revived update would expire unsent");
+
+    let again = claim_one(store, "a", at(10)).await;
+    assert_eq!(again.delivery_id, original.delivery_id, "an update went before its original");
+    let changes = store.record(vec![delivered(&again, "ref-a", at(11))]).await.unwrap();
+    assert_eq!(states_of(&changes)[1..], [(u1.clone(), 1, State::Pending)]);
+    let w1 = claim_one(store, "a", at(12)).await;
+    assert_eq!(w1.delivery_id, u1);
+    let changes = store.record(vec![delivered(&w1, "ref-a1", at(12))]).await.unwrap();
+    assert_eq!(states_of(&changes)[1..], [(u2.clone(), 2, State::Pending)]);
+}
+
+/// A failed or cancelled update does not fail the updates after it: they go once it has
+/// ended; an update added behind it goes at once.
+pub async fn a_failed_update_does_not_fail_the_updates_after_it(store: &dyn Store) {
+    let b = create(store, broadcast(&["a"], at(0))).await;
+    let original = claim_one(store, "a", at(1)).await;
+    store.record(vec![delivered(&original, "ref-a", at(1))]).await.unwrap();
+    let first = store.add_update(update(&b, "update 1", at(2))).await.unwrap();
+    let second = store.add_update(update(&b, "update 2", at(2))).await.unwrap();
+    let third = store.add_update(update(&b, "update 3", at(2))).await.unwrap();
+    let (u2, u3) = (second.changes[0].delivery_id.clone(), third.changes[0].delivery_id.clone());
+    assert_eq!(second.changes[0].state, State::Waiting);
+
+    let w1 = claim_one(store, "a", at(3)).await;
+    assert_eq!(w1.seq, 1);
+    let changes = store.record(vec![rejected(&w1, at(3))]).await.unwrap();
+    assert_eq!(
+        states_of(&changes),
+        vec![
+            (w1.delivery_id.clone(), 1, State::Failed(FailReason::Permanent)),
+            (u2.clone(), 2, State::Pending),
+        ],
+        "the update after a failed one did not go (or a later one overtook it)"
+    );
+    assert_eq!(state_of(store, &b.id, &u3).await, State::Waiting);
+    let _ = first;
+
+    // Cancelling the pending update lets the next one go.
+    let changes = store.cancel_delivery(&u2, at(4)).await.unwrap();
+    assert_eq!(
+        states_of(&changes),
+        vec![(u2.clone(), 2, State::Cancelled), (u3.clone(), 3, State::Pending)]
+    );
+    let w3 = claim_one(store, "a", at(5)).await;
+    store.record(vec![rejected(&w3, at(5))]).await.unwrap();
+
+    // Behind a thread whose last update failed, a new update goes at once.
+    let fourth = store.add_update(update(&b, "update 4", at(6))).await.unwrap();
+    assert_eq!(fourth.changes[0].state, State::Pending);
+    assert_eq!(claim_one(store, "a", at(6)).await.seq, 4);
+}
+
+/// Retrying a failed update is refused once a later update on its destination was
+/// released (it would arrive out of order); while the later ones still wait, it is not.
+pub async fn retrying_an_update_that_would_reorder_is_refused(store: &dyn Store) {
+    let b = create(store, broadcast(&["a", "b"], at(0))).await;
+    for destination in ["a", "b"] {
+        let original = claim_one(store, destination, at(1)).await;
+        store.record(vec![delivered(&original, "ref", at(1))]).await.unwrap();
+    }
+    let first = store.add_update(update(&b, "update 1", at(2))).await.unwrap();
+    let second = store.add_update(update(&b, "update 2", at(2))).await.unwrap();
+    let a1 = delivery_id(&first.broadcast, "a", 1);
+    let b1 = delivery_id(&first.broadcast, "b", 1);
+    let b2 = delivery_id(&second.broadcast, "b", 2);
+    let policy = RetryPolicy::default();
+
+    // On a: update 1 fails and update 2 is delivered after it.
+    let w = claim_one(store, "a", at(3)).await;
+    store.record(vec![rejected(&w, at(3))]).await.unwrap();
+    let w = claim_one(store, "a", at(4)).await;
+    store.record(vec![delivered(&w, "ref-a2", at(4))]).await.unwrap();
+    assert_not_allowed(store.retry_delivery(&a1, &policy, at(5)).await, &a1, "retry");
+    assert_eq!(state_of(store, &b.id, &a1).await, State::Failed(FailReason::Permanent));
+
+    // On b: update 1 is held, so update 2 still waits and a retry keeps the order.
+    let w = claim_one(store, "b", at(3)).await;
+    store.record(vec![held(&w, at(3))]).await.unwrap();
+    assert_eq!(state_of(store, &b.id, &b2).await, State::Waiting);
+    let changes = store.retry_delivery(&b1, &policy, at(5)).await.unwrap();
+    assert_eq!(states_of(&changes), vec![(b1.clone(), 1, State::Pending)]);
+}
+
+/// An update waiting behind a held original says so, and stops saying it once the
+/// original is retried.
+pub async fn an_update_behind_a_held_original_waits_with_the_reason(store: &dyn Store) {
+    let b = create(store, broadcast(&["a"], at(0))).await;
+    let original = claim_one(store, "a", at(1)).await;
+    let added = store.add_update(update(&b, "update 1", at(2))).await.unwrap();
+    let u1 = added.changes[0].delivery_id.clone();
+    assert_eq!(delivery_view(store, &b.id, &u1).await.progress.last_error, None);
+
+    store.record(vec![held(&original, at(3))]).await.unwrap();
+    let waiting = delivery_view(store, &b.id, &u1).await.progress;
+    assert_eq!(waiting.state, State::Waiting);
+    let reason = waiting.last_error.unwrap_or_default();
+    assert!(reason.starts_with("waiting: the original is held"), "{reason}");
+    // A later update behind it says the same.
+    let later = store.add_update(update(&b, "update 2", at(4))).await.unwrap();
+    let later = delivery_view(store, &b.id, &later.changes[0].delivery_id).await.progress;
+    assert_eq!(later.last_error.as_deref(), Some(reason.as_str()));
+
+    store.retry_delivery(&original.delivery_id, &RetryPolicy::default(), at(5)).await.unwrap();
+    let waiting = delivery_view(store, &b.id, &u1).await.progress;
+    assert_eq!((waiting.state, waiting.last_error), (State::Waiting, None));
+}
+
+// ---- 15. removed destinations -----------------------------------------------------------
+
+/// The delivery of `view` to `destination` with `seq`, as stored now.
+async fn stored(
+    store: &dyn Store,
+    view: &BroadcastView,
+    destination: &str,
+    seq: u32,
+) -> DeliveryView {
+    delivery_view(store, &view.id, &delivery_id(view, destination, seq)).await
+}
+
+/// Pending and in-flight deliveries of a destination missing from the configuration are
+/// held with reason `destination_removed` (counted per destination, listed as held,
+/// cancellable) and resume, attempts kept, when it is configured again. Deliveries held
+/// for an ambiguous outcome are left to the operator either way.
+pub async fn deliveries_of_a_removed_destination_are_held_and_resume(store: &dyn Store) {
+    let b = create(store, broadcast(&["kept", "gone"], at(0))).await;
+    let c = create(store, broadcast(&["gone"], at(0))).await;
+    let ambiguous = create(store, broadcast(&["gone"], at(0))).await;
+    let cancelled = create(store, broadcast(&["gone"], at(0))).await;
+    // b's `gone` delivery is in flight after one retry; c's is pending, with an update
+    // waiting behind it; `ambiguous` is held by an outcome.
+    let mut work = claim(store, "gone", 4, at(1)).await;
+    work.sort_by_key(|w| w.broadcast_id.clone());
+    let find = |id: &str| work.iter().find(|w| w.broadcast_id == id).unwrap().clone();
+    store.record(vec![retry_at(&find(&b.id), at(2), at(1))]).await.unwrap();
+    store.record(vec![held(&find(&ambiguous.id), at(1))]).await.unwrap();
+    store
+        .release(vec![release(&find(&c.id), at(3)), release(&find(&cancelled.id), at(3))])
+        .await
+        .unwrap();
+    let in_flight = claim_one(store, "gone", at(2)).await;
+    assert_eq!(in_flight.broadcast_id, b.id);
+    let added = store.add_update(update(&c, "update", at(2))).await.unwrap();
+    let c = added.broadcast;
+
+    let counts = store.hold_removed(vec!["kept".into()], at(3)).await.unwrap();
+    assert_eq!(
+        counts,
+        vec![RemovedHolds { destination: "gone".into(), held: 3, resumed: 0 }],
+        "every pending and in-flight delivery of `gone` is held, and only those"
+    );
+    let d = stored(store, &b, "gone", 0).await;
+    assert_eq!(
+        (d.progress.state.clone(), d.hold_reason.as_deref()),
+        (State::Held, Some("destination_removed"))
+    );
+    assert_eq!(d.progress.attempts, 1, "holding used an attempt");
+    assert!(d.progress.ambiguous, "an interrupted attempt must reconcile when resumed");
+    assert!(d.progress.last_error.as_deref().unwrap_or("").contains("`gone`"), "{d:?}");
+    let d = stored(store, &c, "gone", 0).await;
+    assert_eq!((d.progress.state, d.progress.ambiguous), (State::Held, false));
+    let u = stored(store, &c, "gone", 1).await;
+    assert_eq!(u.progress.state, State::Waiting);
+    assert!(u.progress.last_error.unwrap_or_default().contains("held"), "no reason to wait");
+    assert_eq!(stored(store, &b, "kept", 0).await.progress.state, State::Pending);
+    let d = stored(store, &ambiguous, "gone", 0).await;
+    assert_eq!((d.progress.state, d.hold_reason), (State::Held, None));
+    // The crashed worker of the in-flight attempt is fenced out (a late `Delivered`
+    // would still count: see `a_late_delivered_answer_is_recorded_over_a_newer_lease`).
+    assert_eq!(store.record(vec![retry_at(&in_flight, at(9), at(3))]).await.unwrap(), vec![]);
+    assert_eq!(store.claim(claim_request("gone", 10, at(100))).await.unwrap().work, vec![]);
+
+    let held_query = ListQuery { held: true, ..all(10) };
+    let listed: HashSet<String> = list(store, held_query.clone()).await.into_iter().collect();
+    let expected: HashSet<String> =
+        [&b.id, &c.id, &ambiguous.id, &cancelled.id].iter().map(|id| id.to_string()).collect();
+    assert_eq!(listed, expected);
+    let kept_only = ListQuery { destination: Some("kept".into()), ..held_query.clone() };
+    assert_eq!(list(store, kept_only).await, vec![b.id.clone()]);
+
+    // A held delivery can be cancelled; the reason goes with the hold.
+    let gone = delivery_id(&cancelled, "gone", 0);
+    store.cancel_delivery(&gone, at(4)).await.unwrap();
+    let d = delivery_view(store, &cancelled.id, &gone).await;
+    assert_eq!((d.progress.state, d.hold_reason), (State::Cancelled, None));
+
+    // The same configuration again changes nothing.
+    assert_eq!(store.hold_removed(vec!["kept".into()], at(5)).await.unwrap(), vec![]);
+
+    let counts = store.hold_removed(vec!["gone".into(), "kept".into()], at(6)).await.unwrap();
+    assert_eq!(counts, vec![RemovedHolds { destination: "gone".into(), held: 0, resumed: 2 }]);
+    let d = stored(store, &b, "gone", 0).await;
+    assert_eq!(
+        (d.progress.state.clone(), d.progress.next_attempt_at, d.progress.attempts, d.hold_reason),
+        (State::Pending, at(6), 1, None)
+    );
+    assert!(d.progress.ambiguous);
+    let u = stored(store, &c, "gone", 1).await;
+    assert_eq!((u.progress.state, u.progress.last_error), (State::Waiting, None));
+    assert_eq!(
+        stored(store, &ambiguous, "gone", 0).await.progress.state,
+        State::Held,
+        "a hold for an operator was resumed"
+    );
+    let resumed: HashSet<String> =
+        claim(store, "gone", 10, at(6)).await.into_iter().map(|w| w.broadcast_id).collect();
+    assert_eq!(resumed, HashSet::from([b.id.clone(), c.id.clone()]));
 }

@@ -96,6 +96,7 @@ pub fn update(view: &BroadcastView, title: &str, created_at: Timestamp) -> NewUp
         message: message(title),
         created_at,
         deliveries: view.destinations.iter().map(|d| delivery(d, created_at)).collect(),
+        idempotency: None,
     }
 }
 

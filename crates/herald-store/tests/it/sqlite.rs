@@ -301,3 +301,41 @@ async fn the_write_ahead_log_stays_bounded_under_continuous_writes() {
     );
     assert!(wal < 16 << 20, "the WAL grew to {wal} bytes (database file: {main} bytes)");
 }
+
+// ---- 13. idempotent updates
+#[tokio::test]
+async fn a_replayed_update_key_returns_the_stored_update() {
+    on_fresh_store!(a_replayed_update_key_returns_the_stored_update);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_update_replays_create_one_update() {
+    on_shared_store!(concurrent_update_replays_create_one_update);
+}
+
+// ---- 14. threads that can be repaired
+#[tokio::test]
+async fn retrying_a_failed_original_revives_its_updates() {
+    on_fresh_store!(retrying_a_failed_original_revives_its_updates);
+}
+
+#[tokio::test]
+async fn a_failed_update_does_not_fail_the_updates_after_it() {
+    on_fresh_store!(a_failed_update_does_not_fail_the_updates_after_it);
+}
+
+#[tokio::test]
+async fn retrying_an_update_that_would_reorder_is_refused() {
+    on_fresh_store!(retrying_an_update_that_would_reorder_is_refused);
+}
+
+#[tokio::test]
+async fn an_update_behind_a_held_original_waits_with_the_reason() {
+    on_fresh_store!(an_update_behind_a_held_original_waits_with_the_reason);
+}
+
+// ---- 15. removed destinations
+#[tokio::test]
+async fn deliveries_of_a_removed_destination_are_held_and_resume() {
+    on_fresh_store!(deliveries_of_a_removed_destination_are_held_and_resume);
+}
