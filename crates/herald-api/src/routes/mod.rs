@@ -17,7 +17,9 @@ use axum::http::{Method, Uri};
 use axum::routing::{MethodRouter, get, post};
 use tower_http::trace::TraceLayer;
 
+use crate::bounded::Bounded;
 use crate::error::{ApiError, problem_details};
+use crate::guard::{Guard, guard};
 use crate::state::AppState;
 
 /// The state handlers see: one allocation shared by all requests.
@@ -29,6 +31,9 @@ struct Route {
     methods: &'static [&'static str],
     handler: MethodRouter<Shared>,
 }
+
+/// The long-lived stream, exempt from the request timeout and the concurrency limit.
+const EVENTS: &str = "/v1/broadcasts/{id}/events";
 
 fn route(
     path: &'static str,
@@ -43,7 +48,7 @@ fn table() -> Vec<Route> {
         route("/v1/broadcasts", &["GET", "POST"], get(broadcasts::list).post(broadcasts::submit)),
         route("/v1/broadcasts/{id}", &["GET"], get(broadcasts::show)),
         route("/v1/broadcasts/{id}/attempts", &["GET"], get(broadcasts::attempts)),
-        route("/v1/broadcasts/{id}/events", &["GET"], get(events::stream)),
+        route(EVENTS, &["GET"], get(events::stream)),
         route("/v1/broadcasts/{id}/updates", &["POST"], post(broadcasts::update)),
         route("/v1/deliveries/{id}/retry", &["POST"], post(deliveries::retry)),
         route("/v1/deliveries/{id}/cancel", &["POST"], post(deliveries::cancel)),
@@ -67,10 +72,20 @@ pub fn routes() -> Vec<(&'static str, &'static str)> {
 }
 
 /// The API: every route of DESIGN.md's "Interfaces" over `state`.
-pub fn app(state: AppState) -> Router {
+pub fn app(mut state: AppState) -> Router {
     let body_limit = state.limits.max_body_bytes;
+    let limits = state.limits.clone();
+    state.store = Arc::new(Bounded::new(state.store, limits.store_timeout));
+    let (streams, requests): (Vec<Route>, Vec<Route>) =
+        table().into_iter().partition(|route| route.path == EVENTS);
     let mut router = Router::new();
-    for route in table() {
+    for route in requests {
+        router = router.route(route.path, route.handler);
+    }
+    // `layer` wraps only the routes added so far, so the streams added next are exempt.
+    let limit = Guard::new(limits.max_concurrent_requests, limits.request_timeout);
+    router = router.layer(axum::middleware::from_fn_with_state(limit, guard));
+    for route in streams {
         router = router.route(route.path, route.handler);
     }
     router
