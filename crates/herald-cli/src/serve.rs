@@ -7,9 +7,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use herald_api::{AppState, Ids, Limits, Targets};
 use herald_connectors::http;
-use herald_engine::{Clock, Destination, Engine, EngineConfig, SystemClock};
+use herald_engine::{Clock, Destination, Engine, EngineConfig, Retention, SystemClock};
 use herald_store::Store;
-use herald_store::sqlite::SqliteStore;
+use herald_store::sqlite::{SqliteOptions, SqliteStore};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Database};
@@ -20,6 +20,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The engine, for shutdown.
     pub engine: Engine,
+    /// The SQLite store, watched for a dead writer.
+    sqlite: Arc<SqliteStore>,
     stop_http: CancellationToken,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -36,12 +38,14 @@ impl std::fmt::Debug for Running {
 /// When the database cannot be opened, a connector cannot be built or the listen
 /// address cannot be bound.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
-    let store: Arc<dyn Store> = match &config.server.database {
+    let options = SqliteOptions { submit_queue: config.server.submit_queue };
+    let sqlite = match &config.server.database {
         Database::Sqlite { path } => Arc::new(
-            SqliteStore::open(path)
+            SqliteStore::open_with(path, &options)
                 .with_context(|| format!("cannot open the database {}", path.display()))?,
         ),
     };
+    let store: Arc<dyn Store> = Arc::clone(&sqlite) as Arc<dyn Store>;
     let client = http::client();
     let mut destinations = Vec::with_capacity(config.destinations.len());
     for destination in &config.destinations {
@@ -54,8 +58,16 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         });
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let engine_config =
-        EngineConfig { shutdown_grace: config.server.shutdown_grace, ..EngineConfig::default() };
+    let retention = Retention {
+        delivered: config.retention.delivered,
+        failed: config.retention.failed,
+        ..Retention::default()
+    };
+    let engine_config = EngineConfig {
+        shutdown_grace: config.server.shutdown_grace,
+        retention: Some(retention),
+        ..EngineConfig::default()
+    };
     let engine =
         Engine::start(Arc::clone(&store), destinations, Arc::clone(&clock), engine_config)?;
     let state = AppState {
@@ -66,7 +78,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             destinations: config.destinations.iter().map(|d| d.name.clone()).collect(),
             groups: config.groups.clone(),
         },
-        limits: Limits::default(),
+        limits: Limits {
+            max_concurrent_requests: config.server.max_concurrent_requests,
+            request_timeout: config.server.request_timeout,
+            store_timeout: config.server.store_timeout,
+            ..Limits::default()
+        },
         ids: Ids::new(clock, seed()),
     };
     let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -82,10 +99,16 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             .await
     });
     tracing::info!(%addr, destinations = config.destinations.len(), "herald is serving.");
-    Ok(Running { addr, engine, stop_http, http })
+    Ok(Running { addr, engine, sqlite, stop_http, http })
 }
 
 impl Running {
+    /// Resolves with the cause if the database writer thread dies; then nothing can be
+    /// stored any more and the process must stop.
+    pub async fn writer_failure(&self) -> String {
+        self.sqlite.writer_failure().await
+    }
+
     /// Stops accepting requests, lets in-flight attempts finish within the grace period
     /// and waits for everything to end.
     pub async fn shutdown(self) {
@@ -111,11 +134,23 @@ fn seed() -> u64 {
 pub async fn run(config: &Config) -> anyhow::Result<()> {
     let running = start(config).await?;
     println!("herald listening on http://{}", running.addr);
-    wait_for_signal().await;
+    tokio::select! {
+        () = wait_for_signal() => {}
+        cause = running.writer_failure() => {
+            // The store has logged the panic. Exiting at once (EX_SOFTWARE) lets the
+            // supervisor restart herald: everything committed is on disk, and leases
+            // left behind are recovered as ambiguous at start-up.
+            tracing::error!(%cause, "Stopping: the database writer is gone (exit code 70).");
+            std::process::exit(WRITER_FAILED);
+        }
+    }
     tracing::info!("Shutting down: no new claims; in-flight attempts may finish.");
     running.shutdown().await;
     Ok(())
 }
+
+/// The exit code when the database writer thread died (`EX_SOFTWARE`).
+const WRITER_FAILED: i32 = 70;
 
 async fn wait_for_signal() {
     #[cfg(unix)]
