@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
+use futures_util::StreamExt;
 use herald_api::{AppState, Ids, Limits, Targets, app};
 use herald_engine::{Clock, Engine, EngineConfig, FakeClock};
 use herald_store::Store;
@@ -172,21 +173,6 @@ async fn requests_over_the_concurrency_limit_are_shed_at_once_but_streams_are_no
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.json);
     let id = str_of(&accepted.json, "id").to_string();
 
-    // A stream outlives the request timeout and holds no permit: a request after it
-    // still gets the one permit.
-    let stream = h.router.clone().oneshot(get(&format!("/v1/broadcasts/{id}/events"))).await;
-    let stream = stream.unwrap();
-    assert_eq!(stream.status(), StatusCode::OK);
-    let mut body = stream.into_body().into_data_stream();
-    use futures_util::StreamExt;
-    let first = tokio::time::timeout(Duration::from_secs(5), body.next()).await.unwrap();
-    assert!(first.is_some_and(|chunk| chunk.is_ok()), "the stream sent no snapshot");
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let shown = send(&h.router, get(&format!("/v1/broadcasts/{id}"))).await;
-    assert_eq!(shown.status, StatusCode::OK, "the stream held the permit: {}", shown.json);
-    let more = tokio::time::timeout(Duration::from_millis(100), body.next()).await;
-    assert!(!matches!(more, Ok(None | Some(Err(_)))), "the stream was cut off: {more:?}");
-
     // One slow request holds the only permit; the next is refused at once.
     let stall = h.store.stall_writer().await;
     let slow = {
@@ -200,8 +186,21 @@ async fn requests_over_the_concurrency_limit_are_shed_at_once_but_streams_are_no
     }
     let shed = send(&h.router, get("/v1/broadcasts")).await;
     assert_503(&shed, "urn:herald:problem:overloaded", Duration::from_millis(200));
+
+    // A stream is not counted: it opens while the permit is taken, and it outlives the
+    // request timeout.
+    let stream = h.router.clone().oneshot(get(&format!("/v1/broadcasts/{id}/events"))).await;
+    let stream = stream.unwrap();
+    assert_eq!(stream.status(), StatusCode::OK, "the stream was refused for the limit");
+    let mut body = stream.into_body().into_data_stream();
+    let first = tokio::time::timeout(Duration::from_secs(5), body.next()).await.unwrap();
+    assert!(first.is_some_and(|chunk| chunk.is_ok()), "the stream sent no snapshot");
+
     assert_eq!(slow.await.unwrap().status, StatusCode::SERVICE_UNAVAILABLE);
     drop(stall);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let more = tokio::time::timeout(Duration::from_millis(100), body.next()).await;
+    assert!(!matches!(more, Ok(None | Some(Err(_)))), "the stream was cut off: {more:?}");
     assert_eq!(send(&h.router, get("/v1/broadcasts")).await.status, StatusCode::OK);
 }
 
