@@ -2,13 +2,45 @@
 //! once while outcome records still go through, a readiness ping that goes through the
 //! writer, and a writer panic that is reported and fails every waiting request.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald_store::sqlite::{SqliteOptions, SqliteStore};
 use herald_store::{Store, StoreError};
 
 use crate::fixture::*;
+
+/// Every log event of the test binary, as `LEVEL field=value ...` lines. The writer
+/// logs from its own thread, so the capture must be the global subscriber.
+static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+struct Line(String);
+
+impl tracing::field::Visit for Line {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!(" {}={value:?}", field.name()));
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut line = Line(event.metadata().level().to_string());
+        event.record(&mut line);
+        LOG.lock().unwrap().push(line.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
 
 fn open(dir: &tempfile::TempDir, submit_queue: usize) -> Arc<SqliteStore> {
     let options = SqliteOptions { submit_queue };
@@ -98,6 +130,8 @@ async fn ping_is_a_round_trip_through_the_writer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_panic_is_reported_fails_waiting_requests_and_loses_nothing_committed() {
+    // The only test in this binary that installs a subscriber.
+    tracing::subscriber::set_global_default(Capture).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir, 8);
     let kept = create(store.as_ref(), broadcast(&["lane"], at(0))).await;
@@ -120,6 +154,14 @@ async fn a_writer_panic_is_reported_fails_waiting_requests_and_loses_nothing_com
 
     let cause = tokio::time::timeout(Duration::from_secs(5), store.writer_failure()).await.unwrap();
     assert!(cause.contains("panic_writer"), "the cause is not reported: {cause}");
+    let logged = LOG.lock().unwrap().clone();
+    let line = logged
+        .iter()
+        .find(|line| line.contains("The SQLite writer thread panicked"))
+        .unwrap_or_else(|| panic!("no log line about the panic in {logged:?}"));
+    assert!(line.starts_with("ERROR"), "{line}");
+    assert!(line.contains("the supervisor restarts herald. Nothing committed is lost."), "{line}");
+    assert!(line.contains("panic_writer test hook"), "the log line lacks the cause: {line}");
     assert!(matches!(panicking.await.unwrap(), Err(StoreError::Unavailable(_))));
     match waiting.await.unwrap() {
         Err(StoreError::Unavailable(_)) => {}

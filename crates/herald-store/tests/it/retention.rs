@@ -373,3 +373,29 @@ async fn the_counters_equal_a_group_by_count_after_random_operations() {
     let total: u64 = group_by(&path).values().sum();
     assert!(total > 50, "the random run left too few deliveries to judge: {total}");
 }
+
+#[tokio::test]
+async fn the_migration_backfills_the_counters_of_an_existing_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.db");
+    // A database as the first schema version left it, with rows in it.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(include_str!("../../migrations/0001_initial.sql")).unwrap();
+    conn.execute_batch("PRAGMA user_version = 1;").unwrap();
+    drop(conn);
+    seed(&path, 30, "ops", &State::Delivered, days_ago(1));
+    seed(&path, 20, "ops", &State::Failed(FailReason::Permanent), days_ago(1));
+    seed(&path, 10, "audit", &State::Cancelled, days_ago(1));
+
+    let store = open(&path);
+    let expected = BTreeMap::from([
+        (("audit".to_string(), "cancelled".to_string()), 10),
+        (("ops".to_string(), "delivered".to_string()), 30),
+        (("ops".to_string(), "failed".to_string()), 20),
+    ]);
+    assert_eq!(counters(store.as_ref()).await, expected);
+    assert_eq!(group_by(&path), expected);
+    let stats = store.destination_stats().await.unwrap();
+    let ops = stats.iter().find(|s| s.destination == "ops").unwrap();
+    assert_eq!(ops.last_delivered_at, Some(days_ago(1)));
+}
