@@ -102,11 +102,29 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     Ok(Running { addr, engine, sqlite, stop_http, http })
 }
 
+/// Why a running server must stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM or Ctrl-C: shut down gracefully.
+    Signal,
+    /// The database writer thread died (the cause); nothing can be stored any more, so
+    /// the process exits at once for its supervisor to restart it.
+    WriterFailed(String),
+}
+
 impl Running {
-    /// Resolves with the cause if the database writer thread dies; then nothing can be
-    /// stored any more and the process must stop.
-    pub async fn writer_failure(&self) -> String {
-        self.sqlite.writer_failure().await
+    /// Waits until `signal` completes or the database writer dies, whichever is first.
+    pub async fn until_stopped(&self, signal: impl std::future::Future<Output = ()>) -> Stop {
+        tokio::select! {
+            () = signal => Stop::Signal,
+            cause = self.sqlite.writer_failure() => Stop::WriterFailed(cause),
+        }
+    }
+
+    /// Test hook: the SQLite store, to stall or kill its writer.
+    #[doc(hidden)]
+    pub fn sqlite(&self) -> &SqliteStore {
+        &self.sqlite
     }
 
     /// Stops accepting requests, lets in-flight attempts finish within the grace period
@@ -134,15 +152,12 @@ fn seed() -> u64 {
 pub async fn run(config: &Config) -> anyhow::Result<()> {
     let running = start(config).await?;
     println!("herald listening on http://{}", running.addr);
-    tokio::select! {
-        () = wait_for_signal() => {}
-        cause = running.writer_failure() => {
-            // The store has logged the panic. Exiting at once (EX_SOFTWARE) lets the
-            // supervisor restart herald: everything committed is on disk, and leases
-            // left behind are recovered as ambiguous at start-up.
-            tracing::error!(%cause, "Stopping: the database writer is gone (exit code 70).");
-            std::process::exit(WRITER_FAILED);
-        }
+    if let Stop::WriterFailed(cause) = running.until_stopped(wait_for_signal()).await {
+        // The store has logged the panic. Exiting at once (EX_SOFTWARE) lets the
+        // supervisor restart herald: everything committed is on disk, and leases left
+        // behind are recovered as ambiguous at start-up.
+        tracing::error!(%cause, "Stopping: the database writer is gone (exit code 70).");
+        std::process::exit(WRITER_FAILED);
     }
     tracing::info!("Shutting down: no new claims; in-flight attempts may finish.");
     running.shutdown().await;
