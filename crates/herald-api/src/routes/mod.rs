@@ -35,6 +35,12 @@ struct Route {
 /// The long-lived stream, exempt from the request timeout and the concurrency limit.
 const EVENTS: &str = "/v1/broadcasts/{id}/events";
 
+/// Routes the overload guard leaves alone: the stream (it would hold a permit for its
+/// whole life and outlive any timeout) and the probes and metrics, which must answer
+/// under load so a busy herald is not restarted as a dead one; each of those bounds
+/// its own store calls.
+const UNGUARDED: &[&str] = &[EVENTS, "/healthz", "/readyz", "/metrics"];
+
 fn route(
     path: &'static str,
     methods: &'static [&'static str],
@@ -76,16 +82,16 @@ pub fn app(mut state: AppState) -> Router {
     let body_limit = state.limits.max_body_bytes;
     let limits = state.limits.clone();
     state.store = Arc::new(Bounded::new(state.store, limits.store_timeout));
-    let (streams, requests): (Vec<Route>, Vec<Route>) =
-        table().into_iter().partition(|route| route.path == EVENTS);
+    let (unguarded, requests): (Vec<Route>, Vec<Route>) =
+        table().into_iter().partition(|route| UNGUARDED.contains(&route.path));
     let mut router = Router::new();
     for route in requests {
         router = router.route(route.path, route.handler);
     }
-    // `layer` wraps only the routes added so far, so the streams added next are exempt.
+    // `layer` wraps only the routes added so far, so the routes added next are exempt.
     let limit = Guard::new(limits.max_concurrent_requests, limits.request_timeout);
     router = router.layer(axum::middleware::from_fn_with_state(limit, guard));
-    for route in streams {
+    for route in unguarded {
         router = router.route(route.path, route.handler);
     }
     router

@@ -162,7 +162,7 @@ async fn a_request_that_runs_past_the_request_timeout_is_a_503_not_a_hang() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_over_the_concurrency_limit_are_shed_at_once_but_streams_are_not_counted() {
+async fn requests_over_the_concurrency_limit_are_shed_at_once_but_streams_and_probes_are_not() {
     let limits = Limits {
         max_concurrent_requests: 1,
         request_timeout: Duration::from_millis(300),
@@ -186,6 +186,9 @@ async fn requests_over_the_concurrency_limit_are_shed_at_once_but_streams_are_no
     }
     let shed = send(&h.router, get("/v1/broadcasts")).await;
     assert_503(&shed, "urn:herald:problem:overloaded", Duration::from_millis(200));
+    // Probes and metrics are never shed: a busy herald must not look dead.
+    assert_eq!(send(&h.router, get("/healthz")).await.status, StatusCode::OK);
+    assert_eq!(send(&h.router, get("/metrics")).await.status, StatusCode::OK);
 
     // A stream is not counted: it opens while the permit is taken, and it outlives the
     // request timeout.
