@@ -82,10 +82,21 @@ pub enum ApiError {
     /// never sent.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// 503: too much work is waiting (the store's submit queue or the API's request
+    /// limit is full); nothing was changed. Answered with `Retry-After`.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
+    /// 503: the store or the request did not finish within its bound. Answered with
+    /// `Retry-After`; a write may still take effect.
+    #[error("timed out: {0}")]
+    TimedOut(String),
     /// 500: a bug or corrupt data. The text is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// The `Retry-After` (seconds) sent with an overload or timeout 503.
+const RETRY_AFTER_SECS: &str = "1";
 
 /// The RFC 9457 document. Kept in the response's extensions until the middleware has
 /// filled in `instance`.
@@ -147,7 +158,9 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded(_) | ApiError::TimedOut(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -165,6 +178,8 @@ impl ApiError {
             ApiError::KeyConflict(_) => "urn:herald:problem:idempotency-key-conflict",
             ApiError::Conflict(_) => "urn:herald:problem:conflict",
             ApiError::Unavailable(_) => "urn:herald:problem:unavailable",
+            ApiError::Overloaded(_) => "urn:herald:problem:overloaded",
+            ApiError::TimedOut(_) => "urn:herald:problem:timed-out",
             ApiError::Internal(_) => "urn:herald:problem:internal",
         }
     }
@@ -181,6 +196,8 @@ impl ApiError {
             ApiError::KeyConflict(_) => "The idempotency key was used for a different request",
             ApiError::Conflict(_) => "Not possible in the current state",
             ApiError::Unavailable(_) => "Temporarily unavailable",
+            ApiError::Overloaded(_) => "Overloaded",
+            ApiError::TimedOut(_) => "Timed out",
             ApiError::Internal(_) => "Internal error",
         }
     }
@@ -203,6 +220,21 @@ impl ApiError {
             }
             ApiError::Unavailable(_) => (
                 "herald cannot reach its database right now; nothing was changed. Retry shortly.".into(),
+                Vec::new(),
+            ),
+            ApiError::Overloaded(_) => (
+                "herald has more work waiting than it accepts right now, so this request was \
+                 refused and nothing was changed. Retry after the number of seconds in \
+                 Retry-After, and slow down if this persists."
+                    .into(),
+                Vec::new(),
+            ),
+            ApiError::TimedOut(_) => (
+                "herald did not finish this request in time (its database is slow or busy). \
+                 A submit or update may still be stored after this answer: retry with the same \
+                 idempotency key, which makes the retry safe (you get the original back), after \
+                 the number of seconds in Retry-After."
+                    .into(),
                 Vec::new(),
             ),
             ApiError::Internal(_) => (
@@ -243,6 +275,8 @@ impl From<StoreError> for ApiError {
                 };
                 ApiError::Conflict(format!("delivery `{id}` is {state}; {rule}"))
             }
+            error @ StoreError::Overloaded { .. } => ApiError::Overloaded(error.to_string()),
+            error @ StoreError::TimedOut(_) => ApiError::TimedOut(error.to_string()),
             StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
             error @ StoreError::Corrupt(_) => ApiError::Internal(error.to_string()),
         }
@@ -253,8 +287,18 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = self.problem();
         let mut res = problem_response(&problem);
-        if let ApiError::Unavailable(cause) | ApiError::Internal(cause) = &self {
-            res.extensions_mut().insert(InternalCause(cause.clone()));
+        match &self {
+            ApiError::Unavailable(cause)
+            | ApiError::Internal(cause)
+            | ApiError::Overloaded(cause)
+            | ApiError::TimedOut(cause) => {
+                res.extensions_mut().insert(InternalCause(cause.clone()));
+            }
+            _ => {}
+        }
+        if let ApiError::Overloaded(_) | ApiError::TimedOut(_) = &self {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
         }
         res.extensions_mut().insert(problem);
         res
@@ -288,7 +332,13 @@ pub(crate) async fn problem_details(req: Request, next: Next) -> Response {
     };
     if status.is_server_error() {
         let error = cause.map_or_else(|| problem.detail.clone(), |cause| cause.0);
-        tracing::error!(%error, %method, %path, status = status.as_u16(), "Request failed.");
+        if problem.kind == ApiError::Overloaded(String::new()).kind() {
+            // Shedding load is the server working as designed; an error line per refused
+            // request would flood the log exactly when it matters.
+            tracing::warn!(%error, %method, %path, "Request refused: overloaded.");
+        } else {
+            tracing::error!(%error, %method, %path, status = status.as_u16(), "Request failed.");
+        }
     }
     problem.instance = Some(path);
     // Serializing strings and numbers cannot fail.

@@ -13,15 +13,19 @@
 //! - `state.rs`: [`AppState`] and what it carries ([`Targets`], [`Limits`]).
 //! - `ids.rs`: [`Ids`], the `b_`/`d_` ULID source.
 //! - `error.rs`: [`ApiError`] and the middleware that completes and logs problems.
+//! - `guard.rs`: the concurrency limit and request timeout (503 + `Retry-After`).
+//! - `bounded.rs`: every store call bounded by `Limits::store_timeout`.
 //! - `extract.rs`: the JSON body and query extractors that answer in problems.
 //! - `validate.rs`: request limits and rules, field by field.
 //! - `dto.rs`: request and response JSON shapes and their conversions.
 //! - `routes/`: one file per resource; `routes/mod.rs` holds the route table that both
 //!   the router and [`routes`] are built from, and `openapi.json` documents it.
 
+mod bounded;
 mod dto;
 mod error;
 mod extract;
+mod guard;
 mod ids;
 mod routes;
 mod state;

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use herald_engine::{Clock, Engine};
 use herald_store::Store;
@@ -140,6 +141,15 @@ pub struct Limits {
     pub max_tags: usize,
     /// The longest idempotency key, field name or tag.
     pub max_key: usize,
+    /// The most requests served at once; more are refused with `503` at once (SSE
+    /// streams are not counted).
+    pub max_concurrent_requests: usize,
+    /// The longest a request may take before it is answered `503` (SSE streams exempt).
+    pub request_timeout: Duration,
+    /// The longest one store call may take before the request is answered `503`.
+    pub store_timeout: Duration,
+    /// The longest the readiness probe waits for its round trip through the writer.
+    pub ready_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -153,6 +163,10 @@ impl Default for Limits {
             max_links: 20,
             max_tags: 50,
             max_key: 200,
+            max_concurrent_requests: 1024,
+            request_timeout: Duration::from_secs(10),
+            store_timeout: Duration::from_secs(5),
+            ready_timeout: Duration::from_secs(2),
         }
     }
 }

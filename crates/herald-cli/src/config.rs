@@ -38,6 +38,26 @@ pub struct Config {
     pub destinations: Vec<DestinationConfig>,
     /// The `[groups]` table: group name to destination names, as written.
     pub groups: BTreeMap<String, Vec<String>>,
+    /// The `[retention]` table.
+    pub retention: RetentionConfig,
+}
+
+/// The `[retention]` table: how long terminal broadcasts are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionConfig {
+    /// Broadcasts whose every delivery was delivered (`7d`).
+    pub delivered: Duration,
+    /// Terminal broadcasts with a failed or cancelled delivery (`30d`).
+    pub failed: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> RetentionConfig {
+        RetentionConfig {
+            delivered: Duration::from_secs(7 * 24 * 3600),
+            failed: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
 }
 
 impl Config {
@@ -56,6 +76,16 @@ pub struct ServerConfig {
     pub database: Database,
     /// How long in-flight attempts may finish after SIGTERM (`10s`).
     pub shutdown_grace: Duration,
+    /// The most API requests served at once; more get `503` (`1024`; SSE not counted).
+    pub max_concurrent_requests: usize,
+    /// The longest an API request may take before it is answered `503` (`10s`).
+    pub request_timeout: Duration,
+    /// The longest one database call may take before the request is answered `503`
+    /// (`5s`).
+    pub store_timeout: Duration,
+    /// How many submits and updates may wait for the database writer before new ones
+    /// get `503` (`1024`).
+    pub submit_queue: usize,
 }
 
 impl Default for ServerConfig {
@@ -64,6 +94,10 @@ impl Default for ServerConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
             database: Database::Sqlite { path: PathBuf::from("herald.db") },
             shutdown_grace: Duration::from_secs(10),
+            max_concurrent_requests: 1024,
+            request_timeout: Duration::from_secs(10),
+            store_timeout: Duration::from_secs(5),
+            submit_queue: 1024,
         }
     }
 }

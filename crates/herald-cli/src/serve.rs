@@ -8,9 +8,9 @@ use anyhow::Context;
 use herald_api::{AppState, Ids, Limits, Targets};
 use herald_connectors::http;
 use herald_core::Timestamp;
-use herald_engine::{Clock, Destination, Engine, EngineConfig, SystemClock};
+use herald_engine::{Clock, Destination, Engine, EngineConfig, Retention, SystemClock};
 use herald_store::Store;
-use herald_store::sqlite::SqliteStore;
+use herald_store::sqlite::{SqliteOptions, SqliteStore};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Database};
@@ -21,6 +21,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The engine, for shutdown.
     pub engine: Engine,
+    /// The SQLite store, watched for a dead writer.
+    sqlite: Arc<SqliteStore>,
     stop_http: CancellationToken,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -37,13 +39,15 @@ impl std::fmt::Debug for Running {
 /// When the database cannot be opened, a connector cannot be built or the listen
 /// address cannot be bound.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
-    let store: Arc<dyn Store> = match &config.server.database {
+    let options = SqliteOptions { submit_queue: config.server.submit_queue };
+    let sqlite = match &config.server.database {
         Database::Sqlite { path } => Arc::new(
-            SqliteStore::open(path)
+            SqliteStore::open_with(path, &options)
                 .with_context(|| format!("cannot open the database {}", path.display()))?
                 .with_clock(Arc::new(|| SystemClock.now())),
         ),
     };
+    let store: Arc<dyn Store> = Arc::clone(&sqlite) as Arc<dyn Store>;
     for warning in config.warnings() {
         tracing::warn!(%warning, "Configuration warning (see herald check-config).");
     }
@@ -60,8 +64,16 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     hold_removed(store.as_ref(), config, clock.now()).await?;
-    let engine_config =
-        EngineConfig { shutdown_grace: config.server.shutdown_grace, ..EngineConfig::default() };
+    let retention = Retention {
+        delivered: config.retention.delivered,
+        failed: config.retention.failed,
+        ..Retention::default()
+    };
+    let engine_config = EngineConfig {
+        shutdown_grace: config.server.shutdown_grace,
+        retention: Some(retention),
+        ..EngineConfig::default()
+    };
     let engine =
         Engine::start(Arc::clone(&store), destinations, Arc::clone(&clock), engine_config)?;
     let state = AppState {
@@ -72,7 +84,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             destinations: config.destinations.iter().map(|d| d.name.clone()).collect(),
             groups: config.groups.clone(),
         },
-        limits: Limits::default(),
+        limits: Limits {
+            max_concurrent_requests: config.server.max_concurrent_requests,
+            request_timeout: config.server.request_timeout,
+            store_timeout: config.server.store_timeout,
+            ..Limits::default()
+        },
         ids: Ids::new(clock, seed()),
     };
     let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -88,7 +105,17 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             .await
     });
     tracing::info!(%addr, destinations = config.destinations.len(), "herald is serving.");
-    Ok(Running { addr, engine, stop_http, http })
+    Ok(Running { addr, engine, sqlite, stop_http, http })
+}
+
+/// Why a running server must stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM or Ctrl-C: shut down gracefully.
+    Signal,
+    /// The database writer thread died (the cause); nothing can be stored any more, so
+    /// the process exits at once for its supervisor to restart it.
+    WriterFailed(String),
 }
 
 /// Before any lane runs: holds the unfinished deliveries of destinations that are no
@@ -121,6 +148,20 @@ async fn hold_removed(store: &dyn Store, config: &Config, now: Timestamp) -> any
 }
 
 impl Running {
+    /// Waits until `signal` completes or the database writer dies, whichever is first.
+    pub async fn until_stopped(&self, signal: impl std::future::Future<Output = ()>) -> Stop {
+        tokio::select! {
+            () = signal => Stop::Signal,
+            cause = self.sqlite.writer_failure() => Stop::WriterFailed(cause),
+        }
+    }
+
+    /// Test hook: the SQLite store, to stall or kill its writer.
+    #[doc(hidden)]
+    pub fn sqlite(&self) -> &SqliteStore {
+        &self.sqlite
+    }
+
     /// Stops accepting requests, lets in-flight attempts finish within the grace period
     /// and waits for everything to end.
     pub async fn shutdown(self) {
@@ -146,11 +187,20 @@ fn seed() -> u64 {
 pub async fn run(config: &Config) -> anyhow::Result<()> {
     let running = start(config).await?;
     println!("herald listening on http://{}", running.addr);
-    wait_for_signal().await;
+    if let Stop::WriterFailed(cause) = running.until_stopped(wait_for_signal()).await {
+        // The store has logged the panic. Exiting at once (EX_SOFTWARE) lets the
+        // supervisor restart herald: everything committed is on disk, and leases left
+        // behind are recovered as ambiguous at start-up.
+        tracing::error!(%cause, "Stopping: the database writer is gone (exit code 70).");
+        std::process::exit(WRITER_FAILED);
+    }
     tracing::info!("Shutting down: no new claims; in-flight attempts may finish.");
     running.shutdown().await;
     Ok(())
 }
+
+/// The exit code when the database writer thread died (`EX_SOFTWARE`).
+const WRITER_FAILED: i32 = 70;
 
 async fn wait_for_signal() {
     #[cfg(unix)]

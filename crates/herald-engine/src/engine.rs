@@ -14,6 +14,7 @@ use crate::clock::Clock;
 use crate::destination::{Destination, LaneSettings};
 use crate::events::Event;
 use crate::metrics::{EngineMetrics, LaneMetrics};
+use crate::retention::{self, Retention};
 use crate::{lane, recovery};
 
 /// Engine-wide tunables; per-destination settings live in [`LaneSettings`].
@@ -33,6 +34,9 @@ pub struct EngineConfig {
     pub shutdown_grace: Duration,
     /// Seed of the engine's random source (jitter); fixed in tests.
     pub seed: u64,
+    /// Pruning of old terminal broadcasts; `None` keeps everything (the default here;
+    /// `herald serve` always sets it from `[retention]`).
+    pub retention: Option<Retention>,
 }
 
 impl Default for EngineConfig {
@@ -44,6 +48,7 @@ impl Default for EngineConfig {
             fallback_poll: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             seed: 0x6865_7261_6c64,
+            retention: None,
         }
     }
 }
@@ -218,6 +223,9 @@ impl Engine {
             ));
         }
         tracker.spawn(recovery::run(Arc::clone(&shared), seed.u64(..)));
+        if let Some(retention) = shared.config.retention.clone() {
+            tracker.spawn(retention::run(Arc::clone(&shared), retention));
+        }
         Ok(Engine { shared, tracker })
     }
 

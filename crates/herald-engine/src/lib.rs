@@ -3,7 +3,7 @@
 //! One lane per destination claims due deliveries from the store, enforces the
 //! destination's rate limit, concurrency and circuit breaker, bounds each attempt by its
 //! timeout, and records outcomes through the core state machine. A recovery task turns
-//! expired leases into `Unknown` outcomes. Time comes from an injected [`Clock`];
+//! expired leases into `Unknown` outcomes; a retention task prunes old terminal broadcasts. Time comes from an injected [`Clock`];
 //! randomness from a seeded generator, so a test can replay a run exactly.
 //!
 //! The engine never retries in memory: every failure is written back as a scheduled
@@ -17,6 +17,7 @@ pub mod events;
 mod lane;
 pub mod metrics;
 mod recovery;
+pub mod retention;
 
 pub use attempt::deadline as attempt_deadline;
 pub use clock::{Clock, FakeClock, SystemClock};
@@ -24,3 +25,4 @@ pub use destination::{Destination, LaneSettings};
 pub use engine::{Engine, EngineConfig, EngineError, LaneHealth};
 pub use events::Event;
 pub use metrics::EngineMetrics;
+pub use retention::Retention;

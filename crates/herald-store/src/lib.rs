@@ -50,6 +50,19 @@ pub enum StoreError {
         /// What was asked.
         action: &'static str,
     },
+    /// Too many submits and updates wait for the writer; this one was refused without
+    /// being stored. Retrying after a short pause helps.
+    #[error(
+        "the store is overloaded: {queued} submits and updates are already waiting to be written"
+    )]
+    Overloaded {
+        /// How many were queued when this one was refused.
+        queued: usize,
+    },
+    /// The store did not answer within the caller's bound. The operation may still take
+    /// effect later; an idempotent retry is safe.
+    #[error("the store did not answer within {0:?}")]
+    TimedOut(std::time::Duration),
     /// The database could not be opened, read or written; retrying later may help.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -162,6 +175,17 @@ pub trait Store: Send + Sync + 'static {
     /// The attempt log of a broadcast, oldest first.
     async fn attempts(&self, broadcast_id: &str) -> Result<Vec<AttemptView>, StoreError>;
 
-    /// Per-destination delivery counts by state, plus the last success.
+    /// Per-destination delivery counts by state, plus the last success. Costs
+    /// O(destinations): the counts are kept up to date as deliveries change.
     async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError>;
+
+    /// A round trip through the write path: answers once an empty write transaction has
+    /// committed, so it fails when writes cannot be made (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Deletes one small batch of broadcasts whose every delivery is terminal and whose
+    /// last activity is older than the request's cut-off, with their deliveries,
+    /// attempts and messages. Runs at the lowest write priority; call again with
+    /// `Pruned::next` until it is `None`.
+    async fn prune(&self, request: PruneRequest) -> Result<Pruned, StoreError>;
 }

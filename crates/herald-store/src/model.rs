@@ -328,3 +328,30 @@ pub struct DestinationStats {
     /// The latest delivery time.
     pub last_delivered_at: Option<Timestamp>,
 }
+
+/// One retention batch: which broadcasts may go, and where the scan continues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PruneRequest {
+    /// Fully delivered broadcasts whose last activity is before this go.
+    pub delivered_before: Timestamp,
+    /// Broadcasts with a failed or cancelled delivery whose last activity is before
+    /// this go.
+    pub failed_before: Timestamp,
+    /// Continue after this position (`Pruned::next` of the previous batch); `None`
+    /// starts from the oldest broadcast.
+    pub after: Option<i64>,
+    /// The most broadcasts deleted in this batch.
+    pub limit: usize,
+}
+
+/// What one retention batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Broadcasts deleted.
+    pub broadcasts: usize,
+    /// Deliveries deleted with them.
+    pub deliveries: usize,
+    /// Where the next batch continues; `None` when the scan reached broadcasts too
+    /// young to prune (or the end).
+    pub next: Option<i64>,
+}

@@ -17,7 +17,9 @@ use axum::http::{Method, Uri};
 use axum::routing::{MethodRouter, get, post};
 use tower_http::trace::TraceLayer;
 
+use crate::bounded::Bounded;
 use crate::error::{ApiError, problem_details};
+use crate::guard::{Guard, guard};
 use crate::state::AppState;
 
 /// The state handlers see: one allocation shared by all requests.
@@ -29,6 +31,15 @@ struct Route {
     methods: &'static [&'static str],
     handler: MethodRouter<Shared>,
 }
+
+/// The long-lived stream, exempt from the request timeout and the concurrency limit.
+const EVENTS: &str = "/v1/broadcasts/{id}/events";
+
+/// Routes the overload guard leaves alone: the stream (it would hold a permit for its
+/// whole life and outlive any timeout) and the probes and metrics, which must answer
+/// under load so a busy herald is not restarted as a dead one; each of those bounds
+/// its own store calls.
+const UNGUARDED: &[&str] = &[EVENTS, "/healthz", "/readyz", "/metrics"];
 
 fn route(
     path: &'static str,
@@ -43,7 +54,7 @@ fn table() -> Vec<Route> {
         route("/v1/broadcasts", &["GET", "POST"], get(broadcasts::list).post(broadcasts::submit)),
         route("/v1/broadcasts/{id}", &["GET"], get(broadcasts::show)),
         route("/v1/broadcasts/{id}/attempts", &["GET"], get(broadcasts::attempts)),
-        route("/v1/broadcasts/{id}/events", &["GET"], get(events::stream)),
+        route(EVENTS, &["GET"], get(events::stream)),
         route("/v1/broadcasts/{id}/updates", &["POST"], post(broadcasts::update)),
         route("/v1/deliveries/{id}/retry", &["POST"], post(deliveries::retry)),
         route("/v1/deliveries/{id}/cancel", &["POST"], post(deliveries::cancel)),
@@ -67,10 +78,20 @@ pub fn routes() -> Vec<(&'static str, &'static str)> {
 }
 
 /// The API: every route of DESIGN.md's "Interfaces" over `state`.
-pub fn app(state: AppState) -> Router {
+pub fn app(mut state: AppState) -> Router {
     let body_limit = state.limits.max_body_bytes;
+    let limits = state.limits.clone();
+    state.store = Arc::new(Bounded::new(state.store, limits.store_timeout));
+    let (unguarded, requests): (Vec<Route>, Vec<Route>) =
+        table().into_iter().partition(|route| UNGUARDED.contains(&route.path));
     let mut router = Router::new();
-    for route in table() {
+    for route in requests {
+        router = router.route(route.path, route.handler);
+    }
+    // `layer` wraps only the routes added so far, so the routes added next are exempt.
+    let limit = Guard::new(limits.max_concurrent_requests, limits.request_timeout);
+    router = router.layer(axum::middleware::from_fn_with_state(limit, guard));
+    for route in unguarded {
         router = router.route(route.path, route.handler);
     }
     router

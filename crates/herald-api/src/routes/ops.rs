@@ -27,9 +27,16 @@ pub(super) async fn healthz() -> Json<StatusJson> {
     Json(StatusJson { status: "ok" })
 }
 
-/// `GET /readyz`: the store answers a cheap read (a point lookup by primary key).
+/// `GET /readyz`: a round trip through the store's writer (so a stalled or dead writer
+/// is not ready) and a cheap read (a point lookup by primary key), each within
+/// `Limits::ready_timeout`.
 pub(super) async fn readyz(State(state): State<Shared>) -> Result<Json<StatusJson>, ApiError> {
-    state.store.broadcast(PROBE_ID).await?;
+    let bound = state.limits.ready_timeout;
+    let timed_out = || ApiError::Unavailable(format!("the readiness probe took over {bound:?}"));
+    tokio::time::timeout(bound, state.store.ping()).await.map_err(|_| timed_out())??;
+    tokio::time::timeout(bound, state.store.broadcast(PROBE_ID))
+        .await
+        .map_err(|_| timed_out())??;
     Ok(Json(StatusJson { status: "ok" }))
 }
 

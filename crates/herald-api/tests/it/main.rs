@@ -9,6 +9,7 @@ mod broadcasts;
 mod ids;
 mod openapi;
 mod operate;
+mod overload;
 mod sse;
 
 use std::collections::{BTreeMap, VecDeque};

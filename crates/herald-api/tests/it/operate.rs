@@ -12,8 +12,8 @@ use herald_core::{RetryPolicy, Timestamp};
 use herald_engine::{Clock, Engine, EngineConfig, FakeClock};
 use herald_store::{
     AttemptView, BroadcastView, Change, ClaimRequest, Claimed, DeliveryRef, DestinationStats,
-    ListQuery, NewBroadcast, NewUpdate, Page, Record, Release, Store, StoreError, Submitted,
-    UpdateAdded, Work,
+    ListQuery, NewBroadcast, NewUpdate, Page, PruneRequest, Pruned, Record, Release, Store,
+    StoreError, Submitted, UpdateAdded, Work,
 };
 use serde_json::json;
 use tower::ServiceExt;
@@ -267,6 +267,12 @@ impl Store for Broken {
         down()
     }
     async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
+        down()
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        down()
+    }
+    async fn prune(&self, _: PruneRequest) -> Result<Pruned, StoreError> {
         down()
     }
 }

@@ -13,7 +13,7 @@ use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
 use super::values::{self, DURATION_HINT, MAX_DURATION};
-use super::{Config, DestinationConfig, ServerConfig, secret};
+use super::{Config, DestinationConfig, RetentionConfig, ServerConfig, secret};
 
 /// A TOML key with its span.
 type Key<'i> = Spanned<DeString<'i>>;
@@ -21,9 +21,19 @@ type Key<'i> = Spanned<DeString<'i>>;
 type Value<'i> = Spanned<DeValue<'i>>;
 
 /// The top-level tables.
-const TOP_LEVEL: &[&str] = &["server", "destinations", "groups"];
+const TOP_LEVEL: &[&str] = &["server", "destinations", "groups", "retention"];
 /// The settings of `[server]`.
-const SERVER_KEYS: &[&str] = &["listen", "database", "shutdown_grace"];
+const SERVER_KEYS: &[&str] = &[
+    "listen",
+    "database",
+    "shutdown_grace",
+    "max_concurrent_requests",
+    "request_timeout",
+    "store_timeout",
+    "submit_queue",
+];
+/// The settings of `[retention]`.
+const RETENTION_KEYS: &[&str] = &["delivered", "failed"];
 /// The settings every destination has, whatever its kind.
 const COMMON_KEYS: &[&str] = &[
     "kind",
@@ -156,6 +166,11 @@ impl Checker<'_> {
                     (config.destinations, destination_names) = self.destinations(value);
                 }
                 "groups" => groups = Some(value),
+                "retention" => {
+                    if let Some(table) = self.table(value, "retention", "a [retention] table") {
+                        config.retention = self.retention(table);
+                    }
+                }
                 _ => self.unknown_top_level(key, value),
             }
         }
@@ -167,7 +182,7 @@ impl Checker<'_> {
 
     fn unknown_top_level(&mut self, key: &Key<'_>, value: &Value<'_>) {
         let name = key.get_ref().as_ref();
-        let layout = "herald.toml has [server], [destinations.NAME] and [groups]";
+        let layout = "herald.toml has [server], [destinations.NAME], [groups] and [retention]";
         let message = if SERVER_KEYS.contains(&name) {
             format!("unknown top-level key `{name}`; it belongs in the [server] table")
         } else if COMMON_KEYS.contains(&name) || KINDS.iter().any(|(_, keys)| keys.contains(&name))
@@ -217,6 +232,26 @@ impl Checker<'_> {
                         server.shutdown_grace = grace;
                     }
                 }
+                "max_concurrent_requests" => {
+                    if let Some(n) = self.positive(value, &path) {
+                        server.max_concurrent_requests = n as usize;
+                    }
+                }
+                "submit_queue" => {
+                    if let Some(n) = self.positive(value, &path) {
+                        server.submit_queue = n as usize;
+                    }
+                }
+                "request_timeout" => {
+                    if let Some(timeout) = self.duration(value, &path, false) {
+                        server.request_timeout = timeout;
+                    }
+                }
+                "store_timeout" => {
+                    if let Some(timeout) = self.duration(value, &path, false) {
+                        server.store_timeout = timeout;
+                    }
+                }
                 _ => {
                     let message = match values::closest(name, SERVER_KEYS) {
                         Some(close) => format!("unknown setting `{name}`; did you mean `{close}`?"),
@@ -230,6 +265,38 @@ impl Checker<'_> {
             }
         }
         server
+    }
+
+    fn retention(&mut self, table: &DeTable<'_>) -> RetentionConfig {
+        let mut retention = RetentionConfig::default();
+        for (key, value) in in_file_order(table) {
+            let name = key.get_ref().as_ref();
+            let path = format!("retention.{name}");
+            match name {
+                "delivered" => {
+                    if let Some(age) = self.duration(value, &path, false) {
+                        retention.delivered = age;
+                    }
+                }
+                "failed" => {
+                    if let Some(age) = self.duration(value, &path, false) {
+                        retention.failed = age;
+                    }
+                }
+                _ => {
+                    let message = match values::closest(name, RETENTION_KEYS) {
+                        Some(close) => format!("unknown setting `{name}`; did you mean `{close}`?"),
+                        None => format!(
+                            "unknown setting `{name}` in [retention]; valid settings: {} \
+                             (how long terminal broadcasts are kept, e.g. \"7d\")",
+                            RETENTION_KEYS.join(", ")
+                        ),
+                    };
+                    self.error(key.span().start, &path, message);
+                }
+            }
+        }
+        retention
     }
 
     /// The valid destinations, and the names of all destinations (valid or not, so that

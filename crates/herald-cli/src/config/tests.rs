@@ -15,7 +15,7 @@ use herald_core::{CircuitPolicy, OnUnknown, RateLimit, RetryPolicy};
 use herald_engine::LaneSettings;
 
 use super::values::{format_duration, parse_duration, parse_rate_limit};
-use super::{Config, ConfigError, Database, DestinationConfig, ServerConfig};
+use super::{Config, ConfigError, Database, DestinationConfig, RetentionConfig, ServerConfig};
 
 const OPS_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const LEAKY: &str = "hunter2-do-not-print";
@@ -121,12 +121,14 @@ audit-only = ["audit"]
             listen: "0.0.0.0:9000".parse().unwrap(),
             database: Database::Sqlite { path: PathBuf::from("/var/lib/herald/herald.db") },
             shutdown_grace: Duration::from_secs(30),
+            ..ServerConfig::default()
         },
         destinations: vec![ops, audit],
         groups: BTreeMap::from([
             ("p1".to_owned(), vec!["ops-webhook".to_owned(), "audit".to_owned()]),
             ("audit-only".to_owned(), vec!["audit".to_owned()]),
         ]),
+        retention: RetentionConfig::default(),
     };
     assert_eq!(config, expected);
     assert_eq!(config.destination("audit").map(DestinationConfig::kind), Some("webhook"));
@@ -188,6 +190,13 @@ fn each_bad_config_reports_key_location_and_advice() {
         ("[server]\ndatabase = \"postgres://u:pw@db/herald\"\n".into(), "server.database", "2:12", "not supported yet by this build"),
         ("[server]\ndatabase = \"mysql://db/herald\"\n".into(), "server.database", "2:12", "unsupported database URL"),
         ("[server]\nshutdown_grace = \"soon\"\n".into(), "server.shutdown_grace", "2:18", "not a duration"),
+        ("[server]\nrequest_timeout = \"0s\"\n".into(), "server.request_timeout", "2:19", "longer than zero"),
+        ("[server]\nmax_concurrent_requests = 0\n".into(), "server.max_concurrent_requests", "2:27", "at least 1"),
+        ("[server]\nsubmit_queue = \"10\"\n".into(), "server.submit_queue", "2:16", "without quotes"),
+        ("[retention]\ndelivered = 7\n".into(), "retention.delivered", "2:13", "a duration is a string"),
+        ("[retention]\nfailed = \"a month\"\n".into(), "retention.failed", "2:10", "not a duration"),
+        ("[retention]\ndelivred = \"7d\"\n".into(), "retention.delivred", "2:1", "did you mean `delivered`?"),
+        ("retention = \"7d\"\n".into(), "retention", "1:13", "[retention] table"),
         // Destination names and shape.
         ("[destinations.Ops_Hook]\nkind = \"webhook\"\nurl = \"https://x.example\"\n".into(), "destinations.Ops_Hook", "1:15", "invalid name"),
         (long, &long_key, "1:15", "65 characters"),
@@ -559,4 +568,31 @@ fn warnings_name_combinations_that_cannot_work() {
     let single = warnings("dedupe = false\non_unknown = \"hold\"\nmax_attempts = 1");
     assert_eq!(single.len(), 1, "{single:?}");
     assert!(single[0].contains("max_attempts = 1"), "{single:?}");
+}
+
+#[test]
+fn server_limits_and_retention_are_read_with_documented_defaults() {
+    let config = parse("").unwrap();
+    assert_eq!(config.server.max_concurrent_requests, 1024);
+    assert_eq!(config.server.request_timeout, Duration::from_secs(10));
+    assert_eq!(config.server.store_timeout, Duration::from_secs(5));
+    assert_eq!(config.server.submit_queue, 1024);
+    assert_eq!(config.retention.delivered, Duration::from_secs(7 * 24 * 3600));
+    assert_eq!(config.retention.failed, Duration::from_secs(30 * 24 * 3600));
+
+    let text = "[server]\nmax_concurrent_requests = 64\nrequest_timeout = \"3s\"\n\
+                store_timeout = \"1500ms\"\nsubmit_queue = 200\n\n\
+                [retention]\ndelivered = \"1d\"\nfailed = \"90d\"\n";
+    let config = parse(text).unwrap();
+    assert_eq!(config.server.max_concurrent_requests, 64);
+    assert_eq!(config.server.request_timeout, Duration::from_secs(3));
+    assert_eq!(config.server.store_timeout, Duration::from_millis(1500));
+    assert_eq!(config.server.submit_queue, 200);
+    assert_eq!(
+        config.retention,
+        RetentionConfig {
+            delivered: Duration::from_secs(24 * 3600),
+            failed: Duration::from_secs(90 * 24 * 3600),
+        }
+    );
 }

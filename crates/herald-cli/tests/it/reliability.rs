@@ -58,3 +58,32 @@ async fn a_rate_limited_destination_sees_few_rejections() {
     server.shutdown().await;
     sim.shutdown().await;
 }
+
+/// A dead database writer stops the server (instead of answering every write with 503
+/// while `/healthz` stays green), and `/readyz` turns 503 at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_database_writer_stops_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n",
+        dir.path().join("herald.db").display(),
+    );
+    let config = Config::parse(&text, "test", &|_| None).unwrap();
+    let server = serve::start(&config).await.unwrap();
+    let http = reqwest::Client::new();
+    let ready = http.get(format!("http://{}/readyz", server.addr)).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+
+    let _ = server.sqlite().panic_writer().await;
+    let stop =
+        tokio::time::timeout(Duration::from_secs(5), server.until_stopped(std::future::pending()))
+            .await
+            .expect("the server did not notice that its writer died");
+    assert!(
+        matches!(&stop, serve::Stop::WriterFailed(cause) if cause.contains("panic_writer")),
+        "{stop:?}"
+    );
+    let ready = http.get(format!("http://{}/readyz", server.addr)).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    server.shutdown().await;
+}

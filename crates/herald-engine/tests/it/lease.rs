@@ -135,6 +135,12 @@ impl Store for Lagging {
     async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
         self.inner.destination_stats().await
     }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn prune(&self, request: PruneRequest) -> Result<Pruned, StoreError> {
+        self.inner.prune(request).await
+    }
     async fn hold_removed(
         &self,
         configured: Vec<String>,

@@ -478,3 +478,52 @@ async fn retrying_a_failed_original_sends_its_updates_after_it() {
     let seqs: Vec<u32> = target.calls().iter().map(|c| c.seq).collect();
     assert_eq!(seqs, vec![0, 0, 1, 2]);
 }
+
+/// Polls the store (no events announce a prune) until the broadcast is gone, bounded by
+/// a real-time safety limit.
+async fn wait_pruned(fx: &Fixture, id: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while fx.store.broadcast(id).await.unwrap().is_some() {
+        assert!(std::time::Instant::now() < deadline, "{id} was never pruned");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn retention_prunes_terminal_broadcasts_by_age_on_the_engine_clock() {
+    let ok = Scripted::new("ok", delivered());
+    let bad = Scripted::new("bad", permanent());
+    let retention = herald_engine::Retention {
+        delivered: Duration::from_secs(3600),
+        failed: Duration::from_secs(3 * 3600),
+        interval: Duration::from_secs(600),
+        batch: 1,
+    };
+    let config = EngineConfig { retention: Some(retention), ..EngineConfig::default() };
+    let mut fx = Fixture::start_with(vec![(ok, settings()), (bad, settings())], config);
+    let delivered = fx.submit("fine", &["ok"]).await;
+    let failed = fx.submit("broken", &["ok", "bad"]).await;
+    fx.settle(&delivered.id).await;
+    fx.settle(&failed.id).await;
+
+    // Passes run every 10 minutes of engine time; after 2 h the delivered broadcast is
+    // past its hour, the failed one is within its 3 hours.
+    for _ in 0..12 {
+        fx.clock.advance(Duration::from_secs(600));
+        tokio::task::yield_now().await;
+    }
+    wait_pruned(&fx, &delivered.id).await;
+    let kept = fx.store.broadcast(&failed.id).await.unwrap();
+    assert!(kept.is_some(), "a failed broadcast went before the failed age");
+
+    for _ in 0..7 {
+        fx.clock.advance(Duration::from_secs(600));
+        tokio::task::yield_now().await;
+    }
+    wait_pruned(&fx, &failed.id).await;
+    let stats = fx.store.destination_stats().await.unwrap();
+    assert!(
+        stats.iter().all(|s| s.delivered + s.failed == 0),
+        "counters kept pruned rows: {stats:?}"
+    );
+}

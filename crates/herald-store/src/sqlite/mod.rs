@@ -6,27 +6,38 @@
 //! is told "stored" before its data is fsync'd, yet a burst of requests costs one fsync.
 //! Reads use a small pool of separate connections and never wait for the writer.
 //!
+//! The writer's queue has priorities (`queue.rs`): work on existing deliveries goes
+//! first and is never refused; new submits and updates are bounded and refused with
+//! `StoreError::Overloaded` when full; retention batches run only when idle. A panic on
+//! the writer thread is caught, logged, and reported through
+//! [`SqliteStore::writer_failure`] so the server can stop and be restarted; every
+//! request not yet committed is answered with an error, never with success.
+//!
 //! One process serves a database file at a time (enforced by a lock file), which is why
 //! at start-up every lease left by the previous process can be expired at once: nobody
 //! else can be holding it.
 
+mod queue;
 mod rows;
 mod store;
 
 use std::fs::File;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{oneshot, watch};
 
+use self::queue::{Priority, Queue};
 use crate::StoreError;
 
 /// The schema, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_initial.sql"),
     include_str!("../../migrations/0002_threads.sql"),
+    include_str!("../../migrations/0003_retention.sql"),
 ];
 
 /// How many queued write requests one transaction may take.
@@ -40,10 +51,26 @@ type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 pub type StoreClock = dyn Fn() -> herald_core::Timestamp + Send + Sync;
 type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
 
+/// Tuning of a [`SqliteStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// How many submits and updates may wait for the writer before new ones are refused
+    /// with `StoreError::Overloaded`.
+    pub submit_queue: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> SqliteOptions {
+        SqliteOptions { submit_queue: 1024 }
+    }
+}
+
 /// A SQLite-backed [`Store`].
 pub struct SqliteStore {
-    /// Requests for the writer thread; dropping the store ends the thread.
-    writer: mpsc::UnboundedSender<Job>,
+    /// Requests for the writer thread; dropping the store closes it and ends the thread.
+    queue: Arc<Queue>,
+    /// `Some(cause)` once the writer thread has died of a panic.
+    failure: watch::Receiver<Option<String>>,
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: AtomicUsize,
     path: PathBuf,
@@ -89,6 +116,14 @@ impl SqliteStore {
     /// # Errors
     /// `Unavailable` when the file cannot be opened or is in use by another process.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, &SqliteOptions::default())
+    }
+
+    /// [`SqliteStore::open`] with explicit options.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open`].
+    pub fn open_with(path: &Path, options: &SqliteOptions) -> Result<SqliteStore, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|error| {
                 unavailable(format!("cannot create {}: {error}", parent.display()))
@@ -124,14 +159,17 @@ impl SqliteStore {
         // file after a burst.
         conn.execute_batch("PRAGMA cache_size = -32000; PRAGMA journal_size_limit = 67108864;")?;
 
-        let (writer, jobs) = mpsc::unbounded_channel();
+        let queue = Arc::new(Queue::new(options.submit_queue));
+        let (report, failure) = watch::channel(None);
+        let jobs = Arc::clone(&queue);
         std::thread::Builder::new()
             .name("herald-sqlite-writer".into())
-            .spawn(move || write_loop(conn, jobs))
+            .spawn(move || run_writer(conn, &jobs, &report))
             .map_err(unavailable)?;
 
         Ok(SqliteStore {
-            writer,
+            queue,
+            failure,
             readers: Arc::new(readers),
             next_reader: AtomicUsize::new(0),
             path: path.to_path_buf(),
@@ -149,8 +187,56 @@ impl SqliteStore {
         self
     }
 
+    /// Resolves with the panic's message once the writer thread has died; never while
+    /// it runs. The server watches this and exits, since nothing can be stored any more.
+    pub async fn writer_failure(&self) -> String {
+        let mut failure = self.failure.clone();
+        match failure.wait_for(Option::is_some).await {
+            Ok(cause) => cause.clone().unwrap_or_default(),
+            // The sender lives as long as the thread; it is gone only after a report.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// How many write requests wait: (urgent, new, background).
+    pub fn queue_depth(&self) -> (usize, usize, usize) {
+        self.queue.depth()
+    }
+
+    /// Test hook: blocks the writer thread inside a transaction until the returned guard
+    /// is dropped, so tests can fill its queue. Resolves once the writer is blocked.
+    #[doc(hidden)]
+    pub async fn stall_writer(&self) -> WriterStall {
+        let (entered_tx, entered_rx) = oneshot::channel::<()>();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let stall = self.write(Priority::Urgent, move |_conn| {
+            let _ = entered_tx.send(());
+            // Returns when the guard is dropped (the sender disconnects).
+            let _ = released.recv();
+            Ok(())
+        });
+        let stall = tokio::spawn(async move {
+            let _ = stall.await;
+        });
+        let _ = entered_rx.await;
+        WriterStall { _release: release, _task: stall }
+    }
+
+    /// Test hook: makes the writer thread panic while it runs a job.
+    #[doc(hidden)]
+    pub async fn panic_writer(&self) -> Result<(), StoreError> {
+        self.write(Priority::Urgent, |_conn| -> Result<(), StoreError> {
+            panic!("panic_writer test hook")
+        })
+        .await
+    }
+
     /// Runs `f` in the writer's next transaction and answers after it committed.
-    async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    fn write<R, F>(
+        &self,
+        priority: Priority,
+        f: F,
+    ) -> impl std::future::Future<Output = Result<R, StoreError>> + Send + 'static
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
@@ -165,8 +251,11 @@ impl SqliteStore {
                 });
             })
         });
-        self.writer.send(job).map_err(|_| unavailable("the writer thread has stopped"))?;
-        rx.await.map_err(|_| unavailable("the writer thread stopped before answering"))?
+        let queued = self.queue.push(priority, job);
+        async move {
+            queued?;
+            rx.await.map_err(|_| unavailable("the writer thread stopped before answering"))?
+        }
     }
 
     /// Runs `f` on a read connection.
@@ -221,15 +310,45 @@ fn in_savepoint<R>(
     res
 }
 
-fn write_loop(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>) {
-    while let Some(first) = jobs.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_GROUP {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
+/// Held by a test while the writer is stalled; dropping it lets the writer go on.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct WriterStall {
+    _release: std::sync::mpsc::Sender<()>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+/// The writer thread: the write loop, and what happens when it panics.
+fn run_writer(conn: Connection, queue: &Queue, report: &watch::Sender<Option<String>>) {
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| write_loop(&conn, queue)));
+    // Dropping the connection rolls back the transaction the panic interrupted, so
+    // nothing half-done is committed and everything committed before stays.
+    drop(conn);
+    if let Err(panic) = outcome {
+        let cause = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        tracing::error!(
+            %cause,
+            "The SQLite writer thread panicked; stopping so the supervisor restarts herald. \
+             Nothing committed is lost."
+        );
+        // Every queued request is answered with an error: none was committed.
+        queue.abandon();
+        let _ = report.send(Some(cause));
+    }
+}
+
+fn write_loop(conn: &Connection, queue: &Queue) {
+    while let Some(batch) = queue.take(MAX_GROUP) {
         let begin = conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::from);
         if let Err(error) = begin {
             for job in batch {
@@ -239,7 +358,7 @@ fn write_loop(conn: Connection, mut jobs: mpsc::UnboundedReceiver<Job>) {
             }
             continue;
         }
-        let finishers: Vec<Finish> = batch.into_iter().map(|job| job(&conn)).collect();
+        let finishers: Vec<Finish> = batch.into_iter().map(|job| job(conn)).collect();
         let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");

@@ -5,6 +5,7 @@ use herald_core::{BroadcastState, Progress, RetryPolicy, State, Timestamp};
 use herald_core::{delivery, thread};
 use rusqlite::{OptionalExtension, params};
 
+use super::queue::Priority;
 use super::rows::*;
 use super::{SqliteStore, StoreClock};
 use crate::model::*;
@@ -13,7 +14,7 @@ use crate::{Store, StoreError};
 #[async_trait]
 impl Store for SqliteStore {
     async fn submit(&self, new: NewBroadcast) -> Result<Submitted, StoreError> {
-        self.write(move |conn| {
+        self.write(Priority::New, move |conn| {
             if let Some(key) = &new.idempotency_key {
                 let existing = conn
                     .prepare_cached("SELECT id, fingerprint FROM broadcasts WHERE idempotency_key = ?1")?
@@ -72,7 +73,7 @@ impl Store for SqliteStore {
     }
 
     async fn add_update(&self, update: NewUpdate) -> Result<UpdateAdded, StoreError> {
-        self.write(move |conn| {
+        self.write(Priority::New, move |conn| {
             let destinations: Option<String> = conn
                 .prepare_cached("SELECT destinations FROM broadcasts WHERE id = ?1")?
                 .query_row([&update.broadcast_id], |row| row.get(0))
@@ -165,7 +166,7 @@ impl Store for SqliteStore {
 
     async fn claim(&self, claim: ClaimRequest) -> Result<Claimed, StoreError> {
         let clock = self.clock.clone();
-        self.write(move |conn| {
+        self.write(Priority::Urgent, move |conn| {
             let lease_until = stamp(clock.as_deref(), claim.now, claim.lease_until);
             let rows = select_for_lease(
                 conn,
@@ -195,7 +196,7 @@ impl Store for SqliteStore {
         exclude: Vec<String>,
     ) -> Result<Vec<Work>, StoreError> {
         let clock = self.clock.clone();
-        self.write(move |conn| {
+        self.write(Priority::Urgent, move |conn| {
             let lease_until = stamp(clock.as_deref(), now, lease_until);
             let rows = select_for_lease(
                 conn,
@@ -213,7 +214,7 @@ impl Store for SqliteStore {
     }
 
     async fn record(&self, records: Vec<Record>) -> Result<Vec<Change>, StoreError> {
-        self.write(move |conn| {
+        self.write(Priority::Urgent, move |conn| {
             let mut changes = Vec::with_capacity(records.len());
             for record in records {
                 let written = write_progress(
@@ -296,7 +297,7 @@ impl Store for SqliteStore {
     }
 
     async fn release(&self, releases: Vec<Release>) -> Result<Vec<Change>, StoreError> {
-        self.write(move |conn| {
+        self.write(Priority::Urgent, move |conn| {
             let mut changes = Vec::new();
             for release in releases {
                 let (broadcast_id, destination, seq, progress) =
@@ -333,7 +334,7 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<Vec<Change>, StoreError> {
         let (id, policy) = (id.to_string(), policy.clone());
-        self.write(move |conn| {
+        self.write(Priority::Urgent, move |conn| {
             let (broadcast_id, destination, seq, progress) = load_delivery(conn, &id)?;
             let next = delivery::operator_retry(&progress, &policy, now)
                 .map_err(|error| not_allowed(&id, error, "retry"))?;
@@ -367,7 +368,7 @@ impl Store for SqliteStore {
 
     async fn cancel_delivery(&self, id: &str, now: Timestamp) -> Result<Vec<Change>, StoreError> {
         let id = id.to_string();
-        self.write(move |conn| {
+        self.write(Priority::Urgent, move |conn| {
             let (broadcast_id, destination, seq, progress) = load_delivery(conn, &id)?;
             let next =
                 delivery::cancel(&progress).map_err(|error| not_allowed(&id, error, "cancel"))?;
@@ -397,7 +398,7 @@ impl Store for SqliteStore {
         configured: Vec<String>,
         now: Timestamp,
     ) -> Result<Vec<RemovedHolds>, StoreError> {
-        self.write(move |conn| {
+        self.write(Priority::Urgent, move |conn| {
             let configured = to_json(&configured);
             let mut counts: std::collections::BTreeMap<String, RemovedHolds> = Default::default();
             let mut threads = std::collections::BTreeSet::new();
@@ -581,9 +582,11 @@ impl Store for SqliteStore {
 
     async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
         self.read(|conn| {
+            // The counters table (kept by triggers, see 0003_retention.sql): one row per
+            // destination and state, however many deliveries there are.
             let mut stmt = conn.prepare_cached(
-                "SELECT destination, state, COUNT(*), MAX(delivered_at) FROM deliveries \
-                 GROUP BY destination, state ORDER BY destination",
+                "SELECT destination, state, n, last_delivered_at FROM destination_counts \
+                 WHERE n > 0 OR last_delivered_at IS NOT NULL ORDER BY destination",
             )?;
             let mut rows = stmt.query([])?;
             let mut res: Vec<DestinationStats> = Vec::new();
@@ -616,6 +619,83 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.write(Priority::Urgent, |conn| {
+            conn.prepare_cached("SELECT 1")?.query_row([], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn prune(&self, request: PruneRequest) -> Result<Pruned, StoreError> {
+        self.write(Priority::Background, move |conn| prune_batch(conn, &request)).await
+    }
+}
+
+/// How many candidates one batch looks at per broadcast it may delete, so a stretch of
+/// young or unfinished broadcasts cannot make one batch long.
+const SCAN_FACTOR: usize = 4;
+
+/// One retention batch; see [`Store::prune`]. Broadcasts are scanned in insertion order,
+/// and the scan ends at the first one created after the later cut-off: nothing after it
+/// can be old enough (clocks aside, creation order is age order).
+fn prune_batch(conn: &rusqlite::Connection, request: &PruneRequest) -> Result<Pruned, StoreError> {
+    let newest_cutoff = request.delivered_before.0.max(request.failed_before.0);
+    let limit = request.limit.max(1);
+    let mut stmt = conn.prepare_cached(
+        "SELECT b.seq, b.id, b.created_at, \
+           (SELECT MAX(created_at) FROM messages m WHERE m.broadcast_id = b.id), \
+           (SELECT MAX(started_at + duration_ms) FROM attempts a WHERE a.broadcast_id = b.id), \
+           (SELECT COUNT(*) FROM deliveries d WHERE d.broadcast_id = b.id \
+              AND d.state NOT IN ('delivered', 'failed', 'cancelled')), \
+           (SELECT COUNT(*) FROM deliveries d WHERE d.broadcast_id = b.id \
+              AND d.state IN ('failed', 'cancelled')) \
+         FROM broadcasts b WHERE ?1 IS NULL OR b.seq > ?1 ORDER BY b.seq LIMIT ?2",
+    )?;
+    // Pick the batch first and delete after the scan statement is done: changing a table
+    // while a statement still steps over it is undefined in SQLite.
+    let mut doomed = Vec::with_capacity(limit);
+    let mut next = None;
+    let mut rows = stmt.query(params![request.after, limit * SCAN_FACTOR])?;
+    let mut scanned = 0;
+    let mut reached_young = false;
+    while let Some(row) = rows.next()? {
+        scanned += 1;
+        let (seq, id, created_at): (i64, String, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        if created_at >= newest_cutoff {
+            reached_young = true;
+            break;
+        }
+        if doomed.len() == limit {
+            break;
+        }
+        next = Some(seq);
+        let (last_message, last_attempt): (Option<i64>, Option<i64>) = (row.get(3)?, row.get(4)?);
+        let (open, unhappy): (i64, i64) = (row.get(5)?, row.get(6)?);
+        let last = created_at.max(last_message.unwrap_or(0)).max(last_attempt.unwrap_or(0));
+        let cutoff = if unhappy > 0 { request.failed_before.0 } else { request.delivered_before.0 };
+        if open == 0 && last < cutoff {
+            doomed.push(id);
+        }
+    }
+    drop(rows);
+    // The scan reached the end, or a broadcast too young: this pass is over.
+    let reached_end = scanned < limit * SCAN_FACTOR && doomed.len() < limit;
+    if reached_end || reached_young {
+        next = None;
+    }
+    let mut pruned = Pruned { next, ..Pruned::default() };
+    for id in doomed {
+        conn.prepare_cached("DELETE FROM attempts WHERE broadcast_id = ?1")?.execute([&id])?;
+        pruned.deliveries += conn
+            .prepare_cached("DELETE FROM deliveries WHERE broadcast_id = ?1")?
+            .execute([&id])?;
+        conn.prepare_cached("DELETE FROM messages WHERE broadcast_id = ?1")?.execute([&id])?;
+        conn.prepare_cached("DELETE FROM broadcasts WHERE id = ?1")?.execute([&id])?;
+        pruned.broadcasts += 1;
+    }
+    Ok(pruned)
 }
 
 /// The lease for a claim that was asked for at `asked` and commits now: `lease_until`

@@ -7,4 +7,6 @@
 
 mod conformance;
 mod fixture;
+mod overload;
+mod retention;
 mod sqlite;
