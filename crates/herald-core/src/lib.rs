@@ -17,7 +17,7 @@ pub mod throttle;
 pub mod time;
 
 pub use broadcast::BroadcastState;
-pub use circuit::{Circuit, CircuitPolicy, CircuitState};
+pub use circuit::{Circuit, CircuitPolicy, CircuitState, FailureRate};
 pub use delivery::{Capabilities, FailReason, OnUnknown, Progress, State, next};
 pub use message::{Link, Message, Severity};
 pub use outcome::Outcome;

@@ -80,6 +80,11 @@ pub struct LaneHealth {
     pub kind: &'static str,
     /// `closed`, `open` or `half_open`.
     pub circuit: &'static str,
+    /// Why the circuit is open or half-open, e.g. "24 of the last 25 attempts failed:
+    /// HTTP 503"; `None` when closed.
+    pub circuit_reason: Option<String>,
+    /// When an open circuit lets its next probe through.
+    pub circuit_open_until: Option<Timestamp>,
     /// Whether an operator paused it.
     pub paused: bool,
     /// Whether the destination throttled it recently and the lane is slowed down.
@@ -168,7 +173,7 @@ impl Engine {
         for destination in destinations {
             let name = destination.name.clone();
             let health = Health {
-                circuit: Circuit::new(destination.settings.circuit.clone()),
+                circuit: Circuit::new(&destination.settings.circuit, &destination.settings.policy),
                 throttle: Throttle::default(),
                 paused: false,
                 last_success_at: None,
@@ -254,6 +259,8 @@ impl Engine {
                 let mut probe = health.circuit.clone();
                 let _ = probe.permits(now);
                 let circuit = probe.state.as_str();
+                let circuit_reason = probe.reason().map(String::from);
+                let circuit_open_until = probe.open_until();
                 let failures = health.recent.iter().filter(|failed| **failed).count();
                 let rate = if health.recent.is_empty() {
                     0.0
@@ -264,6 +271,8 @@ impl Engine {
                     destination: lane.destination.name.clone(),
                     kind: lane.destination.connector.kind(),
                     circuit,
+                    circuit_reason,
+                    circuit_open_until,
                     paused: health.paused,
                     throttled: health.throttle.is_pacing(),
                     last_success_at: health.last_success_at,
