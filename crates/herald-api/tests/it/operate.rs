@@ -100,6 +100,41 @@ async fn cancel_stops_a_delivery_that_has_not_ended() {
     assert_eq!(t.calls("teams-ops"), 0);
 }
 
+/// A destination whose every attempt fails shows an open circuit, why, and until when.
+#[tokio::test]
+async fn destinations_show_an_open_circuit_with_its_reason() {
+    let t = TestApp::new();
+    let failing = herald_core::Outcome::Retry { reason: "HTTP 503".into(), after: None };
+    // The default breaker opens on 20 failures at 80 %; the fake clock never moves, so
+    // no retry comes due.
+    t.connectors["teams-ops"].script.lock().unwrap().extend(std::iter::repeat_n(failing, 20));
+    let closed = t.get("/v1/destinations").await;
+    let teams = |json: &serde_json::Value| {
+        json["destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == "teams-ops")
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(teams(&closed.json)["circuit"], "closed");
+    assert_eq!(teams(&closed.json)["circuit_reason"], serde_json::Value::Null);
+    assert_eq!(teams(&closed.json)["circuit_open_until"], serde_json::Value::Null);
+    for n in 0..20 {
+        let b = t.submit(&["teams-ops"], &format!("failing {n}")).await;
+        t.wait(str_of(&b, "id"), |b| delivery(b, "teams-ops", 0)["attempts"] == 1).await;
+    }
+    let res = t.get("/v1/destinations").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    let teams = teams(&res.json);
+    assert_eq!(teams["circuit"], "open", "{teams}");
+    assert_eq!(teams["circuit_reason"], "20 of the last 20 attempts failed: HTTP 503");
+    // The first cool-down is the default backoff_base, 1 s.
+    assert_eq!(teams["circuit_open_until"], "2026-11-29T12:02:04.000Z");
+    assert_eq!(t.calls("teams-ops"), 20, "an open circuit let an attempt through");
+}
+
 #[tokio::test]
 async fn destinations_report_health_and_counts() {
     let t = TestApp::new();
