@@ -2,7 +2,7 @@
 //!
 //! `machine` drives deliveries through scripted outcomes and compares compact traces;
 //! `operations` covers the operator and lane transitions; `properties` checks the
-//! delivery invariants of DESIGN.md over random inputs; `circuit` the breaker; `model`
+//! delivery invariants of DESIGN.md over random inputs; `circuit` the breaker; `rate` the pacer; `model`
 //! the small value types. The helpers below are shared by all of them. Nothing here
 //! reads the clock: every instant is an offset from `T0`.
 
@@ -13,6 +13,7 @@ mod machine;
 mod model;
 mod operations;
 mod properties;
+mod rate;
 mod throttle;
 
 use std::time::Duration;

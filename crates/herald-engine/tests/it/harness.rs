@@ -281,6 +281,16 @@ impl Fixture {
         }
     }
 
+    /// Waits (bounded by a real-time safety limit) until the engine is quiescent: no
+    /// claim, attempt or record in progress and every queued write committed. Checks
+    /// that nothing happened belong after this, never after a `yield_now` or a sleep.
+    pub async fn idle(&self) {
+        tokio::time::timeout(Duration::from_secs(20), self.engine.idle())
+            .await
+            .expect("the engine did not become idle")
+            .unwrap();
+    }
+
     /// Waits until every delivery of the broadcast is terminal.
     pub async fn settle(&mut self, broadcast_id: &str) -> BroadcastView {
         self.wait_for(broadcast_id, |view| {

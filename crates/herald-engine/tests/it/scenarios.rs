@@ -75,7 +75,7 @@ async fn retries_wait_for_their_backoff_in_simulated_time() {
     // Until the clock reaches the due time, nothing is sent.
     if due > START {
         fx.clock.advance(due.since(START) - Duration::from_millis(1));
-        tokio::task::yield_now().await;
+        fx.idle().await;
         assert_eq!(flaky.calls().len(), 1);
     }
     fx.clock.advance(Duration::from_secs(100));
@@ -125,7 +125,7 @@ async fn a_permanent_error_fails_at_once_with_its_reason() {
         view.deliveries[0].progress.last_error.as_deref().unwrap().contains("channel not found")
     );
     fx.clock.advance(Duration::from_secs(3600));
-    tokio::task::yield_now().await;
+    fx.idle().await;
     assert_eq!(broken.calls().len(), 1);
 }
 
@@ -287,7 +287,7 @@ async fn an_unknown_outcome_is_held_where_resending_could_duplicate() {
     let view = fx.wait_state(&view.id, 0, "held").await;
     assert!(view.deliveries[0].progress.ambiguous);
     fx.clock.advance(Duration::from_secs(3600));
-    tokio::task::yield_now().await;
+    fx.idle().await;
     assert_eq!(blind.calls().len(), 1, "a held delivery was resent");
 }
 
@@ -336,13 +336,15 @@ async fn a_paused_destination_sends_nothing_until_resumed() {
     let mut fx = Fixture::start(vec![(target.clone(), settings())]);
     fx.engine.set_paused("target", true);
     let view = fx.submit("hello", &["target"]).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    fx.idle().await;
     assert!(target.calls().is_empty());
     fx.engine.set_paused("target", false);
     let view = fx.settle(&view.id).await;
     assert_eq!(state(&view, 0), State::Delivered);
 }
 
+/// The rate limit runs on the engine's clock: a burst of `count`, then one attempt per
+/// `per / count` of simulated time, and nothing in between.
 #[tokio::test]
 async fn rate_limit_spaces_attempts() {
     let target = Scripted::new("target", delivered());
@@ -353,19 +355,26 @@ async fn rate_limit_spaces_attempts() {
     });
     lane.concurrency = 50;
     let mut fx = Fixture::start(vec![(target.clone(), lane)]);
-    let started = std::time::Instant::now();
     let mut ids = Vec::new();
     for n in 0..30 {
         ids.push(fx.submit(&format!("m{n}"), &["target"]).await.id);
     }
+    wait_calls(&target, 20).await;
+    fx.idle().await;
+    assert_eq!(target.calls().len(), 20, "the burst exceeded the bucket");
+    for n in 1..=10 {
+        fx.clock.advance(Duration::from_millis(49));
+        fx.idle().await;
+        assert_eq!(target.calls().len(), 19 + n, "an attempt came before its permit");
+        fx.clock.advance(Duration::from_millis(1));
+        wait_calls(&target, 20 + n).await;
+    }
     for id in &ids {
         fx.settle(id).await;
     }
-    // 20 burst, then 10 more at 20/s: at least ~0.45 s of real time.
-    assert!(
-        started.elapsed() >= Duration::from_millis(400),
-        "rate limit not enforced: {:?}",
-        started.elapsed()
-    );
-    assert_eq!(target.calls().len(), 30);
+    let calls = target.calls();
+    assert_eq!(calls.len(), 30);
+    let offsets: Vec<u64> = calls.iter().map(|c| c.at.since(START).as_millis() as u64).collect();
+    assert_eq!(offsets[..20], [0; 20]);
+    assert_eq!(offsets[20..], [50, 100, 150, 200, 250, 300, 350, 400, 450, 500]);
 }
