@@ -25,9 +25,10 @@ fn breaker() -> Circuit {
     Circuit::new(&policy, &retry_policy())
 }
 
-fn feed(c: &mut Circuit, outcome: &Outcome, n: usize, now: Timestamp) {
-    for _ in 0..n {
-        c.on_result(outcome, now);
+/// Feeds `n` results 50 ms apart, the last one at `end`.
+fn feed(c: &mut Circuit, outcome: &Outcome, n: usize, end: Timestamp) {
+    for i in (0..n).rev() {
+        c.on_result(outcome, Timestamp(end.0 - 50 * i as i64));
     }
 }
 
@@ -46,6 +47,32 @@ fn opens_on_the_minimum_failures_at_the_rate_with_the_reason() {
 }
 
 #[test]
+fn failures_must_outlast_one_backoff_base_without_a_success() {
+    let mut c = breaker();
+    // A burst of failed first tries at one instant: retrying has had no chance yet.
+    for _ in 0..30 {
+        c.on_result(&failure(), T0);
+    }
+    assert_eq!(c.state, CircuitState::Closed, "a burst at one instant");
+    c.on_result(&failure(), at(ms(99)));
+    assert_eq!(c.state, CircuitState::Closed, "the spell lasted 99 ms of 100");
+    c.on_result(&failure(), at(ms(100)));
+    assert_eq!(c.open_until(), Some(at(ms(200))), "failures for 100 ms open it");
+    // A success within the spell starts it over: the destination accepts retries.
+    let mut c = breaker();
+    for i in 0..10 {
+        c.on_result(&failure(), at(ms(10 * i)));
+    }
+    c.on_result(&success(), at(ms(95)));
+    for i in 0..5 {
+        c.on_result(&failure(), at(ms(100 + 10 * i)));
+    }
+    assert_eq!(c.state, CircuitState::Closed, "15 of 16 failed, but in a fresh spell");
+    c.on_result(&failure(), at(ms(200)));
+    assert_eq!(c.reason(), Some("16 of the last 17 attempts failed: HTTP 503"));
+}
+
+#[test]
 fn a_low_failure_share_does_not_open_it_however_many_failures() {
     let mut c = breaker();
     // Two failures per success: 67 % < 80 %.
@@ -56,10 +83,10 @@ fn a_low_failure_share_does_not_open_it_however_many_failures() {
     assert_eq!(c.state, CircuitState::Closed);
     // Four failures to one success: 80 % over the window, with enough failures.
     let mut c = breaker();
-    c.on_result(&success(), T0);
-    feed(&mut c, &failure(), 3, T0);
+    c.on_result(&success(), at(ms(1)));
+    feed(&mut c, &failure(), 3, at(ms(200)));
     assert_eq!(c.state, CircuitState::Closed, "3 of 4 is 75 %");
-    c.on_result(&failure(), T0);
+    c.on_result(&failure(), at(ms(250)));
     assert_eq!(c.state.as_str(), "open", "4 of 5 is 80 %");
     assert_eq!(c.reason(), Some("4 of the last 5 attempts failed: HTTP 503"));
 }
@@ -81,9 +108,9 @@ fn only_destination_failures_count_and_throttles_are_not_results() {
     // Throttles in between do not dilute the failure share.
     let mut c = breaker();
     let throttled = Outcome::Throttled { after: None, reason: "HTTP 429".into() };
-    for _ in 0..3 {
-        feed(&mut c, &throttled, 5, T0);
-        c.on_result(&failure(), T0);
+    for i in 0..3 {
+        feed(&mut c, &throttled, 5, at(ms(100 * i)));
+        c.on_result(&failure(), at(ms(100 * i)));
     }
     assert_eq!(c.state.as_str(), "open");
 }
@@ -94,9 +121,9 @@ fn the_window_forgets_old_failures() {
     let mut c = Circuit::new(&policy, &retry_policy());
     assert_eq!(policy.window(), 40);
     feed(&mut c, &success(), 10, T0);
-    feed(&mut c, &failure(), 31, T0);
+    feed(&mut c, &failure(), 31, at(secs(10)));
     assert_eq!(c.state, CircuitState::Closed, "31 of the last 40 is under 80 %");
-    c.on_result(&failure(), T0);
+    c.on_result(&failure(), at(secs(11)));
     assert_eq!(c.reason(), Some("32 of the last 40 attempts failed: HTTP 503"));
 }
 
@@ -149,10 +176,10 @@ fn a_successful_probe_closes_the_circuit_and_empties_the_window() {
     assert_eq!(c.state, CircuitState::Closed);
     assert_eq!(c.reason(), None);
     assert_eq!(c.permits(at(ms(301))), None);
-    feed(&mut c, &failure(), 2, at(ms(302)));
+    feed(&mut c, &failure(), 2, at(ms(352)));
     assert_eq!(c.state, CircuitState::Closed, "the count starts over after closing");
-    c.on_result(&failure(), at(ms(302)));
-    assert_eq!(c.open_until(), Some(at(ms(402))), "the cool-down starts over too");
+    c.on_result(&failure(), at(ms(402)));
+    assert_eq!(c.open_until(), Some(at(ms(502))), "the cool-down starts over too");
 }
 
 #[test]
@@ -220,11 +247,11 @@ proptest! {
     fn a_dead_destination_gets_at_most_one_probe_per_cool_down(
         min_failures in 1u32..=50,
         rate in 0.05f64..=1.0,
-        base_ms in 1u64..=5_000,
-        max_ms in 1u64..=120_000,
-        explicit in proptest::option::of(1u64..=120_000),
+        base_ms in 1u64..=2_000,
+        max_ms in 1u64..=60_000,
+        explicit in proptest::option::of(1u64..=60_000),
         concurrency in 1usize..=8,
-        step_ms in 1u64..=3_000,
+        step_ms in 10u64..=3_000,
         recover_after in 1u32..=30,
     ) {
         let retry = RetryPolicy {
@@ -247,7 +274,9 @@ proptest! {
         let mut open_until: Option<Timestamp> = None;
         let mut probed = false;
         let mut probes = 0u32;
-        for _ in 0..2_000 {
+        // Long enough to open (min_failures results spanning the base) and probe a while.
+        let end = T0.add(ms(step_ms) * (min_failures + 2) + policy.cool_down_base(&retry) * 2 + cap * 5);
+        while now < end {
             // The lane asks, sends what it may (each answered at once), then time moves.
             let allowed = c.permits(now).unwrap_or(concurrency).min(concurrency);
             for _ in 0..allowed {

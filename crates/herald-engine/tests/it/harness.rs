@@ -180,6 +180,24 @@ impl Fixture {
                 settings,
             })
             .collect();
+        Fixture::with_destinations(dir, store, clock, destinations, config)
+    }
+
+    /// An engine over any connectors, on a fresh temporary database.
+    pub fn start_destinations(destinations: Vec<Destination>, config: EngineConfig) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("herald.db")).unwrap());
+        Fixture::with_destinations(dir, store, FakeClock::new(START), destinations, config)
+    }
+
+    fn with_destinations(
+        dir: tempfile::TempDir,
+        store: Arc<dyn Store>,
+        clock: FakeClock,
+        destinations: Vec<Destination>,
+        config: EngineConfig,
+    ) -> Fixture {
         let engine = Engine::start(
             Arc::clone(&store),
             destinations,
