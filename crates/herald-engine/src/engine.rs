@@ -326,7 +326,8 @@ impl Engine {
     /// with a write round trip through the store). Work that only waits for time to
     /// pass (backoff, cool-down, rate limit) does not count, so after `idle` nothing
     /// happens until the clock moves or work arrives: tests assert "nothing was sent"
-    /// only after it. Lease recovery is not covered.
+    /// only after it. An attempt that hangs keeps the engine busy until its timeout;
+    /// lease recovery is not covered.
     ///
     /// # Errors
     /// The store's error if the round trip fails.

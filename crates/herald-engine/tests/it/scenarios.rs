@@ -48,6 +48,7 @@ async fn a_failure_at_one_destination_never_resends_to_another() {
         fx.clock.advance(Duration::from_secs(60));
     }
     let view = fx.settle(&view.id).await;
+    fx.idle().await;
     assert_eq!(state(&view, 1), State::Delivered);
     assert_eq!(flaky.calls().len(), 3);
     assert_eq!(view.deliveries[1].progress.attempts, 3);
@@ -143,6 +144,8 @@ async fn attempts_are_bounded_by_max_attempts() {
         fx.clock.advance(Duration::from_secs(600));
     }
     let view = fx.settle(&view.id).await;
+    fx.clock.advance(Duration::from_secs(3600));
+    fx.idle().await;
     assert_eq!(state(&view, 0), State::Failed(FailReason::AttemptsExhausted));
     assert_eq!(dead.calls().len(), 3);
 }
@@ -179,6 +182,7 @@ async fn updates_wait_for_their_predecessor_on_each_destination() {
     assert_eq!(seq, 1);
     // The update reaches `fast` at once, while on `slow` it waits for the original.
     fx.wait_for(&view.id, |v| v.deliveries[3].progress.state == State::Delivered).await;
+    fx.idle().await;
     let waiting = fx.store.broadcast(&view.id).await.unwrap().unwrap();
     assert_eq!(waiting.deliveries[2].destination, "slow");
     assert_eq!(state(&waiting, 2), State::Waiting);
@@ -205,6 +209,7 @@ async fn an_update_behind_a_failed_original_fails_as_predecessor_failed() {
     fx.update(&view, "update 1").await;
     fx.update(&view, "update 2").await;
     let view = fx.settle(&view.id).await;
+    fx.idle().await;
     assert_eq!(state(&view, 0), State::Failed(FailReason::AttemptsExhausted));
     assert_eq!(state(&view, 1), State::Failed(FailReason::PredecessorFailed));
     assert_eq!(state(&view, 2), State::Failed(FailReason::PredecessorFailed));
