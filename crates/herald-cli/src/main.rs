@@ -268,6 +268,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     n("delivered"),
                     n("failed")
                 );
+                // Why the breaker holds the destination back, on a line of its own.
+                if let Some(reason) = d.get("circuit_reason").and_then(Value::as_str) {
+                    match d.get("circuit_open_until").and_then(Value::as_str) {
+                        Some(until) => println!(
+                            "  circuit {}: {reason}; next probe at {until}",
+                            text("circuit")
+                        ),
+                        None => println!("  circuit {}: {reason}", text("circuit")),
+                    }
+                }
             }
         }
         Command::Demo => return demo::run(&mut out).await,

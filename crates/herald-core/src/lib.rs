@@ -18,11 +18,11 @@ pub mod throttle;
 pub mod time;
 
 pub use broadcast::BroadcastState;
-pub use circuit::{Circuit, CircuitPolicy, CircuitState};
+pub use circuit::{Circuit, CircuitPolicy, CircuitState, FailureRate};
 pub use delivery::{Capabilities, FailReason, OnUnknown, Progress, State, next};
 pub use message::{Link, Message, Severity};
 pub use outcome::Outcome;
-pub use rate::RateLimit;
+pub use rate::{Pacer, RateLimit};
 pub use retry::RetryPolicy;
 pub use throttle::Throttle;
 pub use time::Timestamp;

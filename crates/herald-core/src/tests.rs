@@ -3,7 +3,8 @@
 //! `machine` drives deliveries through scripted outcomes and compares compact traces;
 //! `operations` covers the operator and lane transitions; `properties` checks the
 //! delivery invariants of DESIGN.md over random inputs; `thread` the order of a
-//! destination's thread (examples and random lives); `circuit` the breaker; `model`
+//! destination's thread (examples and random lives); `circuit` the breaker; `rate` the
+//! pacer; `model`
 //! the small value types. The helpers below are shared by all of them. Nothing here
 //! reads the clock: every instant is an offset from `T0`.
 
@@ -14,6 +15,7 @@ mod machine;
 mod model;
 mod operations;
 mod properties;
+mod rate;
 mod thread;
 mod throttle;
 

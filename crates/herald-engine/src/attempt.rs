@@ -62,6 +62,8 @@ pub(crate) async fn run(
         // The lease is (nearly) gone before anything was sent: hand the delivery back
         // untouched rather than start an attempt that could outlive it.
         tracing::warn!(delivery_id = %work.delivery_id, "The lease ran out before the attempt could start; handing the delivery back.");
+        // Nothing reaches the destination, so a half-open breaker may probe again.
+        lane.health().circuit.on_abandoned();
         drop(permit);
         let _ = done.send(());
         let release = Release {
@@ -80,6 +82,8 @@ pub(crate) async fn run(
     lane.in_flight.fetch_add(1, Ordering::Relaxed);
 
     let record = if let Some(expired) = delivery::expire(&work.progress, started_at) {
+        // Nothing reaches the destination, so a half-open breaker may probe again.
+        lane.health().circuit.on_abandoned();
         Record {
             delivery_id: work.delivery_id.clone(),
             lease_token: work.lease_token,
@@ -206,11 +210,11 @@ fn unknown(reason: String) -> Report {
 fn note_health(lane: &Lane, outcome: &Outcome, now: herald_core::Timestamp) {
     let mut health = lane.health();
     health.throttle.on_outcome(outcome, now);
+    health.circuit.on_result(outcome, now);
     if let Outcome::Throttled { .. } = outcome {
         // Throttling is the destination working as designed: neither success nor failure.
     } else {
         let failed = outcome.is_destination_failure();
-        health.circuit.on_result(failed, now);
         if health.recent.len() == RECENT_WINDOW {
             health.recent.pop_front();
         }

@@ -1,11 +1,12 @@
 //! The engine's public face: start the lanes, feed them wake-ups, report health, stop.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald_core::{Circuit, Throttle, Timestamp};
-use herald_store::{Change, Store};
+use herald_store::{Change, Store, StoreError};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -85,6 +86,11 @@ pub struct LaneHealth {
     pub kind: &'static str,
     /// `closed`, `open` or `half_open`.
     pub circuit: &'static str,
+    /// Why the circuit is open or half-open, e.g. "24 of the last 25 attempts failed:
+    /// HTTP 503"; `None` when closed.
+    pub circuit_reason: Option<String>,
+    /// When an open circuit lets its next probe through.
+    pub circuit_open_until: Option<Timestamp>,
     /// Whether an operator paused it.
     pub paused: bool,
     /// Whether the destination throttled it recently and the lane is slowed down.
@@ -114,6 +120,37 @@ impl Lane {
     }
 }
 
+/// Counts the engine's work that changes the store without simulated time moving: lanes
+/// mid-claim and attempts not yet recorded. [`Engine::idle`] waits for it to drain.
+#[derive(Debug, Default)]
+pub(crate) struct Activity {
+    busy: AtomicUsize,
+    /// Bumped whenever work begins, so `idle` can tell that something started while it
+    /// looked away.
+    epoch: AtomicU64,
+    drained: Notify,
+}
+
+impl Activity {
+    /// Marks work in progress until the guard is dropped.
+    pub(crate) fn begin(self: &Arc<Activity>) -> Busy {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        Busy(Arc::clone(self))
+    }
+}
+
+/// Work in progress; see [`Activity`].
+pub(crate) struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self.0.busy.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.drained.notify_waiters();
+        }
+    }
+}
+
 /// Everything the engine's tasks share.
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
@@ -130,6 +167,8 @@ pub(crate) struct Shared {
     /// alone even if their lease ran out (a stalled writer), so this process never
     /// resends what it is still sending.
     pub(crate) sending: Mutex<std::collections::HashSet<String>>,
+    /// Work in progress, for [`Engine::idle`].
+    pub(crate) activity: Arc<Activity>,
 }
 
 impl Shared {
@@ -182,7 +221,7 @@ impl Engine {
         for destination in destinations {
             let name = destination.name.clone();
             let health = Health {
-                circuit: Circuit::new(destination.settings.circuit.clone()),
+                circuit: Circuit::new(&destination.settings.circuit, &destination.settings.policy),
                 throttle: Throttle::default(),
                 paused: false,
                 last_success_at: None,
@@ -211,6 +250,7 @@ impl Engine {
             stop: CancellationToken::new(),
             abort: CancellationToken::new(),
             sending: Mutex::new(std::collections::HashSet::new()),
+            activity: Arc::default(),
         });
         let tracker = TaskTracker::new();
         let mut seed = fastrand::Rng::with_seed(shared.config.seed);
@@ -272,6 +312,8 @@ impl Engine {
                 let mut probe = health.circuit.clone();
                 let _ = probe.permits(now);
                 let circuit = probe.state.as_str();
+                let circuit_reason = probe.reason().map(String::from);
+                let circuit_open_until = probe.open_until();
                 let failures = health.recent.iter().filter(|failed| **failed).count();
                 let rate = if health.recent.is_empty() {
                     0.0
@@ -282,6 +324,8 @@ impl Engine {
                     destination: lane.destination.name.clone(),
                     kind: lane.destination.connector.kind(),
                     circuit,
+                    circuit_reason,
+                    circuit_open_until,
                     paused: health.paused,
                     throttled: health.throttle.is_pacing(),
                     last_success_at: health.last_success_at,
@@ -293,6 +337,39 @@ impl Engine {
             .collect();
         res.sort_by(|a, b| a.destination.cmp(&b.destination));
         res
+    }
+
+    /// Waits until the engine is quiescent: no lane is mid-claim, no attempt is being
+    /// sent or recorded, and every write queued before the call has committed (checked
+    /// with a write round trip through the store). Work that only waits for time to
+    /// pass (backoff, cool-down, rate limit) does not count, so after `idle` nothing
+    /// happens until the clock moves or work arrives: tests assert "nothing was sent"
+    /// only after it. An attempt that hangs keeps the engine busy until its timeout;
+    /// lease recovery is not covered.
+    ///
+    /// # Errors
+    /// The store's error if the round trip fails.
+    pub async fn idle(&self) -> Result<(), StoreError> {
+        let activity = &self.shared.activity;
+        loop {
+            loop {
+                let drained = activity.drained.notified();
+                if activity.busy.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                drained.await;
+            }
+            let epoch = activity.epoch.load(Ordering::SeqCst);
+            // Tasks woken by the clock or by a published change run while this waits, and
+            // take a `Busy` before their first await if they find work.
+            self.shared.store.record(Vec::new()).await?;
+            tokio::task::yield_now().await;
+            if activity.busy.load(Ordering::SeqCst) == 0
+                && activity.epoch.load(Ordering::SeqCst) == epoch
+            {
+                return Ok(());
+            }
+        }
     }
 
     /// Stops (or restarts) claiming new work for a destination. `false` if unknown.

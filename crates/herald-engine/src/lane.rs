@@ -7,8 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::{Quota, RateLimiter};
-use herald_core::Timestamp;
+use herald_core::{Pacer, Timestamp};
 use herald_store::{ClaimRequest, Release, Work};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
@@ -33,10 +32,8 @@ const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
 
 pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker: TaskTracker) {
     let settings = &lane.destination.settings;
-    let limiter = settings.rate_limit.and_then(|rate| {
-        Quota::with_period(rate.per / rate.count.get())
-            .map(|quota| RateLimiter::direct(quota.allow_burst(rate.count)))
-    });
+    // The rate limit runs on the engine's clock, so simulated time drives it in tests.
+    let mut pacer = settings.rate_limit.map(Pacer::new);
     let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -69,6 +66,9 @@ pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker
         let mut next_due: Option<Timestamp> = None;
         let mut more = false;
         if want > 0 {
+            // From the claim until every claimed item is handed to its attempt (or the
+            // lane sleeps for a rate-limit permit), the lane is busy for `Engine::idle`.
+            let mut busy = Some(shared.activity.begin());
             // The lease must outlast the wait for rate-limit permits plus the attempt.
             let rate_wait = settings
                 .rate_limit
@@ -93,14 +93,21 @@ pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker
                     }
                     let mut work = claimed.work.into_iter();
                     while let Some(item) = work.next() {
-                        if let Some(limiter) = &limiter {
-                            tokio::select! {
-                                _ = limiter.until_ready() => {}
-                                _ = shared.stop.cancelled() => {
-                                    release(&shared, std::iter::once(item).chain(work)).await;
-                                    break;
+                        if let Some(pacer) = &mut pacer {
+                            let permit_at = pacer.next_permit_at(shared.clock.now());
+                            if permit_at > shared.clock.now() {
+                                // Waiting for time to pass is not work in progress.
+                                busy = None;
+                                tokio::select! {
+                                    _ = shared.clock.sleep_until(permit_at) => {}
+                                    _ = shared.stop.cancelled() => {
+                                        release(&shared, std::iter::once(item).chain(work)).await;
+                                        break;
+                                    }
                                 }
+                                busy = Some(shared.activity.begin());
                             }
+                            pacer.take(permit_at.max(shared.clock.now()));
                         }
                         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
                             // Cannot happen: only this loop takes slots and it claimed at
@@ -110,14 +117,20 @@ pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker
                         };
                         let jitter = rng.f64();
                         shared.sending().insert(item.delivery_id.clone());
-                        tracker.spawn(attempt::run(
+                        let attempt = attempt::run(
                             Arc::clone(&shared),
                             Arc::clone(&lane),
                             item,
                             permit,
                             jitter,
                             done_tx.clone(),
-                        ));
+                        );
+                        // Busy until the outcome is recorded and published.
+                        let attempt_busy = shared.activity.begin();
+                        tracker.spawn(async move {
+                            attempt.await;
+                            drop(attempt_busy);
+                        });
                     }
                 }
                 Err(error) => {
@@ -125,6 +138,7 @@ pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker
                     next_due = Some(now.add(STORE_ERROR_PAUSE));
                 }
             }
+            drop(busy);
         }
         if more && slots.available_permits() > 0 {
             continue;

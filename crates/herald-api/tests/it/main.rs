@@ -89,6 +89,8 @@ struct TestApp {
     router: Router,
     engine: Engine,
     connectors: BTreeMap<&'static str, Arc<Scripted>>,
+    /// Simulated time; it moves only when a test advances it.
+    clock: FakeClock,
     _dir: tempfile::TempDir,
 }
 
@@ -110,7 +112,8 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&dir.path().join("herald.db")).unwrap());
-        let clock: Arc<dyn Clock> = Arc::new(FakeClock::new(START));
+        let fake_clock = FakeClock::new(START);
+        let clock: Arc<dyn Clock> = Arc::new(fake_clock.clone());
         let mut connectors = BTreeMap::new();
         connectors.insert("slack-incidents", Scripted::new("slack", delivered()));
         connectors.insert("teams-ops", Scripted::new("teams", delivered()));
@@ -153,7 +156,7 @@ impl TestApp {
             limits,
             ids: Ids::new(clock, 7),
         };
-        TestApp { router: app(state), engine, connectors, _dir: dir }
+        TestApp { router: app(state), engine, connectors, clock: fake_clock, _dir: dir }
     }
 
     /// Sends `req` through the router.

@@ -100,6 +100,51 @@ async fn cancel_stops_a_delivery_that_has_not_ended() {
     assert_eq!(t.calls("teams-ops"), 0);
 }
 
+/// A destination whose every attempt fails shows an open circuit, why, and until when.
+#[tokio::test]
+async fn destinations_show_an_open_circuit_with_its_reason() {
+    let t = TestApp::new();
+    let failing = herald_core::Outcome::Retry { reason: "HTTP 503".into(), after: None };
+    t.connectors["teams-ops"].script.lock().unwrap().extend(std::iter::repeat_n(failing, 100));
+    let teams = |json: &serde_json::Value| {
+        let list = json["destinations"].as_array().unwrap();
+        list.iter().find(|d| d["name"] == "teams-ops").cloned().unwrap()
+    };
+    let closed = teams(&t.get("/v1/destinations").await.json);
+    assert_eq!(closed["circuit"], "closed");
+    assert_eq!(closed["circuit_reason"], serde_json::Value::Null);
+    assert_eq!(closed["circuit_open_until"], serde_json::Value::Null);
+    // The default breaker opens on 20 failures at 80 % that lasted one backoff_base (1 s):
+    // 20 failed first tries, then the first retry a second later.
+    for n in 0..20 {
+        let b = t.submit(&["teams-ops"], &format!("failing {n}")).await;
+        t.wait(str_of(&b, "id"), |b| delivery(b, "teams-ops", 0)["attempts"] == 1).await;
+    }
+    t.engine.idle().await.unwrap();
+    assert_eq!(teams(&t.get("/v1/destinations").await.json)["circuit"], "closed");
+    t.clock.advance(std::time::Duration::from_secs(1));
+    let mut events = t.engine.subscribe();
+    let open = tokio::time::timeout(crate::PATIENCE, async {
+        loop {
+            let res = t.get("/v1/destinations").await;
+            assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+            if teams(&res.json)["circuit"] != "closed" {
+                return teams(&res.json);
+            }
+            let _ = events.recv().await;
+        }
+    })
+    .await
+    .expect("the circuit did not open");
+    assert_eq!(open["circuit"], "open", "{open}");
+    assert_eq!(open["circuit_reason"], "21 of the last 21 attempts failed: HTTP 503");
+    // The first cool-down is the default backoff_base, 1 s, from the failure at +1 s.
+    assert_eq!(open["circuit_open_until"], "2026-11-29T12:02:05.000Z");
+    t.engine.idle().await.unwrap();
+    // At most the one claim of 4 (the concurrency) that held the opening failure.
+    assert!(t.calls("teams-ops") <= 24, "an open circuit let attempts through");
+}
+
 #[tokio::test]
 async fn destinations_report_health_and_counts() {
     let t = TestApp::new();

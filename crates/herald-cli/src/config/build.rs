@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use herald_connectors::ConnectorConfig;
 use herald_connectors::webhook::{RESERVED_HEADERS, WebhookConfig};
-use herald_core::OnUnknown;
+use herald_core::{FailureRate, OnUnknown};
 use herald_engine::LaneSettings;
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
@@ -47,6 +47,7 @@ const COMMON_KEYS: &[&str] = &[
     "on_unknown",
     "dedupe",
     "circuit_failures",
+    "circuit_failure_rate",
     "circuit_cool_down",
 ];
 /// The kinds this build can deliver to, with their own settings.
@@ -421,12 +422,17 @@ impl Checker<'_> {
                 }
                 "circuit_failures" => {
                     if let Some(n) = self.positive(value, &path) {
-                        settings.circuit.failure_threshold = n;
+                        settings.circuit.min_failures = n;
+                    }
+                }
+                "circuit_failure_rate" => {
+                    if let Some(rate) = self.failure_rate(value, &path) {
+                        settings.circuit.failure_rate = rate;
                     }
                 }
                 "circuit_cool_down" => {
                     if let Some(d) = self.duration(value, &path, false) {
-                        settings.circuit.cool_down = d;
+                        settings.circuit.cool_down = Some(d);
                     }
                 }
                 _ => specific.push((key, value)),
@@ -746,6 +752,30 @@ impl Checker<'_> {
                 format!("expected a number, found a string; write it without quotes: {text}")
             }
             other => format!("expected a whole number, found {}", other.type_str()),
+        };
+        self.error(value.span().start, path, problem);
+        None
+    }
+
+    /// A share of failures: a number in `(0, 1]`.
+    fn failure_rate(&mut self, value: &Value<'_>, path: &str) -> Option<FailureRate> {
+        const HINT: &str = "write a share of attempts between 0 and 1, e.g. 0.8 for 80 %";
+        let number = match value.get_ref() {
+            DeValue::Float(float) => float.as_str().parse::<f64>().ok(),
+            DeValue::Integer(int) => {
+                i64::from_str_radix(int.as_str(), int.radix()).ok().map(|n| n as f64)
+            }
+            _ => None,
+        };
+        let problem = match (number, value.get_ref()) {
+            (Some(n), _) => match FailureRate::new(n) {
+                Some(rate) => return Some(rate),
+                None => format!("must be more than 0 and at most 1, found {n}; {HINT}"),
+            },
+            (None, DeValue::String(text)) => {
+                format!("expected a number, found a string {text:?}; {HINT}, without quotes")
+            }
+            (None, other) => format!("expected a number, found {}; {HINT}", other.type_str()),
         };
         self.error(value.span().start, path, problem);
         None

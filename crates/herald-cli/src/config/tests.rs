@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use herald_connectors::ConnectorConfig;
 use herald_connectors::webhook::WebhookConfig;
-use herald_core::{CircuitPolicy, OnUnknown, RateLimit, RetryPolicy};
+use herald_core::{CircuitPolicy, FailureRate, OnUnknown, RateLimit, RetryPolicy};
 use herald_engine::LaneSettings;
 
 use super::values::{format_duration, parse_duration, parse_rate_limit};
@@ -75,6 +75,7 @@ concurrency = 2
 on_unknown = "hold"
 dedupe = false
 circuit_failures = 3
+circuit_failure_rate = 0.5
 circuit_cool_down = "1m"
 
 [destinations.audit]
@@ -109,7 +110,11 @@ audit-only = ["audit"]
                 per: Duration::from_millis(250),
             }),
             concurrency: 2,
-            circuit: CircuitPolicy { failure_threshold: 3, cool_down: Duration::from_secs(60) },
+            circuit: CircuitPolicy {
+                min_failures: 3,
+                failure_rate: FailureRate::new(0.5).unwrap(),
+                cool_down: Some(Duration::from_secs(60)),
+            },
             dedupe: Some(false),
         },
     };
@@ -243,6 +248,11 @@ fn each_bad_config_reports_key_location_and_advice() {
         (base("max_attempts = 5000000000"), "destinations.hook.max_attempts", "4:16", "too large"),
         (base("max_attempts = \"8\""), "destinations.hook.max_attempts", "4:16", "write it without quotes: 8"),
         (base("circuit_failures = 2.5"), "destinations.hook.circuit_failures", "4:20", "expected a whole number, found float"),
+        (base("circuit_failure_rate = 0"), "destinations.hook.circuit_failure_rate", "4:24", "must be more than 0 and at most 1, found 0; write a share of attempts between 0 and 1, e.g. 0.8 for 80 %"),
+        (base("circuit_failure_rate = 80"), "destinations.hook.circuit_failure_rate", "4:24", "must be more than 0 and at most 1, found 80"),
+        (base("circuit_failure_rate = 1.5"), "destinations.hook.circuit_failure_rate", "4:24", "must be more than 0 and at most 1, found 1.5"),
+        (base("circuit_failure_rate = \"0.8\""), "destinations.hook.circuit_failure_rate", "4:24", "expected a number, found a string \"0.8\""),
+        (base("circuit_failure_rate = nan"), "destinations.hook.circuit_failure_rate", "4:24", "must be more than 0 and at most 1, found NaN"),
         (base("rate_limit = \"ten per second\""), "destinations.hook.rate_limit", "4:14", "not a rate limit"),
         (base("rate_limit = \"0/s\""), "destinations.hook.rate_limit", "4:14", "must be at least 1"),
         (base("rate_limit = \"5/0ms\""), "destinations.hook.rate_limit", "4:14", "longer than zero"),

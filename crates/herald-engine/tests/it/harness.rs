@@ -197,6 +197,24 @@ impl Fixture {
                 settings,
             })
             .collect();
+        Fixture::with_destinations(dir, store, clock, destinations, config)
+    }
+
+    /// An engine over any connectors, on a fresh temporary database.
+    pub fn start_destinations(destinations: Vec<Destination>, config: EngineConfig) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&dir.path().join("herald.db")).unwrap());
+        Fixture::with_destinations(dir, store, FakeClock::new(START), destinations, config)
+    }
+
+    fn with_destinations(
+        dir: tempfile::TempDir,
+        store: Arc<dyn Store>,
+        clock: FakeClock,
+        destinations: Vec<Destination>,
+        config: EngineConfig,
+    ) -> Fixture {
         let engine = Engine::start(
             Arc::clone(&store),
             destinations,
@@ -297,6 +315,16 @@ impl Fixture {
                 Err(_) => panic!("timed out waiting; last state: {view:#?}"),
             }
         }
+    }
+
+    /// Waits (bounded by a real-time safety limit) until the engine is quiescent: no
+    /// claim, attempt or record in progress and every queued write committed. Checks
+    /// that nothing happened belong after this, never after a `yield_now` or a sleep.
+    pub async fn idle(&self) {
+        tokio::time::timeout(Duration::from_secs(20), self.engine.idle())
+            .await
+            .expect("the engine did not become idle")
+            .unwrap();
     }
 
     /// Waits until every delivery of the broadcast is terminal.

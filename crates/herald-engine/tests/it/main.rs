@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
+mod circuit;
 mod harness;
 mod lease;
 mod scenarios;

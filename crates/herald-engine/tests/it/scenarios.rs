@@ -48,6 +48,7 @@ async fn a_failure_at_one_destination_never_resends_to_another() {
         fx.clock.advance(Duration::from_secs(60));
     }
     let view = fx.settle(&view.id).await;
+    fx.idle().await;
     assert_eq!(state(&view, 1), State::Delivered);
     assert_eq!(flaky.calls().len(), 3);
     assert_eq!(view.deliveries[1].progress.attempts, 3);
@@ -75,7 +76,7 @@ async fn retries_wait_for_their_backoff_in_simulated_time() {
     // Until the clock reaches the due time, nothing is sent.
     if due > START {
         fx.clock.advance(due.since(START) - Duration::from_millis(1));
-        tokio::task::yield_now().await;
+        fx.idle().await;
         assert_eq!(flaky.calls().len(), 1);
     }
     fx.clock.advance(Duration::from_secs(100));
@@ -125,7 +126,7 @@ async fn a_permanent_error_fails_at_once_with_its_reason() {
         view.deliveries[0].progress.last_error.as_deref().unwrap().contains("channel not found")
     );
     fx.clock.advance(Duration::from_secs(3600));
-    tokio::task::yield_now().await;
+    fx.idle().await;
     assert_eq!(broken.calls().len(), 1);
 }
 
@@ -134,7 +135,7 @@ async fn attempts_are_bounded_by_max_attempts() {
     let dead = Scripted::new("dead", retry());
     let mut lane = settings();
     lane.policy.max_attempts = 3;
-    lane.circuit.failure_threshold = 100;
+    lane.circuit.min_failures = 100;
     let mut fx = Fixture::start(vec![(dead.clone(), lane)]);
     let view = fx.submit("hello", &["dead"]).await;
     for n in 1..=3 {
@@ -143,6 +144,8 @@ async fn attempts_are_bounded_by_max_attempts() {
         fx.clock.advance(Duration::from_secs(600));
     }
     let view = fx.settle(&view.id).await;
+    fx.clock.advance(Duration::from_secs(3600));
+    fx.idle().await;
     assert_eq!(state(&view, 0), State::Failed(FailReason::AttemptsExhausted));
     assert_eq!(dead.calls().len(), 3);
 }
@@ -179,6 +182,7 @@ async fn updates_wait_for_their_predecessor_on_each_destination() {
     assert_eq!(seq, 1);
     // The update reaches `fast` at once, while on `slow` it waits for the original.
     fx.wait_for(&view.id, |v| v.deliveries[3].progress.state == State::Delivered).await;
+    fx.idle().await;
     let waiting = fx.store.broadcast(&view.id).await.unwrap().unwrap();
     assert_eq!(waiting.deliveries[2].destination, "slow");
     assert_eq!(state(&waiting, 2), State::Waiting);
@@ -206,6 +210,7 @@ async fn an_update_behind_a_failed_original_fails_as_predecessor_failed() {
     fx.update(&view, "update 2").await;
     fx.clock.advance(Duration::from_millis(200));
     let view = fx.settle(&view.id).await;
+    fx.idle().await;
     assert_eq!(state(&view, 0), State::Failed(FailReason::Ambiguous));
     assert_eq!(state(&view, 1), State::Failed(FailReason::PredecessorFailed));
     assert_eq!(state(&view, 2), State::Failed(FailReason::PredecessorFailed));
@@ -288,7 +293,7 @@ async fn an_unknown_outcome_is_held_where_resending_could_duplicate() {
     let view = fx.wait_state(&view.id, 0, "held").await;
     assert!(view.deliveries[0].progress.ambiguous);
     fx.clock.advance(Duration::from_secs(3600));
-    tokio::task::yield_now().await;
+    fx.idle().await;
     assert_eq!(blind.calls().len(), 1, "a held delivery was resent");
 }
 
@@ -309,37 +314,6 @@ async fn an_unknown_outcome_is_resent_with_the_same_key_where_the_destination_de
     assert_eq!(calls.len(), 2);
     assert_eq!(calls[0].delivery_id, calls[1].delivery_id);
     assert!(calls[1].ambiguous);
-}
-
-#[tokio::test]
-async fn the_circuit_opens_after_consecutive_failures_and_probes_after_cool_down() {
-    let dead = Scripted::new("dead", retry());
-    let mut lane = settings();
-    lane.policy.backoff_base = Duration::from_millis(1);
-    lane.policy.backoff_max = Duration::from_millis(1);
-    lane.policy.max_attempts = 100;
-    lane.circuit.failure_threshold = 3;
-    lane.circuit.cool_down = Duration::from_secs(30);
-    lane.concurrency = 1;
-    let mut fx = Fixture::start(vec![(dead.clone(), lane)]);
-    let view = fx.submit("hello", &["dead"]).await;
-    for n in 1..=3 {
-        wait_calls(&dead, n).await;
-        fx.wait_for(&view.id, |v| v.deliveries[0].progress.attempts as usize == n).await;
-        fx.clock.advance(Duration::from_millis(5));
-    }
-    // Open: time moves on, the delivery is due, but nothing is sent until the cool-down.
-    fx.clock.advance(Duration::from_secs(10));
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(dead.calls().len(), 3, "an open circuit let an attempt through");
-    assert_eq!(fx.engine.health()[0].circuit, "open");
-    fx.clock.advance(Duration::from_secs(21));
-    wait_calls(&dead, 4).await;
-    // The probe failed: open again, no fifth call without another cool-down.
-    fx.wait_for(&view.id, |v| v.deliveries[0].progress.attempts == 4).await;
-    fx.clock.advance(Duration::from_secs(10));
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(dead.calls().len(), 4);
 }
 
 #[tokio::test]
@@ -368,13 +342,15 @@ async fn a_paused_destination_sends_nothing_until_resumed() {
     let mut fx = Fixture::start(vec![(target.clone(), settings())]);
     fx.engine.set_paused("target", true);
     let view = fx.submit("hello", &["target"]).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    fx.idle().await;
     assert!(target.calls().is_empty());
     fx.engine.set_paused("target", false);
     let view = fx.settle(&view.id).await;
     assert_eq!(state(&view, 0), State::Delivered);
 }
 
+/// The rate limit runs on the engine's clock: a burst of `count`, then one attempt per
+/// `per / count` of simulated time, and nothing in between.
 #[tokio::test]
 async fn rate_limit_spaces_attempts() {
     let target = Scripted::new("target", delivered());
@@ -385,21 +361,28 @@ async fn rate_limit_spaces_attempts() {
     });
     lane.concurrency = 50;
     let mut fx = Fixture::start(vec![(target.clone(), lane)]);
-    let started = std::time::Instant::now();
     let mut ids = Vec::new();
     for n in 0..30 {
         ids.push(fx.submit(&format!("m{n}"), &["target"]).await.id);
     }
+    wait_calls(&target, 20).await;
+    fx.idle().await;
+    assert_eq!(target.calls().len(), 20, "the burst exceeded the bucket");
+    for n in 1..=10 {
+        fx.clock.advance(Duration::from_millis(49));
+        fx.idle().await;
+        assert_eq!(target.calls().len(), 19 + n, "an attempt came before its permit");
+        fx.clock.advance(Duration::from_millis(1));
+        wait_calls(&target, 20 + n).await;
+    }
     for id in &ids {
         fx.settle(id).await;
     }
-    // 20 burst, then 10 more at 20/s: at least ~0.45 s of real time.
-    assert!(
-        started.elapsed() >= Duration::from_millis(400),
-        "rate limit not enforced: {:?}",
-        started.elapsed()
-    );
-    assert_eq!(target.calls().len(), 30);
+    let calls = target.calls();
+    assert_eq!(calls.len(), 30);
+    let offsets: Vec<u64> = calls.iter().map(|c| c.at.since(START).as_millis() as u64).collect();
+    assert_eq!(offsets[..20], [0; 20]);
+    assert_eq!(offsets[20..], [50, 100, 150, 200, 250, 300, 350, 400, 450, 500]);
 }
 
 /// `dedupe = false` overrides a connector that claims deduplication: an ambiguous
