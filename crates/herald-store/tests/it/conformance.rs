@@ -1442,6 +1442,29 @@ pub async fn retrying_an_update_that_would_reorder_is_refused(store: &dyn Store)
     assert_eq!(states_of(&changes), vec![(b1.clone(), 1, State::Pending)]);
 }
 
+/// An update cancelled while its attempt was in flight may have reached the destination,
+/// so it counts as released: retrying the failed update before it is refused, or that
+/// update would arrive after the one the destination may already show.
+pub async fn an_update_cancelled_in_flight_still_blocks_a_reordering_retry(store: &dyn Store) {
+    let b = create(store, broadcast(&["a"], at(0))).await;
+    let original = claim_one(store, "a", at(1)).await;
+    store.record(vec![delivered(&original, "ref", at(1))]).await.unwrap();
+    let first = store.add_update(update(&b, "update 1", at(2))).await.unwrap();
+    store.add_update(update(&b, "update 2", at(2))).await.unwrap();
+    let u1 = first.changes[0].delivery_id.clone();
+    let w1 = claim_one(store, "a", at(3)).await;
+    store.record(vec![rejected(&w1, at(3))]).await.unwrap();
+    // Update 2 goes, on its first try, and is cancelled while that try is in flight.
+    let w2 = claim_one(store, "a", at(4)).await;
+    assert_eq!(w2.seq, 2);
+    store.cancel_delivery(&w2.delivery_id, at(5)).await.unwrap();
+    let cancelled = delivery_view(store, &b.id, &w2.delivery_id).await.progress;
+    assert_eq!(cancelled.attempts, 1, "the attempt in flight at the cancel is not counted");
+    let policy = RetryPolicy::default();
+    assert_not_allowed(store.retry_delivery(&u1, &policy, at(6)).await, &u1, "retry");
+    assert_eq!(state_of(store, &b.id, &u1).await, State::Failed(FailReason::Permanent));
+}
+
 /// An update waiting behind a held original says so, and stops saying it once the
 /// original is retried.
 pub async fn an_update_behind_a_held_original_waits_with_the_reason(store: &dyn Store) {
