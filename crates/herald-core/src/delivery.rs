@@ -356,12 +356,17 @@ pub fn operator_retry(
 }
 
 /// An operator cancels a delivery that has not ended. An in-flight attempt may still
-/// reach the destination; its result is discarded by the lease fence.
+/// reach the destination; its result is discarded by the lease fence, but it counts as
+/// an attempt: whoever asks whether the message may have been sent (a retry of an
+/// earlier update, `thread::retry_keeps_order`) must hear yes.
 pub fn cancel(current: &Progress) -> Result<Progress, NotAllowed> {
     if current.state.is_terminal() {
         return Err(NotAllowed { state: current.state.as_str() });
     }
     let mut res = current.clone();
+    if res.state == State::InFlight {
+        res.attempts = (res.attempts + 1).min(res.max_attempts);
+    }
     res.state = State::Cancelled;
     Ok(res)
 }

@@ -166,14 +166,43 @@ pub(crate) struct Shared {
     /// The deliveries this process is sending or recording now. Recovery leaves them
     /// alone even if their lease ran out (a stalled writer), so this process never
     /// resends what it is still sending.
-    pub(crate) sending: Mutex<std::collections::HashSet<String>>,
+    pub(crate) sending: Mutex<InHand>,
     /// Work in progress, for [`Engine::idle`].
     pub(crate) activity: Arc<Activity>,
 }
 
+/// The deliveries this process holds, each with how many of its attempts hold it: a
+/// delivery re-claimed as soon as one attempt recorded a retry is held by the next
+/// attempt before the first one's task has let go of it, so the first letting go must
+/// not free it.
+#[derive(Debug, Default)]
+pub(crate) struct InHand(HashMap<String, usize>);
+
+impl InHand {
+    /// An attempt takes `delivery_id` in hand.
+    pub(crate) fn insert(&mut self, delivery_id: String) {
+        *self.0.entry(delivery_id).or_default() += 1;
+    }
+
+    /// An attempt lets go of `delivery_id`; it stays in hand while another attempt holds it.
+    pub(crate) fn remove(&mut self, delivery_id: &str) {
+        if let Some(holders) = self.0.get_mut(delivery_id) {
+            *holders -= 1;
+            if *holders == 0 {
+                self.0.remove(delivery_id);
+            }
+        }
+    }
+
+    /// The deliveries in hand.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &String> {
+        self.0.keys()
+    }
+}
+
 impl Shared {
     /// The deliveries this process has in hand (see `sending`).
-    pub(crate) fn sending(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+    pub(crate) fn sending(&self) -> std::sync::MutexGuard<'_, InHand> {
         self.sending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -249,7 +278,7 @@ impl Engine {
             metrics,
             stop: CancellationToken::new(),
             abort: CancellationToken::new(),
-            sending: Mutex::new(std::collections::HashSet::new()),
+            sending: Mutex::new(InHand::default()),
             activity: Arc::default(),
         });
         let tracker = TaskTracker::new();

@@ -109,6 +109,11 @@ fn an_update_retry_that_would_reorder_is_refused() {
     for later in [update(), untried_cancelled] {
         assert_eq!(retry_keeps_order(&[delivered.clone(), failed.clone(), later], 1), Ok(()));
     }
+    // Cancelled during its first try, whose request may have arrived.
+    let cancelled_in_flight = cancel(&with(State::InFlight, update())).unwrap();
+    let thread = vec![delivered.clone(), failed.clone(), cancelled_in_flight];
+    assert!(retry_keeps_order(&thread, 1).is_err(), "a cancel in flight may have arrived");
+
     // The original can always be retried; an update not while a message ahead is open.
     assert_eq!(retry_keeps_order(&[original(), with(State::Delivered, update())], 0), Ok(()));
     assert!(retry_keeps_order(&[original(), failed.clone()], 1).is_err());

@@ -16,8 +16,9 @@ use tokio::sync::{Notify, Semaphore};
 use crate::harness::*;
 
 /// A store that plays a lagging writer: a claim commits `claim_lag` after it was asked
-/// for (the fake clock moves on meanwhile), the first `held_records` records wait for
-/// `release_records`, and every recovery scan's result is kept for the test to see.
+/// for (the fake clock moves on meanwhile), the first `late_answers` records commit at
+/// once but answer only after `release_answers`, the next `held_records` records wait
+/// for `release_records`, and every recovery scan's result is kept for the test to see.
 struct Lagging {
     inner: Arc<dyn Store>,
     clock: FakeClock,
@@ -25,6 +26,8 @@ struct Lagging {
     claim_lag: Mutex<Option<Duration>>,
     held_records: Mutex<usize>,
     records_gate: Semaphore,
+    late_answers: Mutex<usize>,
+    answers_gate: Semaphore,
     scans: Mutex<Vec<Vec<String>>>,
     scanned: Notify,
 }
@@ -37,6 +40,8 @@ impl Lagging {
             claim_lag: Mutex::new(None),
             held_records: Mutex::new(0),
             records_gate: Semaphore::new(0),
+            late_answers: Mutex::new(0),
+            answers_gate: Semaphore::new(0),
             scans: Mutex::new(Vec::new()),
             scanned: Notify::new(),
         }
@@ -44,6 +49,10 @@ impl Lagging {
 
     fn release_records(&self) {
         self.records_gate.add_permits(1);
+    }
+
+    fn release_answers(&self) {
+        self.answers_gate.add_permits(1);
     }
 
     /// Waits for a recovery scan that started at or after `since` and returns what it
@@ -95,6 +104,17 @@ impl Store for Lagging {
         res
     }
     async fn record(&self, records: Vec<Record>) -> Result<Vec<Change>, StoreError> {
+        let answer_late = {
+            let mut late = self.late_answers.lock().unwrap();
+            let answer_late = *late > 0;
+            *late = late.saturating_sub(1);
+            answer_late
+        };
+        if answer_late {
+            let res = self.inner.record(records).await;
+            self.answers_gate.acquire().await.unwrap().forget();
+            return res;
+        }
         let hold = {
             let mut held = self.held_records.lock().unwrap();
             let hold = *held > 0;
@@ -273,4 +293,51 @@ async fn a_delivered_answer_after_the_lease_was_lost_is_recorded_as_delivered() 
     assert_eq!(view.deliveries[0].progress.state, State::Delivered);
     assert_eq!(view.deliveries[0].progress.remote_ref.as_deref(), Some("ref-1"));
     assert_eq!(target.calls().len(), 1);
+}
+
+/// One delivery attempted twice in a row by this process: the first attempt's answer
+/// (a retry due at once) reaches its task only after the lane re-claimed the delivery
+/// and started the second attempt. The first attempt ending must not take the delivery
+/// off the "in hand" list while the second still holds it, or recovery takes it from
+/// under the second attempt once the writer lags and sends it again.
+#[tokio::test]
+async fn a_finished_attempt_does_not_unprotect_the_next_attempt_of_its_delivery() {
+    let target = Scripted::new("target", delivered());
+    target.script(0, [retry()]);
+    let mut lane = settings();
+    // One slot, so the first attempt's end wakes the lane; no backoff, so the retry is
+    // due at once and the lane claims it while the first answer is still on its way.
+    lane.concurrency = 1;
+    lane.policy.backoff_base = Duration::ZERO;
+    lane.policy.backoff_max = Duration::ZERO;
+    let (mut fx, store) = lagging_fixture(target.clone(), lane, |store| {
+        *store.late_answers.lock().unwrap() = 1;
+        *store.held_records.lock().unwrap() = 1;
+    });
+    let view = fx.submit("hello", &["target"]).await;
+    // The second call is the second attempt, started before the first one's task saw
+    // its answer.
+    wait_calls(&target, 2).await;
+    // The first attempt's task now gets its answer, announces it and ends: its
+    // `pending` is the second one announced, after the submit's.
+    store.release_answers();
+    let mut pending = 0;
+    while pending < 2 {
+        let event = tokio::time::timeout(Duration::from_secs(20), fx.events.recv())
+            .await
+            .expect("the first attempt never announced its outcome")
+            .unwrap();
+        if event.state == "pending" {
+            pending += 1;
+        }
+    }
+    // The second attempt's record is stuck behind the writer past its lease.
+    let before = store.scans();
+    fx.clock.advance(Duration::from_secs(60));
+    let taken = store.scan_after(before).await;
+    assert_eq!(taken, Vec::<String>::new(), "recovery took a delivery its second attempt holds");
+    store.release_records();
+    let view = fx.settle(&view.id).await;
+    assert_eq!(view.deliveries[0].progress.state, State::Delivered);
+    assert_eq!(target.calls().len(), 2, "{:?}", target.calls());
 }

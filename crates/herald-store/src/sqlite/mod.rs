@@ -231,6 +231,18 @@ impl SqliteStore {
         .await
     }
 
+    /// Test hook: rolls the writer's current transaction back from inside a job, as
+    /// SQLite itself does after some errors (`SQLITE_FULL`, `SQLITE_IOERR`,
+    /// `SQLITE_NOMEM`), so tests can see what happens to the rest of the batch.
+    #[doc(hidden)]
+    pub async fn abort_writer_transaction(&self) -> Result<(), StoreError> {
+        self.write(Priority::Urgent, |conn| {
+            conn.execute_batch("ROLLBACK")?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Runs `f` in the writer's next transaction and answers after it committed.
     fn write<R, F>(
         &self,
@@ -300,6 +312,14 @@ fn in_savepoint<R>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<R, StoreError>,
 ) -> Result<R, StoreError> {
+    if conn.is_autocommit() {
+        // SQLite rolled the batch's transaction back after an earlier request's error
+        // (full disk, I/O error). Run now, this request would commit on its own at its
+        // savepoint's release and then be answered with the batch's failed COMMIT.
+        return Err(unavailable(
+            "the write transaction was rolled back by an earlier error in its batch; nothing was stored",
+        ));
+    }
     // Cached statements: a group commit runs these around every request.
     conn.prepare_cached("SAVEPOINT job")?.execute([])?;
     let res = f(conn);

@@ -370,6 +370,17 @@ impl Store for SqliteStore {
         let id = id.to_string();
         self.write(Priority::Urgent, move |conn| {
             let (broadcast_id, destination, seq, progress) = load_delivery(conn, &id)?;
+            if seq > 0 && progress.state == State::InFlight {
+                // Cancelling would release the next update at once, and it could reach
+                // the destination before the attempt in flight: the thread would reorder.
+                return Err(StoreError::NotAllowed {
+                    id,
+                    state: "in flight (an update: cancelled now, the next update could \
+                            overtake this attempt; cancel it once the attempt has ended)"
+                        .into(),
+                    action: "cancel",
+                });
+            }
             let next =
                 delivery::cancel(&progress).map_err(|error| not_allowed(&id, error, "cancel"))?;
             if write_progress(conn, &id, &next, progress.state.as_str(), None)?.is_none() {

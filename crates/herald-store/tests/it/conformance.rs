@@ -1442,6 +1442,36 @@ pub async fn retrying_an_update_that_would_reorder_is_refused(store: &dyn Store)
     assert_eq!(states_of(&changes), vec![(b1.clone(), 1, State::Pending)]);
 }
 
+/// An update cancelled while its attempt was in flight may have reached the destination,
+/// so it counts as released: retrying the failed update before it is refused, or that
+/// update would arrive after the one the destination may already show.
+pub async fn an_update_cancelled_in_flight_still_blocks_a_reordering_retry(store: &dyn Store) {
+    let b = create(store, broadcast(&["a"], at(0))).await;
+    let original = claim_one(store, "a", at(1)).await;
+    store.record(vec![delivered(&original, "ref", at(1))]).await.unwrap();
+    let first = store.add_update(update(&b, "update 1", at(2))).await.unwrap();
+    store.add_update(update(&b, "update 2", at(2))).await.unwrap();
+    let u1 = first.changes[0].delivery_id.clone();
+    let w1 = claim_one(store, "a", at(3)).await;
+    store.record(vec![rejected(&w1, at(3))]).await.unwrap();
+    // Update 2 goes on its first try; a cancel while that try is in flight is refused
+    // (see `an_update_in_flight_cannot_be_cancelled`), so it is cancelled after it.
+    let w2 = claim_one(store, "a", at(4)).await;
+    assert_eq!(w2.seq, 2);
+    assert_not_allowed(
+        store.cancel_delivery(&w2.delivery_id, at(5)).await,
+        &w2.delivery_id,
+        "cancel",
+    );
+    store.record(vec![retry_at(&w2, at(60), at(5))]).await.unwrap();
+    store.cancel_delivery(&w2.delivery_id, at(5)).await.unwrap();
+    let cancelled = delivery_view(store, &b.id, &w2.delivery_id).await.progress;
+    assert_eq!(cancelled.attempts, 1, "the attempt before the cancel is not counted");
+    let policy = RetryPolicy::default();
+    assert_not_allowed(store.retry_delivery(&u1, &policy, at(6)).await, &u1, "retry");
+    assert_eq!(state_of(store, &b.id, &u1).await, State::Failed(FailReason::Permanent));
+}
+
 /// An update waiting behind a held original says so, and stops saying it once the
 /// original is retried.
 pub async fn an_update_behind_a_held_original_waits_with_the_reason(store: &dyn Store) {
@@ -1565,4 +1595,28 @@ pub async fn deliveries_of_a_removed_destination_are_held_and_resume(store: &dyn
     let resumed: HashSet<String> =
         claim(store, "gone", 10, at(6)).await.into_iter().map(|w| w.broadcast_id).collect();
     assert_eq!(resumed, HashSet::from([b.id.clone(), c.id.clone()]));
+}
+
+/// An update in flight cannot be cancelled: cancelling it would release the next update
+/// at once, which could reach the destination before the attempt in flight. Once the
+/// attempt has ended it can be cancelled, and the next update goes after it.
+pub async fn an_update_in_flight_cannot_be_cancelled(store: &dyn Store) {
+    let b = create(store, broadcast(&["lane"], at(0))).await;
+    let original = claim_one(store, "lane", at(1)).await;
+    store.record(vec![delivered(&original, "ref", at(2))]).await.unwrap();
+    let first = store.add_update(update(&b, "update 1", at(3))).await.unwrap();
+    let second = store.add_update(update(&b, "update 2", at(3))).await.unwrap();
+    let in_flight = claim_one(store, "lane", at(4)).await;
+    assert_eq!(in_flight.delivery_id, first.changes[0].delivery_id);
+    let refused = store.cancel_delivery(&in_flight.delivery_id, at(5)).await;
+    assert!(
+        matches!(&refused, Err(StoreError::NotAllowed { state, .. }) if state.contains("overtake")),
+        "{refused:?}"
+    );
+    let next = &second.changes[0].delivery_id;
+    assert_eq!(state_of(store, &b.id, next).await, State::Waiting);
+    store.record(vec![retry_at(&in_flight, at(60), at(6))]).await.unwrap();
+    let changes = store.cancel_delivery(&in_flight.delivery_id, at(7)).await.unwrap();
+    assert_eq!(changes[0].state, State::Cancelled);
+    assert_eq!(state_of(store, &b.id, next).await, State::Pending);
 }

@@ -177,3 +177,43 @@ async fn a_writer_panic_is_reported_fails_waiting_requests_and_loses_nothing_com
     let reopened = open(&dir, 8);
     assert_eq!(view(reopened.as_ref(), &kept.id).await, kept, "a committed broadcast was lost");
 }
+
+/// When SQLite itself rolls the batch's transaction back (a full disk or an I/O error
+/// during one request), the requests after it in the batch must not run on their own:
+/// each would commit at its savepoint's release, and then be answered with the batch's
+/// failed `COMMIT`, so a client told "not stored" finds its broadcast stored (and a retry
+/// without an idempotency key sends it twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_after_a_rolled_back_transaction_is_not_stored_when_it_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, 8);
+    let stall = store.stall_writer().await;
+    let aborting = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.abort_writer_transaction().await })
+    };
+    while store.queue_depth().0 == 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let new = broadcast(&["lane"], at(1));
+    let id = new.id.clone();
+    let submitting = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.submit(new).await })
+    };
+    until_queued(&store, 1).await;
+    // The abort is urgent, so it runs first in the next batch, then the submit.
+    drop(stall);
+    assert!(aborting.await.unwrap().is_err(), "the aborted transaction reported success");
+    let submitted = submitting.await.unwrap();
+    let stored = store.broadcast(&id).await.unwrap();
+    match submitted {
+        Ok(_) => assert!(stored.is_some(), "a submit answered as stored is missing"),
+        Err(error) => assert!(
+            stored.is_none(),
+            "a submit answered with an error ({error}) was stored all the same"
+        ),
+    }
+    // The writer goes on with the next batch.
+    create(store.as_ref(), broadcast(&["lane"], at(2))).await;
+}

@@ -399,3 +399,32 @@ async fn the_migration_backfills_the_counters_of_an_existing_database() {
     let ops = stats.iter().find(|s| s.destination == "ops").unwrap();
     assert_eq!(ops.last_delivered_at, Some(days_ago(1)));
 }
+
+/// The transitions the random run does not make keep the counters too: the expiry of
+/// every lease at start-up, a recovery's re-lease, a late `Delivered` over a newer lease,
+/// and holding and resuming the deliveries of a removed destination.
+#[tokio::test]
+async fn the_counters_hold_across_restart_recovery_late_answers_and_removed_destinations() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.db");
+    let store = open(&path);
+    for _ in 0..4 {
+        create(store.as_ref(), broadcast(&["a", "b"], at(0))).await;
+    }
+    let first = claim(store.as_ref(), "a", 2, at(1)).await;
+    claim(store.as_ref(), "b", 1, at(1)).await;
+    drop(store);
+    let store = open(&path);
+    assert_eq!(counters(store.as_ref()).await, group_by(&path), "after the restart");
+    let recovered = store.claim_expired(at(2), at(100), 10).await.unwrap();
+    assert_eq!(recovered.len(), 3);
+    assert_eq!(counters(store.as_ref()).await, group_by(&path), "after recovery");
+    // The first lease's answer arrives after recovery re-leased the delivery.
+    store.record(vec![delivered(&first[0], "late", at(3))]).await.unwrap();
+    assert_eq!(counters(store.as_ref()).await, group_by(&path), "after a late delivered");
+    store.hold_removed(vec!["a".into()], at(4)).await.unwrap();
+    assert_eq!(counters(store.as_ref()).await, group_by(&path), "after holding b");
+    assert!(group_by(&path).contains_key(&("b".to_string(), "held".to_string())));
+    store.hold_removed(vec!["a".into(), "b".into()], at(5)).await.unwrap();
+    assert_eq!(counters(store.as_ref()).await, group_by(&path), "after resuming b");
+}

@@ -330,6 +330,11 @@ async fn retrying_an_update_that_would_reorder_is_refused() {
 }
 
 #[tokio::test]
+async fn an_update_cancelled_in_flight_still_blocks_a_reordering_retry() {
+    on_fresh_store!(an_update_cancelled_in_flight_still_blocks_a_reordering_retry);
+}
+
+#[tokio::test]
 async fn an_update_behind_a_held_original_waits_with_the_reason() {
     on_fresh_store!(an_update_behind_a_held_original_waits_with_the_reason);
 }
@@ -338,4 +343,9 @@ async fn an_update_behind_a_held_original_waits_with_the_reason() {
 #[tokio::test]
 async fn deliveries_of_a_removed_destination_are_held_and_resume() {
     on_fresh_store!(deliveries_of_a_removed_destination_are_held_and_resume);
+}
+
+#[tokio::test]
+async fn an_update_in_flight_cannot_be_cancelled() {
+    on_fresh_store!(an_update_in_flight_cannot_be_cancelled);
 }
