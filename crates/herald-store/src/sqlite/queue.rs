@@ -5,8 +5,10 @@
 //! the lanes, are bounded by their slots) and the writer always takes them first. New
 //! submits and updates are *new work*: their queue has a capacity, and a full queue
 //! refuses at once with `StoreError::Overloaded` instead of growing memory and latency
-//! without bound. Retention batches are *background*: taken only when nothing else is
-//! queued, one per transaction, so a submit waits behind at most one small batch.
+//! without bound. Retention batches are *background*: taken when nothing else is queued,
+//! one per transaction, so a submit waits behind at most one small batch; and, so that
+//! sustained load cannot stop retention for good (the tables would grow without end),
+//! also on their own after [`BACKGROUND_PATIENCE`] transactions passed them by.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -25,8 +27,14 @@ pub(super) enum Priority {
     Background,
 }
 
+/// How many transactions may pass a waiting background job by before it gets one of its
+/// own: under sustained load one prune batch per this many transactions.
+pub(super) const BACKGROUND_PATIENCE: u32 = 16;
+
 #[derive(Default)]
 struct Lanes {
+    /// Transactions taken while a background job waited.
+    passed_by: u32,
     urgent: VecDeque<Job>,
     new: VecDeque<Job>,
     background: VecDeque<Job>,
@@ -92,6 +100,10 @@ impl Queue {
             }
             lanes = self.ready.wait(lanes).unwrap_or_else(|poisoned| poisoned.into_inner());
         }
+        if !lanes.background.is_empty() && lanes.passed_by >= BACKGROUND_PATIENCE {
+            lanes.passed_by = 0;
+            return Some(lanes.background.pop_front().into_iter().collect());
+        }
         let mut batch = Vec::new();
         while batch.len() < max {
             match lanes.urgent.pop_front() {
@@ -107,6 +119,9 @@ impl Queue {
         }
         if batch.is_empty() {
             batch.extend(lanes.background.pop_front());
+            lanes.passed_by = 0;
+        } else if !lanes.background.is_empty() {
+            lanes.passed_by += 1;
         }
         Some(batch)
     }
@@ -131,5 +146,46 @@ impl Queue {
     pub(super) fn depth(&self) -> (usize, usize, usize) {
         let lanes = self.lock();
         (lanes.urgent.len(), lanes.new.len(), lanes.background.len())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn job() -> Job {
+        Box::new(|_conn| Box::new(|_committed| {}))
+    }
+
+    /// Under load that never lets the queue run dry, a waiting retention batch still
+    /// gets a transaction of its own every `BACKGROUND_PATIENCE` transactions.
+    #[test]
+    fn sustained_load_cannot_starve_background_work() {
+        let queue = Queue::new(1024);
+        queue.push(Priority::Background, job()).unwrap();
+        let mut background_at = None;
+        for n in 1..=100u32 {
+            queue.push(Priority::Urgent, job()).unwrap();
+            queue.push(Priority::New, job()).unwrap();
+            let batch = queue.take(1024).unwrap();
+            if queue.depth().2 == 0 && background_at.is_none() {
+                assert_eq!(batch.len(), 1, "the background job shared its transaction");
+                background_at = Some(n);
+            }
+        }
+        assert_eq!(background_at, Some(BACKGROUND_PATIENCE + 1));
+    }
+
+    /// Background work waits while anything else is queued and goes first when idle.
+    #[test]
+    fn background_work_goes_when_the_queue_is_otherwise_empty() {
+        let queue = Queue::new(1024);
+        queue.push(Priority::New, job()).unwrap();
+        queue.push(Priority::Background, job()).unwrap();
+        assert_eq!(queue.take(1024).unwrap().len(), 1);
+        assert_eq!(queue.depth(), (0, 0, 1));
+        assert_eq!(queue.take(1024).unwrap().len(), 1);
+        assert_eq!(queue.depth(), (0, 0, 0));
     }
 }
