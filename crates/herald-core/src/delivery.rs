@@ -70,7 +70,7 @@ pub enum FailReason {
     /// The original this update follows failed or was cancelled on the destination; an
     /// operator's retry of the original revives the update.
     PredecessorFailed,
-    /// The last allowed attempt ended ambiguously: the destination may have the message,
+    /// An ambiguous outcome no attempt can follow: the destination may have the message,
     /// and nothing herald can do proves it either way.
     Ambiguous,
 }
@@ -231,12 +231,13 @@ pub fn next(
             res.ambiguous = true;
             let resend =
                 capabilities.resolves_ambiguity() || policy.on_unknown == OnUnknown::Resend;
-            if res.attempts >= res.max_attempts {
+            if res.attempts >= res.max_attempts || now >= res.expires_at {
                 // No attempt is left to resolve the doubt, so say it as it is: the
-                // destination may have the message. `hold` leaves the call to an operator.
+                // destination may have the message. `hold` leaves the call to an operator
+                // (unless the delivery expired, which wins below; the words stay).
                 res.last_error = Some(format!(
-                    "{reason}; the last allowed attempt ended ambiguously, so the destination \
-                     may have received the message"
+                    "{reason}; no attempt is left to settle it, so the destination may \
+                     have received the message"
                 ));
                 res.state = if policy.on_unknown == OnUnknown::Hold {
                     State::Held

@@ -263,12 +263,14 @@ fn unknown_without_capabilities_follows_on_unknown() {
     );
 }
 
+/// What `next` adds to the reason of an ambiguous outcome no attempt can follow.
+const MAY_HAVE_IT: &str = "no attempt is left to settle it, so the destination may have \
+                           received the message";
+
 /// An ambiguous last attempt is not "attempts exhausted": the destination may have the
 /// message. `hold` leaves it to an operator; otherwise it fails as `ambiguous`.
 #[test]
 fn unknown_on_the_last_attempt_holds_or_fails_as_ambiguous() {
-    const MAY_HAVE_IT: &str = "the last allowed attempt ended ambiguously, so the destination \
-                               may have received the message";
     run(hold(policy(2))).check(
         &[retry(503), unknown("timeout")],
         "
@@ -340,7 +342,11 @@ fn every_outcome_but_delivered_fails_as_expired_once_the_deadline_passed() {
             permanent("404 channel_not_found"),
             "permanent -> #1 failed expired (404 channel_not_found)",
         ),
-        (unknown("timeout"), "unknown -> #1 failed expired ambiguous (timeout)"),
+        (
+            unknown("timeout"),
+            "unknown -> #1 failed expired ambiguous (timeout; no attempt is left to settle it, \
+             so the destination may have received the message)",
+        ),
         (delivered("ts-1"), "delivered -> #1 delivered ref=ts-1"),
     ];
     for late in [secs(10), secs(11), secs(3600)] {
@@ -363,8 +369,7 @@ fn expiry_wins_over_an_exhausted_budget() {
     );
     run(hold(policy(1))).expires_in(secs(10)).check(
         &[wait(secs(10)), unknown("timeout")],
-        "@10s unknown -> #1 failed expired ambiguous (timeout; the last allowed attempt ended \
-         ambiguously, so the destination may have received the message)",
+        &format!("@10s unknown -> #1 failed expired ambiguous (timeout; {MAY_HAVE_IT})"),
     );
 }
 
