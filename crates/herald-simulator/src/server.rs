@@ -175,13 +175,27 @@ async fn hook(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Resp
     let key = key.as_deref();
     let record =
         endpoint.plan.record.then(|| Record { headers: std::mem::take(&mut parts.headers), body });
-    let outcome = endpoint.handle(key, record);
+    let (outcome, entry) = endpoint.handle(key, record);
+    // Ends the log entry when this handler returns or is dropped, which hyper does when
+    // the client closes the connection: so a request's interval ends when the client
+    // stopped waiting for it, not when a hang or delay would have answered.
+    let _end = entry.map(|index| EndOnDrop { endpoint, index });
     shared.notify_change();
 
-    if outcome == Outcome::Hang {
-        shared.cancel.cancelled().await;
-        return drop_connection();
-    }
+    let outcome = match outcome {
+        Outcome::Hang => {
+            shared.cancel.cancelled().await;
+            return drop_connection();
+        }
+        Outcome::Delayed { anonymous } => {
+            tokio::select! {
+                () = tokio::time::sleep(endpoint.plan.delay) => {}
+                () = shared.cancel.cancelled() => return drop_connection(),
+            }
+            Outcome::Accepted { anonymous }
+        }
+        other => other,
+    };
     let latency = endpoint.plan.latency;
     if !latency.is_zero() {
         tokio::select! {
@@ -214,7 +228,19 @@ async fn hook(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Resp
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             response
         }
-        Outcome::Reset | Outcome::Hang => drop_connection(),
+        Outcome::Reset | Outcome::Hang | Outcome::Delayed { .. } => drop_connection(),
+    }
+}
+
+/// Marks a log entry as ended when dropped.
+struct EndOnDrop<'a> {
+    endpoint: &'a crate::state::Endpoint,
+    index: usize,
+}
+
+impl Drop for EndOnDrop<'_> {
+    fn drop(&mut self) {
+        self.endpoint.end(self.index);
     }
 }
 
