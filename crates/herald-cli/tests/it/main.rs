@@ -5,5 +5,7 @@
 
 mod cli;
 mod crash;
+mod hold;
 mod process;
 mod reliability;
+mod torture;
