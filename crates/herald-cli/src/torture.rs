@@ -192,14 +192,22 @@ pub fn destinations(rng: &mut Rng, duration: Duration, rate: u32) -> Vec<Spec> {
         ),
     ));
 
-    // Above the average load it gets (a bucket below it could never drain), so 429s come
-    // in storms: after a restart, and when the backlog of a paced lane is released.
+    // Above the average load it gets (a bucket below it could never drain), so the bucket
+    // overflows only in bursts: after a restart, after the storm, and when the backlog of
+    // a paced lane is released.
     let load = f64::from(rate) * 0.6 * 1.35;
-    let bucket = (load * (1.5 + rng.unit())).ceil().max(2.0) as u32;
+    let bucket = (load * (1.2 + rng.unit())).ceil().max(2.0) as u32;
+    let storm_at = rng.between(duration / 10, duration * 8 / 10);
+    let storm = rng.between(ms(2000), ms(5000));
     specs.push(Spec::new(
         "throttled",
-        FaultPlan::healthy().rate_limit(bucket, Duration::from_secs(RETRY_AFTER_SECS)),
-        format!("token bucket {bucket}/s, over it 429 Retry-After: {RETRY_AFTER_SECS}"),
+        FaultPlan::healthy()
+            .rate_limit(bucket, Duration::from_secs(RETRY_AFTER_SECS))
+            .outage(storm_at, storm, 429),
+        format!(
+            "token bucket {bucket}/s, over it 429 Retry-After: {RETRY_AFTER_SECS}; \
+             a 429 storm at {storm_at:.1?} for {storm:.1?}"
+        ),
     ));
 
     let limit = rng.range(5, 10);

@@ -125,7 +125,7 @@ impl FaultPlan {
     /// `status` (e.g. 503) and nothing is stored: a destination down for a while.
     ///
     /// May be called several times (5xx bursts); rejected requests do not count as
-    /// attempts of their key.
+    /// attempts of their key. A 429 outage (a 429 storm) answers `Retry-After: 1`.
     pub fn outage(mut self, from: Duration, length: Duration, status: u16) -> Self {
         self.outages.push(Outage { from, until: from.saturating_add(length), status });
         self

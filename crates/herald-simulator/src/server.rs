@@ -212,10 +212,18 @@ async fn hook(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Resp
             };
             json_response(StatusCode::OK, &Accepted { ok: true, id: &id })
         }
-        Outcome::Rejected(status) => json_response(
-            status_code(status),
-            &json!({ "ok": false, "error": "injected_failure", "status": status }),
-        ),
+        Outcome::Rejected(status) => {
+            let mut response = json_response(
+                status_code(status),
+                &json!({ "ok": false, "error": "injected_failure", "status": status }),
+            );
+            // A 429 storm (an outage answering 429) says when to come back, as real
+            // rate limiters do.
+            if status == 429 {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+            }
+            response
+        }
         Outcome::Throttled { retry_after_secs } => {
             let mut response = json_response(
                 StatusCode::TOO_MANY_REQUESTS,

@@ -478,6 +478,12 @@ async fn an_outage_answers_its_status_and_stores_nothing_until_it_ends() {
     let stats = sim.stats("down");
     assert_eq!((stats.requests, stats.outage_rejected, stats.stored), (2, 1, 1));
     sim.shutdown().await;
+
+    let sim = start(&[("storm", FaultPlan::healthy().outage(Duration::ZERO, PROMPTLY, 429))]).await;
+    let response = post(&client(), &sim.url("storm"), Some("k"), "{}").await.expect("a response");
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "1", "a 429 storm says when to come back");
+    sim.shutdown().await;
 }
 
 /// Two requests with the same key open at once are a double send; one after the other
