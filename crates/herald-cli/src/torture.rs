@@ -520,15 +520,20 @@ async fn update(
     Ok(())
 }
 
-/// SIGKILLs and restarts the server at each offset from `started`; the last server and
-/// how many kills it survived.
+/// How to start the server again after a kill.
+struct Relaunch {
+    herald: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+/// SIGKILLs and restarts the server at each offset from `started`, publishing each new
+/// base URL; the last server and how many kills it took.
 async fn killer(
     mut current: HeraldProcess,
     at: Vec<Duration>,
     started: Instant,
-    restart: impl Fn() -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = anyhow::Result<HeraldProcess>> + Send>,
-    >,
+    relaunch: Relaunch,
     base: watch::Sender<String>,
 ) -> anyhow::Result<(HeraldProcess, usize)> {
     let mut kills = 0;
@@ -536,7 +541,7 @@ async fn killer(
         tokio::time::sleep_until((started + offset).into()).await;
         current.kill().await?;
         kills += 1;
-        current = restart().await?;
+        current = HeraldProcess::start(&relaunch.herald, &relaunch.config, &relaunch.log).await?;
         base.send_replace(current.base.clone());
     }
     Ok((current, kills))
@@ -602,15 +607,9 @@ pub async fn run(options: &Options, herald: &Path, out: &mut impl Write) -> anyh
     let (base_tx, base_rx) = watch::channel(first.base.clone());
     let api = Api::new(base_rx)?;
     let started = Instant::now();
-    let restart = {
-        let (herald, config, log) = (herald.to_path_buf(), config.clone(), log.clone());
-        move || {
-            let (herald, config, log) = (herald.clone(), config.clone(), log.clone());
-            Box::pin(async move { HeraldProcess::start(&herald, &config, &log).await })
-                as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>
-        }
-    };
-    let killing = tokio::spawn(killer(first, kill_at, started, restart, base_tx));
+    let relaunch =
+        Relaunch { herald: herald.to_path_buf(), config: config.clone(), log: log.clone() };
+    let killing = tokio::spawn(killer(first, kill_at, started, relaunch, base_tx));
     let submitted = client(&api, client_rng, options, &specs).await;
     let (server, kills_survived) = killing.await.context("the kill task failed")??;
     let submitted = match submitted {
