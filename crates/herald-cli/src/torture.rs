@@ -320,40 +320,37 @@ pub fn write_config(
     Ok(path)
 }
 
-/// Waits until no broadcast is in progress; the time it took, or `None` after `within`.
+/// Waits until no delivery has work left (pending, in flight or waiting for its
+/// predecessor, summed over `GET /v1/destinations`); the time it took, or `None` after
+/// `within`. Held deliveries wait for an operator and so count as ended.
 ///
 /// # Errors
 /// When the server stops answering.
 pub async fn converge(api: &Api, within: Duration) -> anyhow::Result<Option<Duration>> {
     let started = Instant::now();
     loop {
-        if !any_in_progress(api).await? {
+        let (status, view) = api.get("/v1/destinations").await?;
+        if status != 200 {
+            bail!("GET /v1/destinations answered {status}: {view}");
+        }
+        let open: u64 = view["destinations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| {
+                ["pending", "in_flight", "waiting"]
+                    .iter()
+                    .map(|k| d[*k].as_u64().unwrap_or(0))
+                    .sum::<u64>()
+            })
+            .sum();
+        if open == 0 {
             return Ok(Some(started.elapsed()));
         }
         if started.elapsed() > within {
             return Ok(None);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Whether any broadcast is in progress. The state filter is applied while scanning, a
-/// bounded number of broadcasts per page, so an empty page with a cursor means "look on".
-async fn any_in_progress(api: &Api) -> anyhow::Result<bool> {
-    let mut cursor = String::new();
-    loop {
-        let path = format!("/v1/broadcasts?state=in_progress&limit=100&cursor={cursor}");
-        let (status, page) = api.get(&path).await?;
-        if status != 200 {
-            bail!("listing the broadcasts in progress answered {status}: {page}");
-        }
-        if page["items"].as_array().is_none_or(|items| !items.is_empty()) {
-            return Ok(true);
-        }
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = next.to_string(),
-            None => return Ok(false),
-        }
     }
 }
 
