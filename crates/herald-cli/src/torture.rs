@@ -16,6 +16,8 @@ mod api;
 mod check;
 mod issue5;
 mod process;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
