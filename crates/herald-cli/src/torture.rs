@@ -409,6 +409,8 @@ pub async fn fetch(
 #[derive(Debug, Default)]
 struct Submitted {
     broadcasts: Vec<String>,
+    /// The destinations each broadcast was submitted to.
+    to: HashMap<String, Vec<String>>,
     updates: HashMap<String, Vec<u64>>,
     update_count: usize,
     replays: usize,
@@ -455,6 +457,7 @@ async fn client(
         };
         let id = id.to_string();
         s.broadcasts.push(id.clone());
+        s.to.insert(id.clone(), to.iter().map(|name| (*name).to_string()).collect());
         if rng.chance(0.15) {
             s.replays += 1;
             let (status, again) = api.post("/v1/broadcasts", &body, None).await?;
@@ -623,8 +626,9 @@ pub async fn run(options: &Options, herald: &Path, out: &mut impl Write) -> anyh
     let converged = converge(&api, options.converge_within).await?;
     let non_dedupe: HashSet<String> =
         specs.iter().filter(|s| !s.dedupe).map(|s| s.name.clone()).collect();
-    let reported =
+    let mut reported =
         fetch(&api, &submitted.broadcasts, submitted.updates.clone(), &non_dedupe).await?;
+    reported.destinations = submitted.to.clone();
     let findings = check(&sim.view(), &reported, &non_dedupe);
     let elapsed = started.elapsed();
     server.kill().await?;

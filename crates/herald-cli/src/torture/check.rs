@@ -84,6 +84,8 @@ pub struct Reported {
     pub broadcasts: Vec<(String, Value)>,
     /// Each accepted update: broadcast id to the update sequence numbers the client got.
     pub updates: HashMap<String, Vec<u64>>,
+    /// The destinations each broadcast was submitted to (not checked when missing).
+    pub destinations: HashMap<String, Vec<String>>,
     /// Attempt logs by delivery id, for the destinations that do not deduplicate.
     pub attempts: HashMap<String, Vec<Value>>,
 }
@@ -110,10 +112,20 @@ pub fn check(sim: &SimView, reported: &Reported, non_deduplicating: &HashSet<Str
             continue;
         }
         let deliveries = view["deliveries"].as_array().cloned().unwrap_or_default();
-        for seq in reported.updates.get(id).into_iter().flatten() {
+        let seqs = std::iter::once(&0).chain(reported.updates.get(id).into_iter().flatten());
+        for seq in seqs {
             if !deliveries.iter().any(|d| d["seq"].as_u64() == Some(*seq)) {
                 f.lost += 1;
-                f.example(format!("lost: accepted update {seq} of {id} has no deliveries"));
+                f.example(format!("lost: accepted message {seq} of {id} has no deliveries"));
+            }
+            for name in reported.destinations.get(id).into_iter().flatten() {
+                let found = deliveries
+                    .iter()
+                    .any(|d| d["seq"].as_u64() == Some(*seq) && d["destination"] == name.as_str());
+                if !found {
+                    f.lost += 1;
+                    f.example(format!("lost: message {seq} of {id} has no delivery to {name}"));
+                }
             }
         }
         for d in &deliveries {

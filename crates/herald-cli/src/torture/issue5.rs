@@ -143,7 +143,9 @@ pub async fn issue5(herald: &Path, run: &Issue5) -> anyhow::Result<Issue5Report>
     let remaining = run.converge_within.saturating_sub(started.elapsed());
     report.convergence = converge(&api, remaining).await?.map(|_| started.elapsed());
 
-    let reported = fetch(&api, &accepted, updates, &HashSet::new()).await?;
+    let mut reported = fetch(&api, &accepted, updates, &HashSet::new()).await?;
+    let all: Vec<String> = names.iter().map(|name| (*name).to_string()).collect();
+    reported.destinations = accepted.iter().map(|id| (id.clone(), all.clone())).collect();
     report.findings = check(&sim.view(), &reported, &HashSet::new());
     for (id, view) in &reported.broadcasts {
         for d in view["deliveries"].as_array().into_iter().flatten() {

@@ -100,17 +100,24 @@ async fn the_checks_catch_duplicates_disorder_double_sends_and_loss() {
     send(&http, &dedupe, "d1", "b1", 0).await;
     send(&http, &dedupe, "d2", "b1", 1).await;
     send(&http, &counting, "c1", "b1", 0).await;
+    send(&http, &counting, "c1u", "b1", 1).await;
     let mut reported = Reported {
         broadcasts: vec![view(
             "b1",
-            &[("d1", "dedupe", 0), ("d2", "dedupe", 1), ("c1", "counting", 0)],
+            &[
+                ("d1", "dedupe", 0),
+                ("d2", "dedupe", 1),
+                ("c1", "counting", 0),
+                ("c1u", "counting", 1),
+            ],
         )],
         updates: HashMap::from([("b1".to_string(), vec![1])]),
+        destinations: HashMap::from([("b1".to_string(), vec!["dedupe".into(), "counting".into()])]),
         attempts: HashMap::new(),
     };
     let clean = check(&sim.view(), &reported, &non_dedupe);
     assert_eq!(clean.violations(), 0, "{:#?}", clean.examples);
-    assert_eq!(clean.delivered, 3);
+    assert_eq!(clean.delivered, 4);
 
     // A second key for one message at a deduplicating receiver is a duplicate.
     send(&http, &dedupe, "d1-again", "b1", 0).await;
@@ -127,12 +134,16 @@ async fn the_checks_catch_duplicates_disorder_double_sends_and_loss() {
     // Delivered per herald, never stored: lost. Unknown to herald: lost.
     reported.broadcasts.push(view("b4", &[("d5", "dedupe", 0)]));
     reported.broadcasts.push(("b5".to_string(), Value::Null));
+    // Submitted to a destination herald made no delivery for: lost.
+    reported.broadcasts.push(view("b6", &[("d6", "dedupe", 0)]));
+    send(&http, &dedupe, "d6", "b6", 0).await;
+    reported.destinations.insert("b6".into(), vec!["dedupe".into(), "counting".into()]);
     let found = check(&sim.view(), &reported, &non_dedupe);
     assert_eq!(found.duplicates, 1, "{:#?}", found.examples);
     assert_eq!(found.order_violations, 1, "{:#?}", found.examples);
     assert_eq!(found.double_sends, 1, "{:#?}", found.examples);
     assert_eq!(found.excess_copies, 1, "{:#?}", found.examples);
-    assert_eq!(found.lost, 2, "{:#?}", found.examples);
+    assert_eq!(found.lost, 3, "{:#?}", found.examples);
 
     // One ambiguous attempt in herald's log allows the one extra copy.
     reported.attempts.insert("c2".into(), vec![json!({"delivery_id": "c2", "outcome": "unknown"})]);
