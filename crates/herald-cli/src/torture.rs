@@ -158,6 +158,9 @@ impl Spec {
     }
 }
 
+/// Probability that a broadcast is followed by an update (on a recent broadcast).
+const UPDATE_CHANCE: f64 = 0.35;
+
 /// Concurrency of every destination (part of the 429 bound).
 const CONCURRENCY: u64 = 4;
 
@@ -194,19 +197,19 @@ pub fn destinations(rng: &mut Rng, duration: Duration, rate: u32) -> Vec<Spec> {
         ),
     ));
 
-    // Above the average load it gets (a bucket below it could never drain), so the bucket
+    // The bucket is above the average load (one below it could never drain), so it
     // overflows only in bursts: after a restart, after the storm, and when the backlog of
-    // a paced lane is released.
-    // Its share of the broadcasts stays low: after a 429 the lane sends one attempt per
-    // Retry-After for CALM_STREAK attempts, then bursts into the bucket again, so a lane
-    // loaded above about one message per second never drains its backlog (measured: a
-    // 4/s load behind a 7/s bucket fell further behind after each storm).
+    // a paced lane is released. The load stays low: after a 429 the lane sends one
+    // attempt per Retry-After for CALM_STREAK attempts, then bursts into the bucket
+    // again, so a lane loaded above about one message per second never drains its
+    // backlog (measured: a 4/s load behind a 7/s bucket fell further behind after each
+    // storm).
     let share = 0.15;
-    let load = f64::from(rate) * share * 1.35;
+    let load = f64::from(rate) * share * (1.0 + UPDATE_CHANCE);
     let bucket = (load * (1.2 + rng.unit())).ceil().max(2.0) as u32;
     let storm_at = rng.between(duration / 10, duration * 8 / 10);
     let storm = rng.between(ms(2000), ms(5000));
-    specs.push(Spec::new(
+    let mut throttled = Spec::new(
         "throttled",
         FaultPlan::healthy()
             .rate_limit(bucket, Duration::from_secs(RETRY_AFTER_SECS))
@@ -215,8 +218,9 @@ pub fn destinations(rng: &mut Rng, duration: Duration, rate: u32) -> Vec<Spec> {
             "token bucket {bucket}/s, over it 429 Retry-After: {RETRY_AFTER_SECS}; \
              a 429 storm at {storm_at:.1?} for {storm:.1?}"
         ),
-    ));
-    specs.last_mut().into_iter().for_each(|spec| spec.chance = share);
+    );
+    throttled.chance = share;
+    specs.push(throttled);
 
     let limit = rng.range(5, 10);
     specs.push(
@@ -465,7 +469,7 @@ async fn client(
                 s.api_violations.push(format!("replay of submit {n} answered {status}: {again}"));
             }
         }
-        if rng.chance(0.35) {
+        if rng.chance(UPDATE_CHANCE) {
             let recent = s.broadcasts.len().min(20) as u64;
             let target =
                 s.broadcasts[s.broadcasts.len() - 1 - rng.range(0, recent - 1) as usize].clone();
