@@ -164,32 +164,23 @@ pub fn check(sim: &SimView, reported: &Reported, non_deduplicating: &HashSet<Str
                     f.example(format!("not converged: {delivery} ({destination}) is {state}"));
                 }
             }
-            if copies > 1 {
-                if non_deduplicating.contains(&destination) {
-                    let extra = copies - 1;
-                    let unknown = reported
-                        .attempts
-                        .get(delivery)
-                        .map_or(0, |log| log.iter().filter(|a| a["outcome"] == "unknown").count());
-                    f.extra_copies += extra;
-                    f.ambiguous_attempts += unknown;
-                    if extra > unknown {
-                        f.excess_copies += extra - unknown;
-                        f.example(format!(
-                            "excess copies: {delivery} ({destination}) stored {copies} times after {unknown} ambiguous attempts"
-                        ));
-                    }
-                } else {
-                    f.duplicates += copies - 1;
-                    f.example(format!(
-                        "duplicate: {destination} stored {id} #{seq} {copies} times"
-                    ));
-                }
-            } else if non_deduplicating.contains(&destination) {
-                f.ambiguous_attempts += reported
+            if non_deduplicating.contains(&destination) {
+                let unknown = reported
                     .attempts
                     .get(delivery)
                     .map_or(0, |log| log.iter().filter(|a| a["outcome"] == "unknown").count());
+                let extra = copies.saturating_sub(1);
+                f.extra_copies += extra;
+                f.ambiguous_attempts += unknown;
+                if extra > unknown {
+                    f.excess_copies += extra - unknown;
+                    f.example(format!(
+                        "excess copies: {delivery} ({destination}) stored {copies} times after {unknown} ambiguous attempts"
+                    ));
+                }
+            } else if copies > 1 {
+                f.duplicates += copies - 1;
+                f.example(format!("duplicate: {destination} stored {id} #{seq} {copies} times"));
             }
         }
     }
