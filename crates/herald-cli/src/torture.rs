@@ -161,6 +161,9 @@ impl Spec {
 /// Probability that a broadcast is followed by an update (on a recent broadcast).
 const UPDATE_CHANCE: f64 = 0.35;
 
+/// How often a long run prints a progress line.
+const PROGRESS_EVERY: Duration = Duration::from_secs(60);
+
 /// Concurrency of every destination (part of the 429 bound).
 const CONCURRENCY: u64 = 4;
 
@@ -437,9 +440,20 @@ async fn client(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let started = Instant::now();
     let mut n = 0usize;
+    let mut next_progress = PROGRESS_EVERY;
     while started.elapsed() < options.duration {
         ticker.tick().await;
         n += 1;
+        if started.elapsed() >= next_progress {
+            // A long run says it is alive (on stderr: stdout is the report).
+            eprintln!(
+                "  {:?}: {} broadcasts, {} updates submitted",
+                next_progress,
+                s.broadcasts.len(),
+                s.update_count
+            );
+            next_progress += PROGRESS_EVERY;
+        }
         let mut to: Vec<&str> = specs
             .iter()
             .filter(|spec| rng.chance(spec.chance))
