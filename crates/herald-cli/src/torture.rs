@@ -161,6 +161,9 @@ impl Spec {
 /// Probability that a broadcast is followed by an update (on a recent broadcast).
 const UPDATE_CHANCE: f64 = 0.35;
 
+/// The setting of the lanes whose first tries time out.
+const SLOW_LANE: &str = "concurrency = 8";
+
 /// How often a long run prints a progress line.
 const PROGRESS_EVERY: Duration = Duration::from_secs(60);
 
@@ -237,11 +240,16 @@ pub fn destinations(rng: &mut Rng, duration: Duration, rate: u32) -> Vec<Spec> {
     );
 
     let delay = rng.between(ms(2000), ms(4000));
-    specs.push(Spec::new(
-        "hang",
-        FaultPlan::healthy().delay_first(1, delay),
-        format!("stores the first try, answers it after {delay:.1?} (timeout 1s)"),
-    ));
+    // Each first try holds a slot for the whole 1 s timeout: twice the concurrency keeps
+    // the lane ahead of its load (4 first tries a second at the default rate).
+    specs.push(
+        Spec::new(
+            "hang",
+            FaultPlan::healthy().delay_first(1, delay),
+            format!("stores the first try, answers it after {delay:.1?} (timeout 1s)"),
+        )
+        .with(SLOW_LANE),
+    );
 
     specs.push(Spec::new(
         "reset",
@@ -282,7 +290,8 @@ pub fn destinations(rng: &mut Rng, duration: Duration, rate: u32) -> Vec<Spec> {
         ambiguous.0,
         format!("does not deduplicate; {}; dedupe = false, on_unknown = \"resend\"", ambiguous.1),
     )
-    .with("dedupe = false\non_unknown = \"resend\"");
+    .with("dedupe = false\non_unknown = \"resend\"")
+    .with(SLOW_LANE);
     nodedupe.dedupe = false;
     specs.push(nodedupe);
 
