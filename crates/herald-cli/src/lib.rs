@@ -9,3 +9,4 @@ pub mod config;
 pub mod demo;
 pub mod progress;
 pub mod serve;
+pub mod torture;

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use herald_cli::client::Client;
 use herald_cli::config::Config;
-use herald_cli::{bench, demo, progress, serve};
+use herald_cli::{bench, demo, progress, serve, torture};
 use serde_json::{Value, json};
 
 /// herald allocates many small, short-lived buffers per delivery (HTTP, JSON, SQL
@@ -126,6 +126,8 @@ enum Command {
     Demo,
     /// Measure deliveries per second and latency against a local sink.
     Bench(bench::Options),
+    /// Kill and restart a real server under random faults, then check every promise.
+    Torture(torture::Options),
 }
 
 fn main() -> ExitCode {
@@ -282,6 +284,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Demo => return demo::run(&mut out).await,
         Command::Bench(options) => bench::run(options, &mut out).await?,
+        Command::Torture(options) => {
+            let herald = torture::current_herald()?;
+            let passed = torture::run(&options, &herald, &mut out).await?;
+            return Ok(if passed { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,9 +2,11 @@
 //!
 //! A [`Simulator`] is one HTTP/1.1 server on loopback hosting many named endpoints at
 //! `POST /hooks/{name}`. Each endpoint follows a [`FaultPlan`] (fail the first attempts,
-//! rate-limit with `Retry-After`, store then hang, store then reset, add latency, dedupe by
-//! idempotency key) and records what it received and what it stored, so tests, `herald demo`
-//! and `herald bench` can check that every message arrived exactly once.
+//! rate-limit with `Retry-After`, store then hang, store then answer late, store then reset,
+//! go down for a while, add latency, dedupe by idempotency key or not) and records what it
+//! received, when each request arrived and ended, and what it stored, so tests, `herald
+//! demo`, `herald bench` and `herald torture` can check that every message arrived exactly
+//! once and never by two attempts at once.
 //!
 //! `GET /_sim/{name}` (and `GET /_sim` for all endpoints) answers an endpoint's statistics
 //! and stored copies as JSON, for people poking at a running demo.
@@ -262,6 +264,37 @@ impl SimView {
     /// The counters of endpoint `name`.
     pub fn stats(&self, name: &str) -> EndpointStats {
         self.shared.endpoints.get(name).map(Endpoint::stats).unwrap_or_default()
+    }
+
+    /// Keys of which endpoint `name` received a request while an earlier request with the
+    /// same key was still open (sent by two attempts at once), sorted.
+    ///
+    /// A request is open from its arrival until it was answered or its connection closed.
+    /// The server learns of a closed connection asynchronously, so an overlap of at most
+    /// `tolerance` is not counted (a retry right after a client gave up is not a double
+    /// send). A request still open counts as open until now.
+    pub fn overlapping_keys(&self, name: &str, tolerance: Duration) -> Vec<String> {
+        let now = std::time::Instant::now();
+        let mut by_key: BTreeMap<String, Vec<(std::time::Instant, std::time::Instant)>> =
+            BTreeMap::new();
+        for r in self.received(name) {
+            if let Some(key) = r.key {
+                by_key.entry(key).or_default().push((r.at, r.ended.unwrap_or(now)));
+            }
+        }
+        by_key
+            .into_iter()
+            .filter(|(_, spans)| {
+                // `received` is in order of arrival, so each span starts after the earlier.
+                let mut open_until: Option<std::time::Instant> = None;
+                spans.iter().any(|&(at, ended)| {
+                    let overlaps = open_until.is_some_and(|until| at + tolerance < until);
+                    open_until = Some(open_until.map_or(ended, |u| u.max(ended)));
+                    overlaps
+                })
+            })
+            .map(|(key, _)| key)
+            .collect()
     }
 
     /// How many requests reached endpoint `name`.

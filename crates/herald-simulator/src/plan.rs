@@ -7,15 +7,19 @@ use std::time::Duration;
 /// Faults are applied to each request in this order; the first that applies decides its fate:
 ///
 /// 1. [`status_always`](FaultPlan::status_always): answer that status, store nothing;
-/// 2. [`rate_limit`](FaultPlan::rate_limit): over the token bucket, answer 429 with `Retry-After`;
-/// 3. [`fail_first`](FaultPlan::fail_first): the key's first `n` attempts get the failure status;
-/// 4. [`reset_first`](FaultPlan::reset_first): the next `n` attempts are stored, then the
+/// 2. [`outage`](FaultPlan::outage): inside one of its time windows, answer its status, store
+///    nothing;
+/// 3. [`rate_limit`](FaultPlan::rate_limit): over the token bucket, answer 429 with `Retry-After`;
+/// 4. [`fail_first`](FaultPlan::fail_first): the key's first `n` attempts get the failure status;
+/// 5. [`reset_first`](FaultPlan::reset_first): the next `n` attempts are stored, then the
 ///    connection is closed without a response;
-/// 5. [`hang_first`](FaultPlan::hang_first): the next `n` attempts are stored, then never answered;
-/// 6. otherwise the message is stored (or dropped as a duplicate when
+/// 6. [`hang_first`](FaultPlan::hang_first): the next `n` attempts are stored, then never answered;
+/// 7. [`delay_first`](FaultPlan::delay_first): the next `n` attempts are stored, then answered
+///    `200` only after a delay;
+/// 8. otherwise the message is stored (or dropped as a duplicate when
 ///    [`dedupe`](FaultPlan::dedupe) is on) and answered `200`.
 ///
-/// Per-key attempts are counted only for requests that got past steps 1 and 2, so
+/// Per-key attempts are counted only for requests that got past steps 1 to 3, so
 /// `fail_first(2, 503).reset_first(1)` answers a key 503, 503, then resets, then 200.
 /// A request without an idempotency key is its own key and so is always a first attempt.
 /// [`latency`](FaultPlan::latency) delays every answer and every reset (not hangs).
@@ -27,6 +31,9 @@ pub struct FaultPlan {
     pub(crate) fail_status: u16,
     pub(crate) reset_first: u32,
     pub(crate) hang_first: u32,
+    pub(crate) delay_first: u32,
+    pub(crate) delay: Duration,
+    pub(crate) outages: Vec<Outage>,
     pub(crate) latency: Duration,
     pub(crate) dedupe: bool,
     pub(crate) record: bool,
@@ -39,12 +46,21 @@ pub(crate) struct RateLimit {
     pub(crate) retry_after: Duration,
 }
 
+/// A time window, measured from the simulator's start, in which every request fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Outage {
+    pub(crate) from: Duration,
+    pub(crate) until: Duration,
+    pub(crate) status: u16,
+}
+
 /// What the fault plan does with the `attempt`-th (0-based) counted request for one key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Step {
     Fail(u16),
     Reset,
     Hang,
+    Delay,
     Store,
 }
 
@@ -64,6 +80,9 @@ impl FaultPlan {
             fail_status: 500,
             reset_first: 0,
             hang_first: 0,
+            delay_first: 0,
+            delay: Duration::ZERO,
+            outages: Vec::new(),
             latency: Duration::ZERO,
             dedupe: true,
             record: true,
@@ -91,6 +110,30 @@ impl FaultPlan {
     pub fn hang_first(mut self, n: u32) -> Self {
         self.hang_first = n;
         self
+    }
+
+    /// The first `n` requests per key (after those of the earlier steps) are stored, then
+    /// answered `200` after `delay` (store-then-hang that ends: a client with a shorter
+    /// timeout gives up on a message the destination has).
+    pub fn delay_first(mut self, n: u32, delay: Duration) -> Self {
+        self.delay_first = n;
+        self.delay = delay;
+        self
+    }
+
+    /// From `from` after the simulator started, for `length`, every request is answered
+    /// `status` (e.g. 503) and nothing is stored: a destination down for a while.
+    ///
+    /// May be called several times (5xx bursts); rejected requests do not count as
+    /// attempts of their key. A 429 outage (a 429 storm) answers `Retry-After: 1`.
+    pub fn outage(mut self, from: Duration, length: Duration, status: u16) -> Self {
+        self.outages.push(Outage { from, until: from.saturating_add(length), status });
+        self
+    }
+
+    /// The status of the outage window containing `since_start`, if any.
+    pub(crate) fn outage_at(&self, since_start: Duration) -> Option<u16> {
+        self.outages.iter().find(|o| (o.from..o.until).contains(&since_start)).map(|o| o.status)
     }
 
     /// The first `n` requests per key are stored, then the connection is closed unanswered.
@@ -134,12 +177,15 @@ impl FaultPlan {
         let fail_end = u64::from(self.fail_first);
         let reset_end = fail_end + u64::from(self.reset_first);
         let hang_end = reset_end + u64::from(self.hang_first);
+        let delay_end = hang_end + u64::from(self.delay_first);
         if attempt < fail_end {
             Step::Fail(self.fail_status)
         } else if attempt < reset_end {
             Step::Reset
         } else if attempt < hang_end {
             Step::Hang
+        } else if attempt < delay_end {
+            Step::Delay
         } else {
             Step::Store
         }
@@ -152,13 +198,35 @@ mod tests {
 
     #[test]
     fn steps_follow_the_documented_order() {
-        let plan = FaultPlan::healthy().fail_first(2, 503).reset_first(1).hang_first(1);
-        let steps: Vec<Step> = (0..6).map(|i| plan.step(i)).collect();
+        let plan = FaultPlan::healthy()
+            .fail_first(2, 503)
+            .reset_first(1)
+            .hang_first(1)
+            .delay_first(1, Duration::from_secs(1));
+        let steps: Vec<Step> = (0..7).map(|i| plan.step(i)).collect();
         assert_eq!(
             steps,
-            [Step::Fail(503), Step::Fail(503), Step::Reset, Step::Hang, Step::Store, Step::Store]
+            [
+                Step::Fail(503),
+                Step::Fail(503),
+                Step::Reset,
+                Step::Hang,
+                Step::Delay,
+                Step::Store,
+                Step::Store
+            ]
         );
         assert_eq!(FaultPlan::healthy().step(0), Step::Store);
         assert_eq!(FaultPlan::default(), FaultPlan::healthy());
+    }
+
+    #[test]
+    fn outages_cover_half_open_windows() {
+        let plan = FaultPlan::healthy()
+            .outage(Duration::from_secs(1), Duration::from_secs(2), 503)
+            .outage(Duration::from_secs(5), Duration::from_secs(1), 502);
+        let at = |ms| plan.outage_at(Duration::from_millis(ms));
+        assert_eq!([at(999), at(1000), at(2999), at(3000)], [None, Some(503), Some(503), None]);
+        assert_eq!([at(5000), at(6000)], [Some(502), None]);
     }
 }

@@ -175,13 +175,27 @@ async fn hook(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Resp
     let key = key.as_deref();
     let record =
         endpoint.plan.record.then(|| Record { headers: std::mem::take(&mut parts.headers), body });
-    let outcome = endpoint.handle(key, record);
+    let (outcome, entry) = endpoint.handle(key, record);
+    // Ends the log entry when this handler returns or is dropped, which hyper does when
+    // the client closes the connection: so a request's interval ends when the client
+    // stopped waiting for it, not when a hang or delay would have answered.
+    let _end = entry.map(|index| EndOnDrop { endpoint, index });
     shared.notify_change();
 
-    if outcome == Outcome::Hang {
-        shared.cancel.cancelled().await;
-        return drop_connection();
-    }
+    let outcome = match outcome {
+        Outcome::Hang => {
+            shared.cancel.cancelled().await;
+            return drop_connection();
+        }
+        Outcome::Delayed { anonymous } => {
+            tokio::select! {
+                () = tokio::time::sleep(endpoint.plan.delay) => {}
+                () = shared.cancel.cancelled() => return drop_connection(),
+            }
+            Outcome::Accepted { anonymous }
+        }
+        other => other,
+    };
     let latency = endpoint.plan.latency;
     if !latency.is_zero() {
         tokio::select! {
@@ -198,10 +212,18 @@ async fn hook(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Resp
             };
             json_response(StatusCode::OK, &Accepted { ok: true, id: &id })
         }
-        Outcome::Rejected(status) => json_response(
-            status_code(status),
-            &json!({ "ok": false, "error": "injected_failure", "status": status }),
-        ),
+        Outcome::Rejected(status) => {
+            let mut response = json_response(
+                status_code(status),
+                &json!({ "ok": false, "error": "injected_failure", "status": status }),
+            );
+            // A 429 storm (an outage answering 429) says when to come back, as real
+            // rate limiters do.
+            if status == 429 {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+            }
+            response
+        }
         Outcome::Throttled { retry_after_secs } => {
             let mut response = json_response(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -214,7 +236,19 @@ async fn hook(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Resp
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             response
         }
-        Outcome::Reset | Outcome::Hang => drop_connection(),
+        Outcome::Reset | Outcome::Hang | Outcome::Delayed { .. } => drop_connection(),
+    }
+}
+
+/// Marks a log entry as ended when dropped.
+struct EndOnDrop<'a> {
+    endpoint: &'a crate::state::Endpoint,
+    index: usize,
+}
+
+impl Drop for EndOnDrop<'_> {
+    fn drop(&mut self) {
+        self.endpoint.end(self.index);
     }
 }
 

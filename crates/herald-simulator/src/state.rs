@@ -28,6 +28,9 @@ pub struct Received {
     pub body: Bytes,
     /// When the endpoint decided its fate.
     pub at: std::time::Instant,
+    /// When it ended: answered, or its connection closed (by the client giving up, a
+    /// reset or shutdown); `None` while it is still open.
+    pub ended: Option<std::time::Instant>,
     /// What the endpoint did with it.
     pub fate: Fate,
     /// Whether it added a stored copy (true for `Stored`, and for `Reset`/`Hung` of a new key).
@@ -58,6 +61,11 @@ pub enum Fate {
         /// The status answered.
         status: u16,
     },
+    /// Stored (unless a duplicate), then answered `status` (200) only after the plan's delay.
+    Delayed {
+        /// The status answered.
+        status: u16,
+    },
     /// Stored (unless a duplicate), then left unanswered until shutdown.
     Hung,
     /// Stored (unless a duplicate), then the connection was closed without a response.
@@ -71,7 +79,8 @@ impl Fate {
             Fate::Stored { status }
             | Fate::Duplicate { status }
             | Fate::Rejected { status }
-            | Fate::Throttled { status } => Some(status),
+            | Fate::Throttled { status }
+            | Fate::Delayed { status } => Some(status),
             Fate::Hung | Fate::Reset => None,
         }
     }
@@ -92,6 +101,12 @@ pub struct EndpointStats {
     pub resets: u64,
     /// Requests left unanswered.
     pub hangs: u64,
+    /// Requests answered only after the plan's delay.
+    pub delayed: u64,
+    /// Requests over the token bucket (answered 429).
+    pub throttled: u64,
+    /// Requests that arrived during an outage window (answered its status).
+    pub outage_rejected: u64,
 }
 
 /// What the server must do with a request once its fate is decided.
@@ -99,6 +114,8 @@ pub struct EndpointStats {
 pub(crate) enum Outcome {
     /// Answer 200; the id is the request's key, or the synthetic key of keyless copy `n`.
     Accepted { anonymous: Option<u64> },
+    /// Answer 200 as `Accepted`, but only after the plan's delay.
+    Delayed { anonymous: Option<u64> },
     /// Answer a failure status.
     Rejected(u16),
     /// Answer 429 with `Retry-After: secs`.
@@ -121,6 +138,7 @@ struct Entry {
     headers: HeaderMap,
     body: Bytes,
     at: std::time::Instant,
+    ended: Option<std::time::Instant>,
     fate: Fate,
     stored: bool,
 }
@@ -139,6 +157,7 @@ impl Entry {
             headers,
             body: self.body.clone(),
             at: self.at,
+            ended: self.ended,
             fate: self.fate,
             stored: self.stored,
         }
@@ -167,6 +186,8 @@ fn idempotency_key(headers: &HeaderMap) -> Option<Cow<'_, str>> {
 /// One named endpoint: its plan and its state behind one mutex.
 pub(crate) struct Endpoint {
     pub(crate) plan: FaultPlan,
+    /// When the simulator started: outage windows are measured from here.
+    started: tokio::time::Instant,
     state: Mutex<EndpointState>,
 }
 
@@ -192,7 +213,7 @@ impl KeyState {
         self.attempts = self.attempts.saturating_add(1);
         let stored = match step {
             Step::Fail(_) => false,
-            Step::Reset | Step::Hang | Step::Store => {
+            Step::Reset | Step::Hang | Step::Delay | Step::Store => {
                 if self.copies == 0 || !plan.dedupe {
                     self.copies += 1;
                     true
@@ -247,7 +268,7 @@ impl Endpoint {
         let bucket =
             plan.rate_limit.map(|RateLimit { per_second, .. }| TokenBucket::new(per_second, now));
         let state = EndpointState { bucket, ..EndpointState::default() };
-        Endpoint { plan, state: Mutex::new(state) }
+        Endpoint { plan, started: now, state: Mutex::new(state) }
     }
 
     fn lock(&self) -> MutexGuard<'_, EndpointState> {
@@ -256,9 +277,15 @@ impl Endpoint {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Decides and records the fate of one request (one short critical section).
-    pub(crate) fn handle(&self, key: Option<&str>, record: Option<Record>) -> Outcome {
+    /// Decides and records the fate of one request (one short critical section); also
+    /// the index of its log entry, if recorded, for [`Endpoint::end`].
+    pub(crate) fn handle(
+        &self,
+        key: Option<&str>,
+        record: Option<Record>,
+    ) -> (Outcome, Option<usize>) {
         let plan = &self.plan;
+        let now = tokio::time::Instant::now();
         let mut guard = self.lock();
         let state = &mut *guard;
         state.stats.requests += 1;
@@ -266,7 +293,11 @@ impl Endpoint {
         let mut stored = false;
         let (fate, outcome) = if let Some(status) = plan.status_always {
             (Fate::Rejected { status }, Outcome::Rejected(status))
-        } else if !state.bucket.as_mut().is_none_or(|b| b.try_take(tokio::time::Instant::now())) {
+        } else if let Some(status) = plan.outage_at(now.saturating_duration_since(self.started)) {
+            state.stats.outage_rejected += 1;
+            (Fate::Rejected { status }, Outcome::Rejected(status))
+        } else if !state.bucket.as_mut().is_none_or(|b| b.try_take(now)) {
+            state.stats.throttled += 1;
             let retry_after_secs = plan.rate_limit.map_or(0, |r| ceil_secs(r.retry_after));
             (Fate::Throttled { status: 429 }, Outcome::Throttled { retry_after_secs })
         } else {
@@ -304,6 +335,7 @@ impl Endpoint {
                 Step::Fail(status) => (Fate::Rejected { status }, Outcome::Rejected(status)),
                 Step::Reset => (Fate::Reset, Outcome::Reset),
                 Step::Hang => (Fate::Hung, Outcome::Hang),
+                Step::Delay => (Fate::Delayed { status: 200 }, Outcome::Delayed { anonymous }),
                 Step::Store if added => {
                     (Fate::Stored { status: 200 }, Outcome::Accepted { anonymous })
                 }
@@ -314,33 +346,48 @@ impl Endpoint {
         match fate {
             Fate::Hung => state.stats.hangs += 1,
             Fate::Reset => state.stats.resets += 1,
+            Fate::Delayed { .. } => state.stats.delayed += 1,
             _ => {}
         }
         if let Some(status) = fate.status() {
             *state.stats.answered.entry(status).or_insert(0) += 1;
         }
-        if let Some(Record { headers, body }) = record {
+        let entry = record.map(|Record { headers, body }| {
             let at = std::time::Instant::now();
-            state.received.push(Entry { headers, body, at, fate, stored });
+            state.received.push(Entry { headers, body, at, ended: None, fate, stored });
+            state.received.len() - 1
+        });
+        (outcome, entry)
+    }
+
+    /// Marks log entry `index` as ended now (answered or its connection closed); only
+    /// the first call counts.
+    pub(crate) fn end(&self, index: usize) {
+        let mut state = self.lock();
+        if let Some(entry) = state.received.get_mut(index)
+            && entry.ended.is_none()
+        {
+            entry.ended = Some(std::time::Instant::now());
         }
-        outcome
     }
 
     /// Every recorded request, in order of arrival.
     pub(crate) fn received(&self) -> Vec<Received> {
         // Snapshot under the lock (reference counts only), convert outside it.
-        let entries: Vec<(HeaderMap, Bytes, std::time::Instant, Fate, bool)> = self
+        let entries: Vec<Entry> = self
             .lock()
             .received
             .iter()
-            .map(|e| (e.headers.clone(), e.body.clone(), e.at, e.fate, e.stored))
-            .collect();
-        entries
-            .into_iter()
-            .map(|(headers, body, at, fate, stored)| {
-                Entry { headers, body, at, fate, stored }.to_received()
+            .map(|e| Entry {
+                headers: e.headers.clone(),
+                body: e.body.clone(),
+                at: e.at,
+                ended: e.ended,
+                fate: e.fate,
+                stored: e.stored,
             })
-            .collect()
+            .collect();
+        entries.iter().map(Entry::to_received).collect()
     }
 
     /// Idempotency key to stored copies, keyless copies under synthetic keys.
@@ -405,13 +452,27 @@ mod tests {
     async fn rate_limited_endpoint_uses_tokio_clock() {
         let plan = FaultPlan::healthy().rate_limit(1, Duration::from_millis(1500));
         let endpoint = Endpoint::new(plan, tokio::time::Instant::now());
-        assert_eq!(endpoint.handle(Some("a"), None), Outcome::Accepted { anonymous: None });
-        assert_eq!(endpoint.handle(Some("b"), None), Outcome::Throttled { retry_after_secs: 2 });
+        assert_eq!(endpoint.handle(Some("a"), None).0, Outcome::Accepted { anonymous: None });
+        assert_eq!(endpoint.handle(Some("b"), None).0, Outcome::Throttled { retry_after_secs: 2 });
         tokio::time::advance(Duration::from_secs(1)).await;
-        assert_eq!(endpoint.handle(Some("b"), None), Outcome::Accepted { anonymous: None });
+        assert_eq!(endpoint.handle(Some("b"), None).0, Outcome::Accepted { anonymous: None });
         let stats = endpoint.stats();
         assert_eq!((stats.requests, stats.stored), (3, 2));
         assert_eq!(stats.answered, BTreeMap::from([(200, 2), (429, 1)]));
+        assert_eq!(stats.throttled, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_rejects_only_inside_its_window_on_tokio_time() {
+        let plan = FaultPlan::healthy().outage(Duration::from_secs(1), Duration::from_secs(1), 503);
+        let endpoint = Endpoint::new(plan, tokio::time::Instant::now());
+        assert_eq!(endpoint.handle(Some("a"), None).0, Outcome::Accepted { anonymous: None });
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(endpoint.handle(Some("b"), None).0, Outcome::Rejected(503));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(endpoint.handle(Some("b"), None).0, Outcome::Accepted { anonymous: None });
+        let stats = endpoint.stats();
+        assert_eq!((stats.requests, stats.stored, stats.outage_rejected), (3, 2, 1));
     }
 
     #[test]
@@ -425,8 +486,8 @@ mod tests {
     #[test]
     fn keyless_requests_are_separate_copies() {
         let endpoint = Endpoint::new(FaultPlan::healthy(), tokio::time::Instant::now());
-        assert_eq!(endpoint.handle(None, None), Outcome::Accepted { anonymous: Some(1) });
-        assert_eq!(endpoint.handle(None, None), Outcome::Accepted { anonymous: Some(2) });
+        assert_eq!(endpoint.handle(None, None).0, Outcome::Accepted { anonymous: Some(1) });
+        assert_eq!(endpoint.handle(None, None).0, Outcome::Accepted { anonymous: Some(2) });
         let copies = endpoint.copies();
         assert_eq!(copies.len(), 2);
         assert_eq!(endpoint.copies_of(&format!("{ANONYMOUS_KEY_PREFIX}2")), 1);

@@ -5,6 +5,8 @@
 
 mod cli;
 mod crash;
+mod hold;
 mod process;
 mod reliability;
 mod removed;
+mod torture;

@@ -421,3 +421,105 @@ async fn throughput_sanity_every_request_stored_exactly_once() {
     assert_eq!(sim.received("bulk").len() as u64, total);
     sim.shutdown().await;
 }
+
+/// The hang endpoint of issue 5: the first try is stored, then answered only after a
+/// delay; a client that gives up earlier ends the request when it closes the connection.
+#[tokio::test]
+async fn delay_first_stores_then_answers_late_and_a_client_that_gives_up_ends_the_request() {
+    let delay = Duration::from_secs(3);
+    let sim = start(&[("late", FaultPlan::healthy().delay_first(1, delay))]).await;
+    let url = sim.url("late");
+    let impatient = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .expect("client");
+    let started = Instant::now();
+    let first = post(&impatient, &url, Some("k"), "{}").await;
+    assert!(first.is_err(), "the first try must outlast the client's timeout: {first:?}");
+    assert_eq!(sim.copies("late"), copies(&[("k", 1)]), "stored before answering");
+    // The client closed its connection: the request ends then, not when the delay is over.
+    assert!(
+        sim.wait_until(PROMPTLY, |v| v.received("late")[0].ended.is_some()).await,
+        "the closed connection never ended the request"
+    );
+    let ended = sim.received("late")[0].ended.expect("ended");
+    assert!(ended.duration_since(started) < delay, "ended only after the delay");
+    // Later tries are answered at once and not stored again.
+    assert_eq!(post_json(&client(), &url, Some("k")).await.0, 200);
+    assert_eq!(sim.copies("late"), copies(&[("k", 1)]));
+    assert_eq!(
+        fates(&sim, "late"),
+        [Fate::Delayed { status: 200 }, Fate::Duplicate { status: 200 }]
+    );
+    assert_eq!(sim.stats("late").delayed, 1);
+    assert!(sim.view().overlapping_keys("late", Duration::from_millis(50)).is_empty());
+
+    // A patient client gets the late 200.
+    let at = Instant::now();
+    let (status, _) = post_json(&client(), &url, Some("j")).await;
+    assert_eq!(status, 200);
+    assert!(at.elapsed() >= delay, "answered before the delay");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_outage_answers_its_status_and_stores_nothing_until_it_ends() {
+    let sim = start(&[(
+        "down",
+        FaultPlan::healthy().outage(Duration::ZERO, Duration::from_millis(400), 503),
+    )])
+    .await;
+    let url = sim.url("down");
+    assert_eq!(post_json(&client(), &url, Some("k")).await.0, 503);
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(post_json(&client(), &url, Some("k")).await.0, 200);
+    assert_eq!(sim.copies("down"), copies(&[("k", 1)]));
+    let stats = sim.stats("down");
+    assert_eq!((stats.requests, stats.outage_rejected, stats.stored), (2, 1, 1));
+    sim.shutdown().await;
+
+    let sim = start(&[("storm", FaultPlan::healthy().outage(Duration::ZERO, PROMPTLY, 429))]).await;
+    let response = post(&client(), &sim.url("storm"), Some("k"), "{}").await.expect("a response");
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "1", "a 429 storm says when to come back");
+    sim.shutdown().await;
+}
+
+/// Two requests with the same key open at once are a double send; one after the other
+/// is not.
+#[tokio::test]
+async fn overlapping_requests_with_one_key_are_reported() {
+    let sim =
+        start(&[("slow", FaultPlan::healthy().dedupe(false).latency(Duration::from_millis(400)))])
+            .await;
+    let url = sim.url("slow");
+    let tolerance = Duration::from_millis(50);
+    assert_eq!(post_json(&client(), &url, Some("serial")).await.0, 200);
+    assert_eq!(post_json(&client(), &url, Some("serial")).await.0, 200);
+    assert!(sim.view().overlapping_keys("slow", tolerance).is_empty());
+
+    let (c1, c2) = (client(), client());
+    let (a, b) =
+        tokio::join!(post_json(&c1, &url, Some("twice")), post_json(&c2, &url, Some("twice")));
+    assert_eq!((a.0, b.0), (200, 200));
+    assert_eq!(sim.view().overlapping_keys("slow", tolerance), ["twice"]);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn requests_over_the_bucket_are_counted() {
+    let sim =
+        start(&[("bucket", FaultPlan::healthy().rate_limit(2, Duration::from_secs(1)))]).await;
+    let url = sim.url("bucket");
+    let statuses: Vec<u16> = {
+        let mut res = Vec::new();
+        for n in 0..4 {
+            res.push(post_json(&client(), &url, Some(&format!("k{n}"))).await.0);
+        }
+        res
+    };
+    assert_eq!(statuses, [200, 200, 429, 429]);
+    assert_eq!(sim.stats("bucket").throttled, 2);
+    sim.shutdown().await;
+}
