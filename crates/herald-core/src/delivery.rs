@@ -263,6 +263,32 @@ pub fn next(
     res
 }
 
+/// [`next`] for a circuit breaker's probe. The probe is the breaker's request to learn
+/// whether the destination is back, so a probe that fails (`Retry`, `Unknown`) gives its
+/// attempt back: the delivery is decided as if it had one attempt more, and its count
+/// is left as it was (an `Unknown` still marks it ambiguous). A delivered, throttled or
+/// permanent answer counts as usual.
+pub fn next_after_probe(
+    current: &Progress,
+    outcome: Outcome,
+    policy: &RetryPolicy,
+    capabilities: Capabilities,
+    now: Timestamp,
+    jitter: f64,
+) -> Progress {
+    if !matches!(outcome, Outcome::Retry { .. } | Outcome::Unknown { .. })
+        || current.state != State::InFlight
+    {
+        return next(current, outcome, policy, capabilities, now, jitter);
+    }
+    let widened =
+        Progress { max_attempts: current.max_attempts.saturating_add(1), ..current.clone() };
+    let mut res = next(&widened, outcome, policy, capabilities, now, jitter);
+    res.attempts = current.attempts;
+    res.max_attempts = current.max_attempts;
+    res
+}
+
 /// Moves `res` to `Pending` after `delay`, or to its terminal state when the attempt
 /// budget or the maximum age runs out first.
 fn schedule(res: &mut Progress, now: Timestamp, delay: Duration, consumed: bool) {

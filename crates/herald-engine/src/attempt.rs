@@ -49,6 +49,7 @@ pub(crate) async fn run(
     work: Work,
     permit: OwnedSemaphorePermit,
     jitter: f64,
+    probe: bool,
     done: mpsc::UnboundedSender<()>,
 ) {
     let _sending = Sending { shared: &shared, delivery_id: &work.delivery_id };
@@ -135,14 +136,12 @@ pub(crate) async fn run(
                 "Attempt did not deliver."
             );
         }
-        let progress = delivery::next(
-            &work.progress,
-            report.outcome.clone(),
-            policy,
-            capabilities,
-            now,
-            jitter,
-        );
+        // A probe is the breaker's request, not the delivery's: if it fails, the
+        // delivery has not used up an attempt (deliveries wait without burning attempts
+        // while the circuit is open).
+        let next = if probe { delivery::next_after_probe } else { delivery::next };
+        let progress =
+            next(&work.progress, report.outcome.clone(), policy, capabilities, now, jitter);
         Record {
             delivery_id: work.delivery_id.clone(),
             lease_token: work.lease_token,

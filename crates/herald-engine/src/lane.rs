@@ -76,11 +76,14 @@ pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker
                 .unwrap_or_default();
             let lease_until =
                 now.add(settings.policy.timeout + shared.config.lease_grace + rate_wait);
+            // Open or half-open: this claim is the breaker's probe.
+            let probe = circuit_permits.is_some();
             let claim = ClaimRequest {
                 destination: lane.destination.name.clone(),
                 limit: want,
                 now,
                 lease_until,
+                probe,
             };
             match shared.store.claim(claim).await {
                 Ok(claimed) => {
@@ -123,6 +126,7 @@ pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker
                             item,
                             permit,
                             jitter,
+                            probe,
                             done_tx.clone(),
                         );
                         // Busy until the outcome is recorded and published.

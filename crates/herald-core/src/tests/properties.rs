@@ -372,3 +372,35 @@ fn regression_delay_never_rounds_past_a_huge_ceiling() {
     assert_eq!(policy.delay(54, f64::INFINITY), policy.ceiling(54));
     assert_eq!(policy.delay(54, 1.0), policy.ceiling(54));
 }
+
+proptest! {
+    /// A breaker's probe that fails gives its attempt back: the delivery keeps its count
+    /// and never ends for want of attempts because of it; any other answer counts as a
+    /// normal attempt does.
+    #[test]
+    fn a_failed_probe_never_uses_the_attempt_budget(
+        prev in progresses(),
+        outcome in outcomes(),
+        policy in policies(),
+        caps in capabilities(),
+        now_in in 0u64..=8_000_000,
+        jitter in 0.0..=1.0f64,
+    ) {
+        let now = at(ms(now_in));
+        // A claimed delivery always has an attempt left (`claim` takes only pending ones).
+        prop_assume!(prev.attempts < prev.max_attempts);
+        let prev = Progress { state: State::InFlight, ..prev };
+        let res = crate::delivery::next_after_probe(&prev, outcome.clone(), &policy, caps, now, jitter);
+        let failed = matches!(outcome, Outcome::Retry { .. } | Outcome::Unknown { .. });
+        if failed {
+            prop_assert_eq!(res.attempts, prev.attempts, "a failed probe used an attempt");
+            prop_assert_eq!(res.max_attempts, prev.max_attempts);
+            prop_assert!(
+                !matches!(res.state, State::Failed(FailReason::AttemptsExhausted | FailReason::Ambiguous)),
+                "a failed probe ended the delivery: {:?}", res.state
+            );
+        } else {
+            prop_assert_eq!(res, next(&prev, outcome, &policy, caps, now, jitter));
+        }
+    }
+}

@@ -227,6 +227,7 @@ async fn an_attempt_ends_inside_its_lease() {
             limit: 1,
             now: fx.clock.now(),
             lease_until: fx.clock.now().add(Duration::from_secs(4)),
+            probe: false,
         })
         .await
         .unwrap();

@@ -264,6 +264,7 @@ async fn an_expired_lease_is_recovered_as_unknown_and_resent_with_the_same_key()
             limit: 10,
             now: fx.clock.now(),
             lease_until: fx.clock.now().add(Duration::from_secs(15)),
+            probe: false,
         })
         .await
         .unwrap();

@@ -168,12 +168,13 @@ impl Store for SqliteStore {
         let clock = self.clock.clone();
         self.write(Priority::Urgent, move |conn| {
             let lease_until = stamp(clock.as_deref(), claim.now, claim.lease_until);
+            let order = if claim.probe { "attempts DESC, next_attempt_at" } else { "next_attempt_at" };
             let rows = select_for_lease(
                 conn,
                 &format!(
                     "SELECT id, broadcast_id, destination, seq, {PROGRESS_COLUMNS} FROM deliveries \
                      WHERE destination = ?1 AND state = 'pending' AND next_attempt_at <= ?2 \
-                     ORDER BY next_attempt_at LIMIT ?3"
+                     ORDER BY {order} LIMIT ?3"
                 ),
                 params![claim.destination, claim.now.0, claim.limit],
             )?;

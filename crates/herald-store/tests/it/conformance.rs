@@ -490,6 +490,7 @@ pub async fn claim_expired_re_leases_only_expired_leases(store: &dyn Store) {
         limit: 1,
         now: at(1),
         lease_until: until,
+        probe: false,
     };
     let short = store.claim(lease("short", at(10))).await.unwrap().work.remove(0);
     let long = store.claim(lease("long", at(60))).await.unwrap().work.remove(0);

@@ -112,7 +112,13 @@ pub async fn create(store: &dyn Store, new: NewBroadcast) -> BroadcastView {
 
 /// A claim for `destination` at `now`, leasing for [`LEASE`].
 pub fn claim_request(destination: &str, limit: usize, now: Timestamp) -> ClaimRequest {
-    ClaimRequest { destination: destination.into(), limit, now, lease_until: now.add(LEASE) }
+    ClaimRequest {
+        destination: destination.into(),
+        limit,
+        now,
+        lease_until: now.add(LEASE),
+        probe: false,
+    }
 }
 
 /// Claims up to `limit` due deliveries of `destination` at `now`.

@@ -134,8 +134,13 @@ async fn start_up_expires_the_leases_of_the_previous_process() {
     let db = Database::new();
     let store = db.open();
     let b = create(store.as_ref(), broadcast(&["a", "b"], at(0))).await;
-    let request =
-        ClaimRequest { destination: "a".into(), limit: 1, now: at(1), lease_until: at(3600) };
+    let request = ClaimRequest {
+        destination: "a".into(),
+        limit: 1,
+        now: at(1),
+        lease_until: at(3600),
+        probe: false,
+    };
     let interrupted = store.claim(request).await.unwrap().work.remove(0);
     // Crash: the store goes away without recording the attempt.
     drop(store);
