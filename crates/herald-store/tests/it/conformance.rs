@@ -1621,3 +1621,23 @@ pub async fn an_update_in_flight_cannot_be_cancelled(store: &dyn Store) {
     assert_eq!(changes[0].state, State::Cancelled);
     assert_eq!(state_of(store, &b.id, next).await, State::Pending);
 }
+
+/// A breaker's probe takes the due delivery tried most often, not the oldest: it is the
+/// one a destination that accepts retries answers with a success.
+pub async fn a_probe_claims_the_delivery_tried_most_often(store: &dyn Store) {
+    let fresh = create(store, broadcast(&["lane"], at(0))).await;
+    let tried = create(store, broadcast(&["lane"], at(1))).await;
+    let work = claim(store, "lane", 2, at(2)).await;
+    let by = |id: &str| work.iter().find(|w| w.broadcast_id == id).unwrap().clone();
+    let (never, once) = (by(&fresh.id), by(&tried.id));
+    store.release(vec![release(&never, at(2))]).await.unwrap();
+    store.record(vec![retry_at(&once, at(3), at(2))]).await.unwrap();
+    // At 4 s both are due: one has waited since 2 s and was never tried, the other
+    // since 3 s after one try.
+    let probe = ClaimRequest { probe: true, ..claim_request("lane", 1, at(4)) };
+    let probed = store.claim(probe).await.unwrap().work;
+    assert_eq!(ids(&probed), vec![once.delivery_id.clone()]);
+    store.release(vec![release(&probed[0], at(3))]).await.unwrap();
+    let plain = claim(store, "lane", 1, at(4)).await;
+    assert_eq!(ids(&plain), vec![never.delivery_id.clone()], "due order takes the oldest");
+}

@@ -354,3 +354,8 @@ async fn deliveries_of_a_removed_destination_are_held_and_resume() {
 async fn an_update_in_flight_cannot_be_cancelled() {
     on_fresh_store!(an_update_in_flight_cannot_be_cancelled);
 }
+
+#[tokio::test]
+async fn a_probe_claims_the_delivery_tried_most_often() {
+    on_fresh_store!(a_probe_claims_the_delivery_tried_most_often);
+}
