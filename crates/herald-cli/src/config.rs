@@ -51,12 +51,11 @@ pub struct RetentionConfig {
     pub failed: Duration,
 }
 
+/// The defaults live with the engine's retention task, in one place.
 impl Default for RetentionConfig {
     fn default() -> RetentionConfig {
-        RetentionConfig {
-            delivered: Duration::from_secs(7 * 24 * 3600),
-            failed: Duration::from_secs(30 * 24 * 3600),
-        }
+        let engine = herald_engine::Retention::default();
+        RetentionConfig { delivered: engine.delivered, failed: engine.failed }
     }
 }
 
