@@ -6,6 +6,8 @@
 //! (bad configuration), never for a destination's answer.
 
 pub mod http;
+pub mod jira;
+pub mod text;
 pub mod webhook;
 
 use std::sync::Arc;
