@@ -576,7 +576,10 @@ fn issue_json(shared: &Shared, name: &str, issue: &JiraIssue) -> Value {
             "labels": issue.labels,
             "issuetype": { "name": issue.issue_type },
             "project": { "key": JIRA_PROJECT },
-            "status": { "name": issue.status },
+            "status": {
+                "name": issue.status,
+                "statusCategory": { "key": status_category(&issue.status) },
+            },
         },
     })
 }
@@ -593,6 +596,15 @@ async fn get_issue(
     match site.issue_mut(&key) {
         Some(stored) => json_answer(StatusCode::OK, &issue_json(&shared, &name, &stored.issue)),
         None => issue_not_found(),
+    }
+}
+
+/// The category key Jira gives a status (`new`, `indeterminate`, `done`).
+fn status_category(status: &str) -> &'static str {
+    match status {
+        "Done" => "done",
+        "In Progress" => "indeterminate",
+        _ => "new",
     }
 }
 
