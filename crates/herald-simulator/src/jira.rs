@@ -1,6 +1,6 @@
 //! The Jira Cloud REST v3 dialect at `/jira/{name}/rest/api/3/...`: basic auth, issue
 //! create with validation, comments, a small workflow with transitions, and a JQL search
-//! that sees an issue only `search_lag` after it was created (Jira's search is eventually
+//! that sees an issue only the plan's `search_lag` after it was created (Jira's search is eventually
 //! consistent; the strongly consistent reads are `GET issue` and `GET issue/{key}/comment`).
 //!
 //! Writes that carry herald's marker go through the endpoint's [`FaultPlan`](crate::FaultPlan)
@@ -126,7 +126,6 @@ struct Site {
     issues: Vec<Stored>,
     next_number: u64,
     next_comment: u64,
-    search_lag: Duration,
     searches: u64,
     /// The next `n` transition requests are answered with `status`.
     transition_failures: (u32, u16),
@@ -188,13 +187,6 @@ impl Simulator {
     /// The base URL of endpoint `name`'s Jira.
     pub fn jira_url(&self, name: &str) -> String {
         self.view.jira_url(name)
-    }
-
-    /// Makes endpoint `name`'s JQL search see an issue only `lag` after its creation.
-    pub fn set_jira_search_lag(&self, name: &str, lag: Duration) {
-        if let Some(mut site) = self.view.shared.jira.lock(name) {
-            site.search_lag = lag;
-        }
     }
 
     /// Answers the next `n` transition requests of endpoint `name` with `status` (and
@@ -513,7 +505,7 @@ async fn planned_write(
             Some(body) => json_answer(StatusCode::CREATED, &body),
             None => jira_error(500, &["Internal server error."], &[]),
         },
-        Outcome::Rejected(status) => injected(status, None),
+        Outcome::Rejected(status) | Outcome::StoredThenRejected(status) => injected(status, None),
         Outcome::Throttled { retry_after_secs } => injected(429, Some(retry_after_secs)),
         Outcome::Reset | Outcome::Hang | Outcome::Delayed { .. } => drop_connection(),
     }
@@ -862,7 +854,7 @@ async fn search(
     let response = {
         let Some(mut site) = shared.jira.lock(&name) else { return unknown_site(&name) };
         site.searches += 1;
-        let lag = site.search_lag;
+        let lag = shared.endpoints.get(&name).map_or(Duration::ZERO, |e| e.plan.search_lag);
         let hits: Vec<Value> = site
             .issues
             .iter()

@@ -137,7 +137,9 @@ pub(super) fn outcome(failure: &Failure, what: &str) -> Outcome {
             reason: format!("{head}: it failed on its side{said}; herald will try again"),
             after: failure.retry_after,
         },
-        400..=499 => Outcome::Permanent { reason: format!("{head}{said}") },
+        402 | 405..=407 | 409 | 411..=428 | 430..=499 => {
+            Outcome::Permanent { reason: format!("{head}{said}") }
+        }
         _ => match http::classify(status, failure.retry_after, &failure.message) {
             Outcome::Delivered { .. } => Outcome::Unknown {
                 reason: format!("{head}, which herald did not expect here{said}"),

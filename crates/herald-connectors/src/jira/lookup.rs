@@ -87,12 +87,16 @@ pub(super) async fn find_comment(
             .call(reqwest::Method::GET, &path, None, request, "reading the issue's comments")
             .await?;
         let comments = page.get("comments").and_then(Value::as_array).cloned().unwrap_or_default();
-        let found = comments.iter().find(|c| c.get("body").is_some_and(|b| render::has_marker(b, marker)));
+        let found =
+            comments.iter().find(|c| c.get("body").is_some_and(|b| render::has_marker(b, marker)));
         if let Some(comment) = found {
             let id = comment.get("id").and_then(Value::as_str).unwrap_or("?");
             return Ok(Some(id.to_owned()));
         }
-        let total = page.get("total").and_then(Value::as_u64).map_or(0, |t| usize::try_from(t).unwrap_or(usize::MAX));
+        let total = page
+            .get("total")
+            .and_then(Value::as_u64)
+            .map_or(0, |t| usize::try_from(t).unwrap_or(usize::MAX));
         start += comments.len();
         if comments.is_empty() || start >= total {
             return Ok(None);

@@ -53,15 +53,6 @@ pub const CAPABILITIES: Capabilities =
 pub const DEFAULT_RATE_LIMIT: RateLimit =
     RateLimit { count: NonZeroU32::MIN.saturating_add(1), per: Duration::from_secs(1) };
 
-/// The `jira` kind.
-pub const KIND: crate::Kind = crate::Kind {
-    name: "jira",
-    keys: KEYS,
-    parse: config::parse,
-    defaults: crate::Defaults { rate_limit: Some(DEFAULT_RATE_LIMIT), concurrency: None },
-    capabilities: CAPABILITIES,
-};
-
 /// The most bytes of an answer herald reads (comment pages can be large).
 const BODY_LIMIT: usize = 8 * 1024 * 1024;
 
@@ -92,9 +83,8 @@ impl Jira {
     /// `ConnectorError::InvalidSetting` for an unusable URL or credentials; the message
     /// never echoes the token.
     pub fn new(config: JiraConfig, client: reqwest::Client) -> Result<Jira, ConnectorError> {
-        let url = reqwest::Url::parse(&config.url).map_err(|error| {
-            ConnectorError::InvalidSetting(format!("url: not a URL ({error})"))
-        })?;
+        let url = reqwest::Url::parse(&config.url)
+            .map_err(|error| ConnectorError::InvalidSetting(format!("url: not a URL ({error})")))?;
         if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
             return Err(ConnectorError::InvalidSetting(
                 "url: must be an http(s) URL such as https://example.atlassian.net".to_owned(),
@@ -197,7 +187,9 @@ impl Jira {
                 "description": render::description(request.message),
             }
         });
-        match self.call(reqwest::Method::POST, "issue", Some(&body), request, "creating the issue").await
+        match self
+            .call(reqwest::Method::POST, "issue", Some(&body), request, "creating the issue")
+            .await
         {
             Ok(created) => match created.get("key").and_then(Value::as_str) {
                 Some(key) => delivered(key.to_owned(), "created"),
@@ -242,11 +234,16 @@ impl Jira {
         let (comment_id, how) = match existing {
             Some(id) => (id, "comment found by its marker after an earlier attempt"),
             None => {
-                let body = json!({"body": render::comment(request.message, seq, request.delivery_id)});
+                let body =
+                    json!({"body": render::comment(request.message, seq, request.delivery_id)});
                 let path = format!("issue/{key}/comment");
-                match self.call(reqwest::Method::POST, &path, Some(&body), request, "adding the comment").await {
+                match self
+                    .call(reqwest::Method::POST, &path, Some(&body), request, "adding the comment")
+                    .await
+                {
                     Ok(comment) => {
-                        let id = comment.get("id").and_then(Value::as_str).unwrap_or("?").to_owned();
+                        let id =
+                            comment.get("id").and_then(Value::as_str).unwrap_or("?").to_owned();
                         (id, "comment added")
                     }
                     Err(report) => return *report,
@@ -267,11 +264,21 @@ impl Jira {
 
     /// Applies the transition called `name` (by its name or its target status, ignoring
     /// case). Not available but the issue already there (or done): nothing to do.
-    async fn transition(&self, request: &Request<'_>, key: &str, name: &str) -> Result<(), Box<Report>> {
+    async fn transition(
+        &self,
+        request: &Request<'_>,
+        key: &str,
+        name: &str,
+    ) -> Result<(), Box<Report>> {
         let path = format!("issue/{key}/transitions");
-        let listed = self.call(reqwest::Method::GET, &path, None, request, "listing the transitions").await?;
-        let transitions: Vec<&Value> =
-            listed.get("transitions").and_then(Value::as_array).map(|t| t.iter().collect()).unwrap_or_default();
+        let listed = self
+            .call(reqwest::Method::GET, &path, None, request, "listing the transitions")
+            .await?;
+        let transitions: Vec<&Value> = listed
+            .get("transitions")
+            .and_then(Value::as_array)
+            .map(|t| t.iter().collect())
+            .unwrap_or_default();
         let named = |t: &&Value, field: &dyn Fn(&Value) -> Option<&str>| {
             field(t).is_some_and(|n| n.trim().eq_ignore_ascii_case(name.trim()))
         };
@@ -286,11 +293,18 @@ impl Jira {
         if let Some(transition) = found {
             let id = transition.get("id").cloned().unwrap_or(Value::Null);
             let body = json!({"transition": {"id": id}});
-            self.call(reqwest::Method::POST, &path, Some(&body), request, "moving the issue").await?;
+            self.call(reqwest::Method::POST, &path, Some(&body), request, "moving the issue")
+                .await?;
             return Ok(());
         }
         let issue = self
-            .call(reqwest::Method::GET, &format!("issue/{key}?fields=status"), None, request, "reading the issue's status")
+            .call(
+                reqwest::Method::GET,
+                &format!("issue/{key}?fields=status"),
+                None,
+                request,
+                "reading the issue's status",
+            )
             .await?;
         let status = issue.get("fields").and_then(|f| f.get("status"));
         let status_name = status.and_then(|s| s.get("name")).and_then(Value::as_str).unwrap_or("");
@@ -320,7 +334,11 @@ impl Jira {
 
 /// A delivered report with the remote ref and what happened as the detail.
 fn delivered(remote_ref: String, how: &str) -> Report {
-    Report { outcome: Outcome::delivered(Some(remote_ref)), status: None, detail: Some(how.to_owned()) }
+    Report {
+        outcome: Outcome::delivered(Some(remote_ref)),
+        status: None,
+        detail: Some(how.to_owned()),
+    }
 }
 
 /// A failed transition's report, saying that the comment is there (so a person reading
@@ -344,7 +362,9 @@ async fn read_body(response: &mut reqwest::Response) -> Vec<u8> {
     let mut buf = Vec::new();
     while buf.len() < BODY_LIMIT {
         match response.chunk().await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk[..chunk.len().min(BODY_LIMIT - buf.len())]),
+            Ok(Some(chunk)) => {
+                buf.extend_from_slice(&chunk[..chunk.len().min(BODY_LIMIT - buf.len())])
+            }
             Ok(None) | Err(_) => break,
         }
     }
@@ -354,7 +374,7 @@ async fn read_body(response: &mut reqwest::Response) -> Vec<u8> {
 #[async_trait]
 impl Connector for Jira {
     fn kind(&self) -> &'static str {
-        KIND.name
+        "jira"
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -129,9 +129,8 @@ async fn jira_issue_takes_comments_and_follows_its_workflow() {
 
 #[tokio::test]
 async fn jira_search_sees_an_issue_only_after_the_lag() {
-    let sim = start(FaultPlan::healthy().dedupe(false)).await;
     let lag = Duration::from_millis(400);
-    sim.set_jira_search_lag("j", lag);
+    let sim = start(FaultPlan::healthy().dedupe(false).search_lag(lag)).await;
     let (status, _) = post(&sim, "issue", &create_body("OPS", "d_1")).await;
     assert_eq!(status, 201);
     let query = json!({"jql": "project = OPS AND labels = \"herald-d_1\"", "fields": ["key"]});
@@ -165,6 +164,14 @@ async fn jira_store_then_hang_creates_the_issue_and_never_answers() {
     assert_eq!(sim.view().copies_of("j", "d_1"), 1);
     let (status, created) = post(&sim, "issue", &create_body("OPS", "d_1")).await;
     assert_eq!((status, &created["key"]), (201, &json!("OPS-2")), "Jira does not dedupe");
+}
+
+#[tokio::test]
+async fn jira_store_then_fail_creates_the_issue_and_answers_the_failure() {
+    let sim = start(FaultPlan::healthy().dedupe(false).store_then_fail(1, 503)).await;
+    let (status, answer) = post(&sim, "issue", &create_body("OPS", "d_1")).await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(sim.view().jira_issues("j").len(), 1);
 }
 
 #[tokio::test]
