@@ -6,6 +6,7 @@
 //! (bad configuration), never for a destination's answer.
 
 pub mod http;
+pub mod jira;
 mod kind;
 pub mod settings;
 pub mod text;
@@ -17,7 +18,7 @@ use herald_core::{Capabilities, Message, Outcome, Timestamp};
 pub use kind::{ConnectorConfig, Defaults, Kind, KindSettings};
 
 /// Every kind this build can deliver to; adding a kind is one line here.
-pub static KINDS: &[&Kind] = &[&webhook::KIND];
+pub static KINDS: &[&Kind] = &[&webhook::KIND, &jira::KIND];
 
 /// Kinds from the design that this build does not have yet, so that configuring one
 /// says "not supported yet" rather than "unknown".

@@ -25,7 +25,7 @@ use crate::Shared;
 use crate::state::{ANONYMOUS_KEY_PREFIX, Outcome, Record, idempotency_header, key_text};
 
 /// Largest request body an endpoint accepts.
-const BODY_LIMIT: usize = 2 * 1024 * 1024;
+pub(crate) const BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 /// How long a connection may take to finish its in-flight request once shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -117,6 +117,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/hooks/{name}", post(hook))
         .route("/_sim", get(inspect_all))
         .route("/_sim/{name}", get(inspect))
+        .merge(crate::jira::routes())
         .fallback(not_found)
         .with_state(shared)
 }
@@ -137,7 +138,7 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     response
 }
 
-fn drop_connection() -> Response {
+pub(crate) fn drop_connection() -> Response {
     let mut response = Response::new(axum::body::Body::empty());
     response.extensions_mut().insert(DropConnection);
     response
