@@ -32,6 +32,7 @@
 
 mod plan;
 mod server;
+mod slack;
 mod state;
 
 use std::collections::{BTreeMap, HashMap};
@@ -47,6 +48,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::plan::FaultPlan;
+pub use crate::slack::{SlackFault, SlackHookPost, SlackMessage, SlackStats, slack_hook_key};
 use crate::state::Endpoint;
 pub use crate::state::{ANONYMOUS_KEY_PREFIX, EndpointStats, Fate, Received};
 
@@ -63,6 +65,8 @@ struct Shared {
     waiters: AtomicUsize,
     /// Cancelled at shutdown: stops accepting and releases hanging requests.
     cancel: CancellationToken,
+    /// The Slack dialect's workspaces.
+    slack: slack::SlackState,
 }
 
 impl Shared {
@@ -149,6 +153,7 @@ impl Simulator {
             changed: Notify::new(),
             waiters: AtomicUsize::new(0),
             cancel: CancellationToken::new(),
+            slack: slack::SlackState::default(),
         });
         let task = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
         tracing::debug!(%addr, "simulator listening");

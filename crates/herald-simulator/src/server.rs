@@ -117,6 +117,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/hooks/{name}", post(hook))
         .route("/_sim", get(inspect_all))
         .route("/_sim/{name}", get(inspect))
+        .merge(crate::slack::routes())
         .fallback(not_found)
         .with_state(shared)
 }
@@ -128,7 +129,7 @@ struct Accepted<'a> {
     id: &'a str,
 }
 
-fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = (status, bytes).into_response();
     response
@@ -137,13 +138,13 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     response
 }
 
-fn drop_connection() -> Response {
+pub(crate) fn drop_connection() -> Response {
     let mut response = Response::new(axum::body::Body::empty());
     response.extensions_mut().insert(DropConnection);
     response
 }
 
-fn status_code(status: u16) -> StatusCode {
+pub(crate) fn status_code(status: u16) -> StatusCode {
     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
