@@ -6,6 +6,8 @@
 //! (bad configuration), never for a destination's answer.
 
 pub mod http;
+pub mod slack;
+pub mod slack_webhook;
 pub mod text;
 pub mod webhook;
 

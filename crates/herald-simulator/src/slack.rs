@@ -537,6 +537,9 @@ enum Fate {
     Drop { stored: bool },
     /// Hang until shutdown (the write was applied if `stored`).
     Hang { stored: bool },
+    /// The write was applied (if `stored`), then answer the failure: Slack's "may have
+    /// succeeded" `internal_error`.
+    StoredThenRejected { stored: bool },
 }
 
 /// Runs the fault plan for one write keyed by `key`.
@@ -552,7 +555,7 @@ fn decide(
         _ => match outcome {
             Outcome::Accepted { anonymous } | Outcome::Delayed { anonymous } => anonymous.is_some(),
             // A keyless request is always its key's first attempt, so these stored.
-            Outcome::Reset | Outcome::Hang => true,
+            Outcome::Reset | Outcome::Hang | Outcome::StoredThenRejected(_) => true,
             Outcome::Rejected(_) | Outcome::Throttled { .. } => false,
         },
     };
@@ -566,6 +569,7 @@ fn fate_of(outcome: Outcome, stored: bool) -> Fate {
         Outcome::Throttled { retry_after_secs } => Fate::Throttled(retry_after_secs),
         Outcome::Reset => Fate::Drop { stored },
         Outcome::Hang => Fate::Hang { stored },
+        Outcome::StoredThenRejected(_) => Fate::StoredThenRejected { stored },
     }
 }
 
@@ -672,7 +676,10 @@ async fn write(
     let fate = fate_of(outcome, stored);
     // Apply the write now if the plan stored it, whatever the client will hear.
     let applied = match fate {
-        Fate::Answer { stored } | Fate::Drop { stored } | Fate::Hang { stored } => {
+        Fate::Answer { stored }
+        | Fate::Drop { stored }
+        | Fate::Hang { stored }
+        | Fate::StoredThenRejected { stored, .. } => {
             Some(shared.slack.with(name, |w| {
                 if is_update {
                     let ts = target_ts.unwrap_or_default();
@@ -719,6 +726,11 @@ async fn write(
     shared.notify_change();
     match fate {
         Fate::Rejected(status) => rejected(status),
+        // Whatever the plan's status, Slack words a failure after the write this way.
+        Fate::StoredThenRejected { .. } => match wait_out(shared, endpoint, outcome).await {
+            Some(()) => api_error("internal_error"),
+            None => drop_connection(),
+        },
         Fate::Throttled(secs) => ratelimited(secs),
         Fate::Hang { .. } => {
             shared.cancel.cancelled().await;
@@ -939,6 +951,8 @@ async fn hook(
             response
         }
         Fate::Rejected(status) if status >= 500 => hook_text(status, "rollup_error"),
+        // The post landed, but the webhook answers a server error (a duplicate on resend).
+        Fate::StoredThenRejected { .. } => hook_text(500, "rollup_error"),
         Fate::Rejected(200) => hook_text(500, "rollup_error"),
         Fate::Rejected(status) => hook_text(status, "invalid_payload"),
         Fate::Hang { .. } => {

@@ -333,3 +333,22 @@ async fn the_incoming_webhook_is_unknown_when_the_post_hangs() {
     assert_eq!(view.slack_hook_posts("ws").len(), 2);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_fault_plans_store_then_fail_reads_as_internal_error_and_is_reconciled() {
+    let (sim, view) = simulator(FaultPlan::healthy().dedupe(false).store_then_fail(1, 500)).await;
+    let slack = connector(&view, TOKEN, CHANNEL, UpdateMode::Thread);
+    let message = message();
+    let mut req = request(&message);
+    let first = attempt(&slack, &req).await;
+    let Outcome::Unknown { reason } = &first.outcome else { panic!("{first:?}") };
+    assert!(reason.contains("internal_error"), "{reason}");
+    req.ambiguous = true;
+    req.attempt = 2;
+    let second = attempt(&slack, &req).await;
+    let stored = view.slack_messages("ws");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(remote(&second), format!("{CHANNEL}:{}", stored[0].ts));
+    assert_eq!(view.copies_of("ws", req.delivery_id), 1);
+    sim.shutdown().await;
+}
