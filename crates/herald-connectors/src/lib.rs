@@ -9,6 +9,8 @@ pub mod http;
 pub mod jira;
 mod kind;
 pub mod settings;
+pub mod slack;
+pub mod slack_webhook;
 pub mod text;
 pub mod webhook;
 
@@ -18,7 +20,7 @@ use herald_core::{Capabilities, Message, Outcome, Timestamp};
 pub use kind::{ConnectorConfig, Defaults, Kind, KindSettings};
 
 /// Every kind this build can deliver to; adding a kind is one line here.
-pub static KINDS: &[&Kind] = &[&webhook::KIND, &jira::KIND];
+pub static KINDS: &[&Kind] = &[&webhook::KIND, &slack::KIND, &slack_webhook::KIND, &jira::KIND];
 
 /// Kinds from the design that this build does not have yet, so that configuring one
 /// says "not supported yet" rather than "unknown".

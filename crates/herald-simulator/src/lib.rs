@@ -33,6 +33,7 @@
 mod jira;
 mod plan;
 mod server;
+mod slack;
 mod state;
 
 use std::collections::{BTreeMap, HashMap};
@@ -51,6 +52,7 @@ pub use crate::jira::{
     JIRA_EMAIL, JIRA_ISSUE_TYPES, JIRA_PROJECT, JIRA_TOKEN, JiraComment, JiraIssue,
 };
 pub use crate::plan::FaultPlan;
+pub use crate::slack::{SlackFault, SlackHookPost, SlackMessage, SlackStats, slack_hook_key};
 use crate::state::Endpoint;
 pub use crate::state::{ANONYMOUS_KEY_PREFIX, EndpointStats, Fate, Received};
 
@@ -69,6 +71,8 @@ struct Shared {
     waiters: AtomicUsize,
     /// Cancelled at shutdown: stops accepting and releases hanging requests.
     cancel: CancellationToken,
+    /// The Slack dialect's workspaces.
+    slack: slack::SlackState,
 }
 
 impl Shared {
@@ -156,6 +160,7 @@ impl Simulator {
             changed: Notify::new(),
             waiters: AtomicUsize::new(0),
             cancel: CancellationToken::new(),
+            slack: slack::SlackState::default(),
         });
         let task = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
         tracing::debug!(%addr, "simulator listening");

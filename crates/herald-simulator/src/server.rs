@@ -118,6 +118,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/_sim", get(inspect_all))
         .route("/_sim/{name}", get(inspect))
         .merge(crate::jira::routes())
+        .merge(crate::slack::routes())
         .fallback(not_found)
         .with_state(shared)
 }
@@ -129,7 +130,7 @@ struct Accepted<'a> {
     id: &'a str,
 }
 
-fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = (status, bytes).into_response();
     response
@@ -144,7 +145,7 @@ pub(crate) fn drop_connection() -> Response {
     response
 }
 
-fn status_code(status: u16) -> StatusCode {
+pub(crate) fn status_code(status: u16) -> StatusCode {
     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 

@@ -771,3 +771,116 @@ fn a_kind_problem_points_at_the_nested_key_and_unknown_kind_keys_get_did_you_mea
         "{got:?}"
     );
 }
+
+/// The issue's configuration contract for the chat and ticket kinds, key for key: each
+/// parses into its kind's settings, with the kind's default pace where none is set and
+/// the operator's where one is.
+#[test]
+fn chat_and_ticket_kinds_parse_with_their_defaults() {
+    use herald_connectors::jira::JiraConfig;
+    use herald_connectors::slack::{SlackConfig, UpdateMode};
+    use herald_connectors::slack_webhook::SlackWebhookConfig;
+
+    let text = r#"
+[destinations.ops-slack]
+kind = "slack"
+token = "${SLACK_BOT_TOKEN}"
+channel = "C0123456789"
+update_mode = "edit"
+base_url = "http://127.0.0.1:9/slack/ws/api"
+
+[destinations.ops-slack-hook]
+kind = "slack-webhook"
+url = "https://hooks.slack.com/services/T000/B000/XXXX"
+rate_limit = "5/s"
+
+[destinations.ops-jira]
+kind = "jira"
+url = "https://example.atlassian.net"
+email = "herald@example.com"
+token = "${JIRA_API_TOKEN}"
+project = "OPS"
+issue_type = "Incident"
+transition_on_resolve = "Done"
+lookup_grace = "90s"
+"#;
+    let env = |name: &str| match name {
+        "SLACK_BOT_TOKEN" => Some("xoxb-1-2-3".to_owned()),
+        "JIRA_API_TOKEN" => Some("jira-token".to_owned()),
+        _ => None,
+    };
+    let config = Config::parse(text, "herald.toml", &env).unwrap();
+    let by_name = |name: &str| config.destinations.iter().find(|d| d.name == name).unwrap();
+    let one_per_second = RateLimit { count: NonZeroU32::MIN, per: Duration::from_secs(1) };
+
+    let slack = by_name("ops-slack");
+    assert_eq!(slack.connector.kind(), "slack");
+    let settings = slack.connector.downcast_ref::<SlackConfig>().unwrap();
+    assert_eq!(
+        settings,
+        &SlackConfig::new("xoxb-1-2-3", "C0123456789")
+            .with_update_mode(UpdateMode::Edit)
+            .with_base_url("http://127.0.0.1:9/slack/ws/api")
+    );
+    assert_eq!(slack.settings.rate_limit, Some(one_per_second), "Slack's 1 message/s");
+    assert!(!format!("{:?}", slack.connector).contains("xoxb-1-2-3"), "the token leaked");
+
+    let hook = by_name("ops-slack-hook");
+    let settings = hook.connector.downcast_ref::<SlackWebhookConfig>().unwrap();
+    assert_eq!(settings.url, "https://hooks.slack.com/services/T000/B000/XXXX");
+    let five = RateLimit { count: NonZeroU32::new(5).unwrap(), per: Duration::from_secs(1) };
+    assert_eq!(hook.settings.rate_limit, Some(five), "the operator's pace wins");
+    assert!(!format!("{:?}", hook.connector).contains("XXXX"), "the webhook URL leaked");
+
+    let jira = by_name("ops-jira");
+    let settings = jira.connector.downcast_ref::<JiraConfig>().unwrap();
+    assert_eq!((settings.project.as_str(), settings.issue_type.as_str()), ("OPS", "Incident"));
+    assert_eq!(settings.transition_on_resolve.as_deref(), Some("Done"));
+    assert_eq!(settings.lookup_grace, Duration::from_secs(90));
+    assert_eq!(settings.token, "jira-token");
+    assert!(jira.settings.rate_limit.is_some(), "Jira has a default pace");
+    assert!(!jira.connector.capabilities().dedupe_by_key && jira.connector.capabilities().lookup);
+}
+
+/// Each chat and ticket kind's own mistakes are reported at the key, in words.
+#[test]
+fn chat_and_ticket_kinds_report_their_mistakes_at_the_key() {
+    let text = "\
+[destinations.a]
+kind = \"slack\"
+token = \"xoxb-1\"
+channel = \"#ops\"
+update_mode = \"replace\"
+
+[destinations.b]
+kind = \"jira\"
+url = \"https://example.atlassian.net\"
+email = \"herald@example.com\"
+token = \"t\"
+issue_type = \"Incident\"
+lookup_grace = \"soon\"
+
+[destinations.c]
+kind = \"slack-webhook\"
+url = \"ftp://hooks.slack.com/services/T000/B000/XXXX\"
+chanel = \"C1\"
+";
+    let errors = problems(text);
+    let got: Vec<(String, String)> =
+        errors.iter().map(|e| (e.location.clone(), e.key.clone())).collect();
+    let want = [
+        ("herald.toml:4:11", "destinations.a.channel"),
+        ("herald.toml:5:15", "destinations.a.update_mode"),
+        ("herald.toml:7:15", "destinations.b.project"),
+        ("herald.toml:13:16", "destinations.b.lookup_grace"),
+        ("herald.toml:17:7", "destinations.c.url"),
+        ("herald.toml:18:1", "destinations.c.chanel"),
+    ];
+    let want: Vec<(String, String)> =
+        want.iter().map(|(l, k)| ((*l).to_owned(), (*k).to_owned())).collect();
+    assert_eq!(got, want, "{errors:#?}");
+    assert!(errors[0].message.contains("channel id"), "{}", errors[0].message);
+    assert!(errors[1].message.contains("thread"), "{}", errors[1].message);
+    assert!(errors[2].message.contains("project"), "{}", errors[2].message);
+    assert!(errors.iter().all(|e| !e.message.contains("XXXX")), "the webhook URL leaked");
+}

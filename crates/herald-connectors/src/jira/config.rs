@@ -60,8 +60,7 @@ pub(super) fn parse(table: &mut Table<'_>) -> Option<ConnectorConfig> {
     let transition_on_resolve = table.string("transition_on_resolve");
     let lookup_grace = table.duration("lookup_grace").unwrap_or(DEFAULT_LOOKUP_GRACE);
     if let Some(project) = &project
-        && (project.is_empty()
-            || !project.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        && (project.is_empty() || !project.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
     {
         table.problem("project", "must be a project key such as \"OPS\" (letters, digits, _)");
     }

@@ -62,7 +62,6 @@ pub const KIND: crate::Kind = crate::Kind {
     capabilities: CAPABILITIES,
 };
 
-
 /// The most bytes of an answer herald reads (comment pages can be large).
 const BODY_LIMIT: usize = 8 * 1024 * 1024;
 

@@ -9,5 +9,7 @@ mod jira;
 mod receiver;
 /// Signatures checked by the reference Python library, `standardwebhooks` on PyPI.
 mod signature;
+/// The Slack Web API and incoming-webhook connectors against the simulator's Slack dialect.
+mod slack;
 /// The webhook connector end to end: each answer and failure class.
 mod webhook;
