@@ -1,46 +1,85 @@
 //! `herald demo`: the whole idea in thirty seconds.
 //!
-//! Starts simulated destinations (healthy, flaky, rate limited, one that posts and then
-//! times out, one that posts and then resets the connection), a real herald server on
-//! the embedded store in a temporary directory, sends a broadcast and an update through
-//! the HTTP API, shows each destination converge, and ends with the proof read from the
-//! destinations themselves: each holds exactly one copy of each message.
+//! Starts simulated destinations (webhooks that are healthy, flaky, rate limited, post and
+//! then time out, post and then reset the connection; a Slack channel and a Jira project
+//! that post and then time out), a real herald server on the embedded store in a
+//! temporary directory, opens an incident, updates and resolves it through the HTTP API,
+//! shows each destination converge, and ends with the proof read from the destinations
+//! themselves: each holds exactly one copy of each message.
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use herald_simulator::{FaultPlan, Simulator};
+use herald_simulator::{FaultPlan, JIRA_EMAIL, JIRA_PROJECT, JIRA_TOKEN, Simulator};
 use serde_json::{Value, json};
 
 use crate::client::Client;
 use crate::config::Config;
 use crate::{progress, serve};
 
-/// The destinations of the demo: name, what it does, its fault plan.
-fn destinations() -> Vec<(&'static str, &'static str, FaultPlan)> {
+/// What API a demo destination speaks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Speaks {
+    /// A Standard Webhooks receiver that drops a second copy with the same `webhook-id`.
+    Webhook,
+    /// Slack's Web API (updates as thread replies).
+    Slack,
+    /// Jira Cloud (updates as comments, resolved closes the issue).
+    Jira,
+}
+
+/// One demo destination: name, what it does, the API it speaks, its fault plan.
+struct Demo {
+    name: &'static str,
+    what: &'static str,
+    speaks: Speaks,
+    plan: FaultPlan,
+}
+
+/// The destinations of the demo.
+fn destinations() -> Vec<Demo> {
+    let demo = |name, what, speaks, plan| Demo { name, what, speaks, plan };
     vec![
-        ("healthy", "answers 200 at once", FaultPlan::healthy()),
-        (
+        demo("healthy", "webhook, answers 200 at once", Speaks::Webhook, FaultPlan::healthy()),
+        demo(
             "flaky",
-            "fails the first 2 tries of each message with 503",
+            "webhook, fails the first 2 tries of each message with 503",
+            Speaks::Webhook,
             FaultPlan::healthy().fail_first(2, 503),
         ),
-        (
+        demo(
             "rate-limited",
-            "allows 1 request/s, answers 429 + Retry-After beyond",
+            "webhook, allows 1 request/s, answers 429 + Retry-After beyond",
+            Speaks::Webhook,
             FaultPlan::healthy().rate_limit(1, Duration::from_secs(1)),
         ),
-        (
+        demo(
             "times-out",
-            "posts the first try, then never answers",
+            "webhook, posts the first try, then never answers",
+            Speaks::Webhook,
             FaultPlan::healthy().hang_first(1),
         ),
-        (
+        demo(
             "resets",
-            "posts the first try, then drops the connection",
+            "webhook, posts the first try, then drops the connection",
+            Speaks::Webhook,
             FaultPlan::healthy().reset_first(1),
+        ),
+        demo(
+            "slack",
+            "Slack Web API (no idempotency key): posts each message, then times out; \
+             herald finds it in the channel history instead of posting again",
+            Speaks::Slack,
+            FaultPlan::healthy().dedupe(false).hang_first(1),
+        ),
+        demo(
+            "jira",
+            "Jira Cloud: creates the issue, then times out, and its search lags 2 s \
+             behind; comments for updates, \"Done\" on resolve",
+            Speaks::Jira,
+            FaultPlan::healthy().dedupe(false).hang_first(1).search_lag(Duration::from_secs(2)),
         ),
     ]
 }
@@ -53,15 +92,28 @@ fn config_text(sim: &Simulator, database: &std::path::Path) -> String {
         "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\nshutdown_grace = \"2s\"\n\n",
         database.display()
     );
-    for (name, _, _) in destinations() {
-        text.push_str(&format!(
-            "[destinations.{name}]\nkind = \"webhook\"\nurl = \"{}\"\nsecret = \"{SECRET}\"\n\
-             backoff_base = \"200ms\"\nbackoff_max = \"2s\"\ntimeout = \"1500ms\"\n\n",
-            sim.url(name)
-        ));
+    let view = sim.view();
+    for Demo { name, speaks, .. } in destinations() {
+        text.push_str(&format!("[destinations.{name}]\n"));
+        text.push_str(&match speaks {
+            Speaks::Webhook => {
+                format!("kind = \"webhook\"\nurl = \"{}\"\nsecret = \"{SECRET}\"\n", sim.url(name))
+            }
+            Speaks::Slack => format!(
+                "kind = \"slack\"\ntoken = \"xoxb-herald-demo\"\nchannel = \"C0123456789\"\n\
+                 base_url = \"{}\"\n",
+                view.slack_api_url(name)
+            ),
+            Speaks::Jira => format!(
+                "kind = \"jira\"\nurl = \"{}\"\nemail = \"{JIRA_EMAIL}\"\ntoken = \"{JIRA_TOKEN}\"\n\
+                 project = \"{JIRA_PROJECT}\"\nissue_type = \"Incident\"\n\
+                 transition_on_resolve = \"Done\"\nlookup_grace = \"10s\"\n",
+                view.jira_url(name)
+            ),
+        });
+        text.push_str("backoff_base = \"200ms\"\nbackoff_max = \"2s\"\ntimeout = \"1500ms\"\n\n");
     }
-    let names: Vec<String> =
-        destinations().iter().map(|(name, _, _)| format!("\"{name}\"")).collect();
+    let names: Vec<String> = destinations().iter().map(|d| format!("\"{}\"", d.name)).collect();
     text.push_str(&format!("[groups]\neverywhere = [{}]\n", names.join(", ")));
     text
 }
@@ -73,7 +125,7 @@ fn config_text(sim: &Simulator, database: &std::path::Path) -> String {
 /// When the simulator or the server cannot start.
 pub async fn run(out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let sim = Simulator::start(
-        destinations().into_iter().map(|(name, _, plan)| (name.to_string(), plan)).collect(),
+        destinations().into_iter().map(|d| (d.name.to_string(), d.plan)).collect(),
     )
     .await
     .context("cannot start the simulated destinations")?;
@@ -84,8 +136,13 @@ pub async fn run(out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let server = serve::start(&config).await?;
     let client = Client::new(&format!("http://{}", server.addr));
 
-    writeln!(out, "herald demo: one broadcast, five destinations, partial failure everywhere.\n")?;
-    for (name, what, _) in destinations() {
+    writeln!(
+        out,
+        "herald demo: one incident, opened, updated and resolved, to {} destinations, \
+         partial failure everywhere.\n",
+        destinations().len()
+    )?;
+    for Demo { name, what, .. } in destinations() {
         writeln!(out, "  {name:<14} {what}")?;
     }
     writeln!(
@@ -109,11 +166,15 @@ pub async fn run(out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let (_, view) = client.post("/v1/broadcasts", &request).await?;
     let id = view.get("id").and_then(Value::as_str).context("no broadcast id")?.to_string();
     writeln!(out, "POST /v1/broadcasts -> 202 {id}: \"P1: checkout is down\"")?;
-    let update =
-        json!({"message": {"title": "Resolved: checkout is back", "severity": "resolved"}});
-    client.post(&format!("/v1/broadcasts/{id}/updates"), &update).await?;
-    writeln!(out, "POST /v1/broadcasts/{id}/updates -> 202 \"Resolved: checkout is back\"")?;
-    writeln!(out, "   (each update waits for the original on its destination)\n")?;
+    for (title, severity) in [
+        ("Update: failover to the standby database started", "critical"),
+        ("Resolved: checkout is back", "resolved"),
+    ] {
+        let update = json!({"message": {"title": title, "severity": severity}});
+        client.post(&format!("/v1/broadcasts/{id}/updates"), &update).await?;
+        writeln!(out, "POST /v1/broadcasts/{id}/updates -> 202 \"{title}\"")?;
+    }
+    writeln!(out, "   (each update waits for the one before it on its destination)\n")?;
 
     let view = progress::follow(&client, &id, Duration::from_secs(60), out).await?;
     writeln!(out, "\n{}\n", progress::summary(&view))?;
@@ -122,11 +183,11 @@ pub async fn run(out: &mut impl Write) -> anyhow::Result<ExitCode> {
     writeln!(out, "What each destination holds:")?;
     writeln!(
         out,
-        "  {:<14} {:>8} {:>10} {:>9} {:>9}",
-        "destination", "requests", "duplicates", "original", "update"
+        "  {:<14} {:>8} {:>10} {:>9} {:>9} {:>9}",
+        "destination", "requests", "duplicates", "original", "update", "resolved"
     )?;
     let mut all_one = true;
-    for (name, _, _) in destinations() {
+    for Demo { name, .. } in destinations() {
         let copies = sim.copies(name);
         let stats = sim.stats(name);
         let copies_of = |seq: u64| -> usize {
@@ -142,29 +203,44 @@ pub async fn run(out: &mut impl Write) -> anyhow::Result<ExitCode> {
                 .map(|key| copies.get(key).copied().unwrap_or(0))
                 .sum()
         };
-        let (original, update) = (copies_of(0), copies_of(1));
-        let stray = copies.values().sum::<usize>() - original - update;
-        let ok = original == 1 && update == 1 && stray == 0;
+        let thread = [copies_of(0), copies_of(1), copies_of(2)];
+        let stray = copies.values().sum::<usize>() - thread.iter().sum::<usize>();
+        let ok = thread.iter().all(|n| *n == 1) && stray == 0;
         all_one &= ok;
+        let mark = |n: usize| format!("{n}{}", if n == 1 { "✓" } else { "✗" });
         writeln!(
             out,
-            "  {name:<14} {:>8} {:>10} {:>8}{} {:>8}{}",
+            "  {name:<14} {:>8} {:>10} {:>9} {:>9} {:>9}",
             stats.requests,
             stats.duplicates_dropped,
-            original,
-            if original == 1 { "✓" } else { "✗" },
-            update,
-            if update == 1 { "✓" } else { "✗" },
+            mark(thread[0]),
+            mark(thread[1]),
+            mark(thread[2]),
         )?;
     }
     writeln!(out)?;
     if all_one {
         writeln!(
             out,
-            "Converged: every destination holds exactly one copy of each message, although \
-             herald sent some of them more than once (the resends after a timeout or reset \
-             carried the same webhook-id, and the destination dropped them as duplicates)."
+            "Converged: every destination holds exactly one copy of each message. The \
+             webhooks got some of them more than once (the resends after a timeout or reset \
+             carried the same webhook-id, and the receiver dropped them); Slack and Jira \
+             cannot drop a duplicate, so after each timeout herald looked the message up \
+             (channel history, Jira search) and found it instead of posting again."
         )?;
+        let view = sim.view();
+        if let Some(message) = view.slack_messages("slack").first() {
+            writeln!(out, "  slack: one message with {} thread replies.", message.replies.len())?;
+        }
+        if let Some(issue) = view.jira_issues("jira").first() {
+            writeln!(
+                out,
+                "  jira:  {} with {} comments, status {}.",
+                issue.key,
+                issue.comments.len(),
+                issue.status
+            )?;
+        }
     } else {
         writeln!(out, "NOT converged to exactly one copy everywhere (see above).")?;
     }
