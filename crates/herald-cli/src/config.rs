@@ -131,10 +131,16 @@ impl DestinationConfig {
         let prefix = format!("destinations.{}", self.name);
         let mut res = Vec::new();
         match (resolves, self.settings.policy.on_unknown) {
-            (false, OnUnknown::Resend) => res.push(format!(
+            (false, OnUnknown::Resend) if self.settings.dedupe.is_some() => res.push(format!(
                 "{prefix}: dedupe = false with on_unknown = \"resend\": after a timeout or a \
                  crash the receiver may get a second copy; set on_unknown = \"hold\" to let an \
                  operator decide"
+            )),
+            (false, OnUnknown::Resend) => res.push(format!(
+                "{prefix}: a {} destination can neither drop a repeated request nor be searched, \
+                 so with on_unknown = \"resend\" a timeout or a crash may leave a second copy; \
+                 set on_unknown = \"hold\" to let an operator decide",
+                self.connector.kind()
             )),
             (true, OnUnknown::Hold) => res.push(format!(
                 "{prefix}: on_unknown = \"hold\" only applies to an ambiguous last attempt here, \

@@ -600,6 +600,24 @@ fn warnings_name_combinations_that_cannot_work() {
     assert!(single[0].contains("max_attempts = 1"), "{single:?}");
 }
 
+/// A kind that can neither deduplicate nor be searched is warned about by its kind, not
+/// by a `dedupe = false` the operator never wrote; one with a look-up is not.
+#[test]
+fn kinds_that_cannot_settle_a_timeout_are_warned_about_by_name() {
+    let hook = "[destinations.chat]\nkind = \"slack-webhook\"\n\
+                url = \"https://hooks.slack.com/services/T0/B0/X\"\n";
+    let warnings = parse(hook).unwrap().warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("destinations.chat: a slack-webhook destination can neither"),
+        "{warnings:?}"
+    );
+    let held = parse(&format!("{hook}on_unknown = \"hold\"\n")).unwrap().warnings();
+    assert_eq!(held, Vec::<String>::new());
+    let slack = "[destinations.chat]\nkind = \"slack\"\ntoken = \"xoxb-1\"\nchannel = \"C1\"\n";
+    assert_eq!(parse(slack).unwrap().warnings(), Vec::<String>::new(), "slack can look up");
+}
+
 #[test]
 fn server_limits_and_retention_are_read_with_documented_defaults() {
     let config = parse("").unwrap();
