@@ -33,6 +33,7 @@
 mod plan;
 mod server;
 mod state;
+mod teams;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -49,6 +50,10 @@ use tokio_util::sync::CancellationToken;
 pub use crate::plan::FaultPlan;
 use crate::state::Endpoint;
 pub use crate::state::{ANONYMOUS_KEY_PREFIX, EndpointStats, Fate, Received};
+pub use crate::teams::{
+    DEFAULT_TOKEN_LIFETIME, GRAPH_CHANNEL_ID, GRAPH_REFRESH_TOKEN, GRAPH_TEAM_ID, GraphMessage,
+    marker_key,
+};
 
 /// State shared by the server tasks and every [`SimView`].
 struct Shared {
@@ -63,6 +68,8 @@ struct Shared {
     waiters: AtomicUsize,
     /// Cancelled at shutdown: stops accepting and releases hanging requests.
     cancel: CancellationToken,
+    /// The Teams dialects' per-endpoint state (tokens, channel history, cards).
+    teams: teams::TeamsState,
 }
 
 impl Shared {
@@ -149,6 +156,7 @@ impl Simulator {
             changed: Notify::new(),
             waiters: AtomicUsize::new(0),
             cancel: CancellationToken::new(),
+            teams: teams::TeamsState::default(),
         });
         let task = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
         tracing::debug!(%addr, "simulator listening");

@@ -115,6 +115,7 @@ async fn serve_connection(stream: TcpStream, router: Router, cancel: Cancellatio
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/hooks/{name}", post(hook))
+        .merge(crate::teams::routes())
         .route("/_sim", get(inspect_all))
         .route("/_sim/{name}", get(inspect))
         .fallback(not_found)
@@ -128,7 +129,7 @@ struct Accepted<'a> {
     id: &'a str,
 }
 
-fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = (status, bytes).into_response();
     response
@@ -137,7 +138,7 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     response
 }
 
-fn drop_connection() -> Response {
+pub(crate) fn drop_connection() -> Response {
     let mut response = Response::new(axum::body::Body::empty());
     response.extensions_mut().insert(DropConnection);
     response
