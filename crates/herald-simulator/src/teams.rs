@@ -498,9 +498,9 @@ fn authorize(
     team: &str,
     channel: &str,
     headers: &HeaderMap,
-) -> Result<(), Response> {
+) -> Result<(), Box<Response>> {
     if !shared.endpoints.contains_key(name) {
-        return Err(graph_error(404, "NotFound", "Unknown simulated tenant."));
+        return Err(Box::new(graph_error(404, "NotFound", "Unknown simulated tenant.")));
     }
     let token = headers
         .get(header::AUTHORIZATION)
@@ -508,24 +508,32 @@ fn authorize(
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if token.is_empty() {
-        return Err(graph_error(401, "InvalidAuthenticationToken", "Access token is empty."));
+        return Err(Box::new(graph_error(
+            401,
+            "InvalidAuthenticationToken",
+            "Access token is empty.",
+        )));
     }
     let now = tokio::time::Instant::now();
     let valid = shared
         .teams
         .with(name, |g| g.access_tokens.get(token).is_some_and(|&expires| now < expires));
     if !valid {
-        return Err(graph_error(
+        return Err(Box::new(graph_error(
             401,
             "InvalidAuthenticationToken",
             "Access token has expired or is not yet valid.",
-        ));
+        )));
     }
     if team != GRAPH_TEAM_ID {
-        return Err(graph_error(404, "NotFound", &format!("No team found with Group Id {team}")));
+        return Err(Box::new(graph_error(
+            404,
+            "NotFound",
+            &format!("No team found with Group Id {team}"),
+        )));
     }
     if channel != GRAPH_CHANNEL_ID {
-        return Err(graph_error(404, "NotFound", "Channel not found."));
+        return Err(Box::new(graph_error(404, "NotFound", "Channel not found.")));
     }
     Ok(())
 }
@@ -557,7 +565,7 @@ async fn create(
 ) -> Response {
     let (mut parts, body) = request.into_parts();
     if let Err(response) = authorize(&shared, &name, &team, &channel, &parts.headers) {
-        return response;
+        return *response;
     }
     let Some(endpoint) = shared.endpoints.get(&name) else {
         return graph_error(404, "NotFound", "Unknown simulated tenant.");
@@ -622,7 +630,7 @@ async fn create(
         let key = key.as_deref()?;
         shared.teams.with(&name, |g| {
             let all = g.messages.iter().flat_map(|m| std::iter::once(m).chain(&m.replies));
-            all.filter(|m| m.key.as_deref() == Some(key)).last().cloned()
+            all.filter(|m| m.key.as_deref() == Some(key)).next_back().cloned()
         })
     });
     shared.notify_change();
@@ -672,7 +680,7 @@ async fn list_messages(
     headers: HeaderMap,
 ) -> Response {
     if let Err(response) = authorize(&shared, &name, &team, &channel, &headers) {
-        return response;
+        return *response;
     }
     let items = shared.teams.with(&name, |g| {
         g.messages.iter().rev().map(|m| m.to_json(&team, &channel)).collect::<Vec<_>>()
@@ -688,7 +696,7 @@ async fn list_replies(
     headers: HeaderMap,
 ) -> Response {
     if let Err(response) = authorize(&shared, &name, &team, &channel, &headers) {
-        return response;
+        return *response;
     }
     let items = shared.teams.with(&name, |g| {
         g.messages
