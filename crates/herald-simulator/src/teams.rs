@@ -629,8 +629,8 @@ async fn create(
     let answer = stored.or_else(|| {
         let key = key.as_deref()?;
         shared.teams.with(&name, |g| {
-            let all = g.messages.iter().flat_map(|m| std::iter::once(m).chain(&m.replies));
-            all.filter(|m| m.key.as_deref() == Some(key)).next_back().cloned()
+            let mut all = g.messages.iter().flat_map(|m| std::iter::once(m).chain(&m.replies));
+            all.rfind(|m| m.key.as_deref() == Some(key)).cloned()
         })
     });
     shared.notify_change();
