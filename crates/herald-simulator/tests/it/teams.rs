@@ -1,6 +1,7 @@
 //! The Teams dialects over loopback: Workflows' `202`, the token endpoint, Graph's
 //! channel messages and replies, its errors, and the fault plans keyed by the marker.
 
+#![allow(clippy::unwrap_used, reason = "a test fails loudly on any unexpected answer")]
 use std::time::Duration;
 
 use herald_simulator::{
