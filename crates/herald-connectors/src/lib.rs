@@ -6,6 +6,9 @@
 //! (bad configuration), never for a destination's answer.
 
 pub mod http;
+pub mod teams_graph;
+pub mod teams_workflow;
+pub mod text;
 pub mod webhook;
 
 use std::sync::Arc;
