@@ -187,11 +187,7 @@ pub(super) fn markdown(source: &str) -> String {
                 TagEnd::Emphasis => out.push_str("</em>"),
                 TagEnd::Strong => out.push_str("</strong>"),
                 TagEnd::Strikethrough => out.push_str("</s>"),
-                TagEnd::Link | TagEnd::Image => {
-                    if links.pop() == Some(true) {
-                        out.push_str("</a>");
-                    }
-                }
+                TagEnd::Link | TagEnd::Image if links.pop() == Some(true) => out.push_str("</a>"),
                 _ => {}
             },
             Event::Text(t) | Event::Html(t) | Event::InlineHtml(t) => out.push_str(&escape(&t)),

@@ -394,11 +394,7 @@ impl Blocks {
                     }
                 }
             }
-            TagEnd::TableCell => {
-                if self.table_head {
-                    self.cur.push_str("**");
-                }
-            }
+            TagEnd::TableCell if self.table_head => self.cur.push_str("**"),
             TagEnd::TableHead => {
                 self.table_head = false;
                 self.cell = 0;
