@@ -117,6 +117,7 @@ struct DeliveryJson {
     failure_reason: Option<&'static str>,
     hold_reason: Option<String>,
     delivered_at: Option<String>,
+    unconfirmed: bool,
 }
 
 impl From<&Message> for MessageJson {
@@ -153,6 +154,7 @@ impl From<&DeliveryView> for DeliveryJson {
             },
             hold_reason: delivery.hold_reason.clone(),
             delivered_at: rfc3339_opt(progress.delivered_at),
+            unconfirmed: progress.unconfirmed,
         }
     }
 }

@@ -114,7 +114,7 @@ pub fn classify(status: u16, retry_after: Option<Duration>, detail: &str) -> Out
     let head = status_line(status);
     let said = quoted(detail);
     match status {
-        200..=299 => Outcome::Delivered { remote_ref: None },
+        200..=299 => Outcome::delivered(None),
         100..=199 => Outcome::Retry {
             reason: format!(
                 "{head} from the destination: an interim answer and no final one; herald will \

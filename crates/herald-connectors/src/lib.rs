@@ -29,6 +29,10 @@ pub enum Thread<'a> {
         in_reply_to: &'a str,
         /// The destination's id for the original message, if it returned one.
         original_remote_ref: Option<&'a str>,
+        /// The original message (to quote or edit it).
+        original: &'a Message,
+        /// When the original was delivered there (when it was accepted, if unknown).
+        original_at: Timestamp,
     },
 }
 
@@ -51,6 +55,12 @@ pub struct Request<'a> {
     pub ambiguous: bool,
     /// Now, for timestamps the destination checks (webhook signatures).
     pub now: Timestamp,
+    /// When the delivery was created: nothing was posted before it, so a look-up's
+    /// window starts here.
+    pub created_at: Timestamp,
+    /// For an ambiguous delivery: when its latest ambiguous attempt ended. A search that
+    /// is only eventually consistent trusts "not found" only some time after it.
+    pub ambiguous_at: Option<Timestamp>,
 }
 
 /// One attempt's result plus what the attempt log keeps.

@@ -240,11 +240,13 @@ impl Circuit {
         self.base.saturating_mul(factor).min(self.cap)
     }
 
-    /// Feeds one attempt's outcome, answered at `now`. Throttles are ignored (the throttle paces the lane);
+    /// Feeds one attempt's outcome, answered at `now`. Throttles (the throttle paces the
+    /// lane) and look-ups that must wait are ignored;
     /// a permanent error counts as a success, since it proves the destination answers.
     pub fn on_result(&mut self, outcome: &Outcome, now: Timestamp) {
-        if let Outcome::Throttled { .. } = outcome {
-            // The probe, if this was it, decided nothing: let another one go.
+        if !outcome.consumes_attempt() {
+            // A throttle or a look-up that must wait: the probe, if this was it, decided
+            // nothing about the destination's health. Let another one go.
             self.on_abandoned();
             return;
         }

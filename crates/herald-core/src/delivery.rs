@@ -159,6 +159,9 @@ pub struct Progress {
     pub remote_ref: Option<String>,
     /// When the destination accepted the message.
     pub delivered_at: Option<Timestamp>,
+    /// Delivered, but the destination could not confirm the post (see
+    /// [`Outcome::Delivered`]).
+    pub unconfirmed: bool,
 }
 
 impl Progress {
@@ -180,6 +183,7 @@ impl Progress {
             last_error: None,
             remote_ref: None,
             delivered_at: None,
+            unconfirmed: false,
         }
     }
 }
@@ -201,14 +205,15 @@ pub fn next(
         return current.clone();
     }
     let mut res = current.clone();
-    let consumed = !matches!(outcome, Outcome::Throttled { .. });
+    let consumed = outcome.consumes_attempt();
     if consumed {
         res.attempts = (res.attempts + 1).min(res.max_attempts);
     }
     match outcome {
-        Outcome::Delivered { remote_ref } => {
+        Outcome::Delivered { remote_ref, unconfirmed } => {
             res.state = State::Delivered;
             res.remote_ref = remote_ref;
+            res.unconfirmed = unconfirmed;
             res.delivered_at = Some(now);
             res.ambiguous = false;
             return res;
@@ -226,6 +231,11 @@ pub fn next(
             res.last_error = Some(reason);
             let delay = after.unwrap_or_else(|| policy.delay(res.attempts + 1, jitter));
             schedule(&mut res, now, delay, false);
+        }
+        Outcome::Reconciling { after, reason } => {
+            // `ambiguous` stays set: the next attempt must look again before posting.
+            res.last_error = Some(reason);
+            schedule(&mut res, now, after, false);
         }
         Outcome::Unknown { reason } => {
             res.ambiguous = true;

@@ -11,6 +11,9 @@ pub enum Outcome {
     Delivered {
         /// The destination's identifier for the posted message, if any.
         remote_ref: Option<String>,
+        /// The destination accepted the request but cannot confirm the post (a Teams
+        /// Workflows `202` only says a flow run was queued). Shown as such in the API.
+        unconfirmed: bool,
     },
     /// A transient failure known not to have posted anything (5xx, refused connection).
     /// Consumes an attempt.
@@ -39,9 +42,31 @@ pub enum Outcome {
         /// What happened.
         reason: String,
     },
+    /// A look-up could not settle an ambiguous attempt yet (a search that is only
+    /// eventually consistent, or the look-up itself was rate limited). Consumes no
+    /// attempt, keeps the delivery ambiguous so the next attempt looks again, and neither
+    /// slows the lane nor counts for the breaker: it says nothing about the destination's
+    /// health. Still bounded by the maximum age.
+    Reconciling {
+        /// When to look again.
+        after: Duration,
+        /// Why the look-up could not decide.
+        reason: String,
+    },
 }
 
 impl Outcome {
+    /// A confirmed delivery with the destination's id for the message, if any.
+    pub fn delivered(remote_ref: Option<String>) -> Outcome {
+        Outcome::Delivered { remote_ref, unconfirmed: false }
+    }
+
+    /// Whether this outcome consumes one of the delivery's attempts: a throttle or a
+    /// look-up that must wait says nothing about the message, so it does not.
+    pub fn consumes_attempt(&self) -> bool {
+        !matches!(self, Outcome::Throttled { .. } | Outcome::Reconciling { .. })
+    }
+
     /// The class name used in the attempt log, metrics and the API.
     pub fn class(&self) -> &'static str {
         match self {
@@ -50,6 +75,7 @@ impl Outcome {
             Outcome::Throttled { .. } => "throttled",
             Outcome::Permanent { .. } => "permanent",
             Outcome::Unknown { .. } => "unknown",
+            Outcome::Reconciling { .. } => "reconciling",
         }
     }
 
@@ -60,7 +86,8 @@ impl Outcome {
             Outcome::Retry { reason, .. }
             | Outcome::Throttled { reason, .. }
             | Outcome::Permanent { reason }
-            | Outcome::Unknown { reason } => Some(reason),
+            | Outcome::Unknown { reason }
+            | Outcome::Reconciling { reason, .. } => Some(reason),
         }
     }
 

@@ -67,6 +67,8 @@ impl Throttle {
                 self.pace = Some(pause);
                 self.streak = 0;
             }
+            // A look-up that must wait says nothing about the destination's rate.
+            Outcome::Reconciling { .. } => {}
             _ if self.pace.is_some() => {
                 self.streak += 1;
                 if self.streak >= CALM_STREAK {

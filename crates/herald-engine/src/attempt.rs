@@ -93,12 +93,14 @@ pub(crate) async fn run(
             now: started_at,
         }
     } else {
-        let thread = match (work.seq, work.in_reply_to.as_deref()) {
+        let thread = match (work.seq, &work.original) {
             (0, _) | (_, None) => Thread::Original,
-            (seq, Some(in_reply_to)) => Thread::Update {
+            (seq, Some(original)) => Thread::Update {
                 seq,
-                in_reply_to,
-                original_remote_ref: work.original_remote_ref.as_deref(),
+                in_reply_to: &original.delivery_id,
+                original_remote_ref: original.remote_ref.as_deref(),
+                original: &original.message,
+                original_at: original.at,
             },
         };
         let number = work.progress.attempts + 1;
@@ -111,6 +113,8 @@ pub(crate) async fn run(
             attempt: number,
             ambiguous: work.progress.ambiguous,
             now: started_at,
+            created_at: work.created_at,
+            ambiguous_at: work.ambiguous_at,
         };
         let clock_start = tokio::time::Instant::now();
         let report = tokio::select! {
@@ -210,8 +214,9 @@ fn note_health(lane: &Lane, outcome: &Outcome, now: herald_core::Timestamp) {
     let mut health = lane.health();
     health.throttle.on_outcome(outcome, now);
     health.circuit.on_result(outcome, now);
-    if let Outcome::Throttled { .. } = outcome {
-        // Throttling is the destination working as designed: neither success nor failure.
+    if !outcome.consumes_attempt() {
+        // Throttling is the destination working as designed, and a look-up that must wait
+        // says nothing about its health: neither success nor failure.
     } else {
         let failed = outcome.is_destination_failure();
         if health.recent.len() == RECENT_WINDOW {

@@ -16,7 +16,9 @@ use std::time::Duration;
 /// 6. [`hang_first`](FaultPlan::hang_first): the next `n` attempts are stored, then never answered;
 /// 7. [`delay_first`](FaultPlan::delay_first): the next `n` attempts are stored, then answered
 ///    `200` only after a delay;
-/// 8. otherwise the message is stored (or dropped as a duplicate when
+/// 8. [`store_then_fail`](FaultPlan::store_then_fail): the next `n` attempts are stored, then
+///    answered with a failure status (Slack's `internal_error` after posting);
+/// 9. otherwise the message is stored (or dropped as a duplicate when
 ///    [`dedupe`](FaultPlan::dedupe) is on) and answered `200`.
 ///
 /// Per-key attempts are counted only for requests that got past steps 1 to 3, so
@@ -33,6 +35,9 @@ pub struct FaultPlan {
     pub(crate) hang_first: u32,
     pub(crate) delay_first: u32,
     pub(crate) delay: Duration,
+    pub(crate) store_then_fail: u32,
+    pub(crate) store_fail_status: u16,
+    pub(crate) search_lag: Duration,
     pub(crate) outages: Vec<Outage>,
     pub(crate) latency: Duration,
     pub(crate) dedupe: bool,
@@ -61,6 +66,7 @@ pub(crate) enum Step {
     Reset,
     Hang,
     Delay,
+    StoreThenFail(u16),
     Store,
 }
 
@@ -82,6 +88,9 @@ impl FaultPlan {
             hang_first: 0,
             delay_first: 0,
             delay: Duration::ZERO,
+            store_then_fail: 0,
+            store_fail_status: 500,
+            search_lag: Duration::ZERO,
             outages: Vec::new(),
             latency: Duration::ZERO,
             dedupe: true,
@@ -118,6 +127,24 @@ impl FaultPlan {
     pub fn delay_first(mut self, n: u32, delay: Duration) -> Self {
         self.delay_first = n;
         self.delay = delay;
+        self
+    }
+
+    /// The first `n` requests per key (after those of the earlier steps) are stored, then
+    /// answered `status` as if they had failed: the destination has the message, the
+    /// client is told otherwise (Slack documents `internal_error` and `fatal_error` as
+    /// "possible some aspect of the operation succeeded"). A dialect renders the failure in
+    /// its own words.
+    pub fn store_then_fail(mut self, n: u32, status: u16) -> Self {
+        self.store_then_fail = n;
+        self.store_fail_status = status;
+        self
+    }
+
+    /// A dialect's search or history sees a stored copy only `lag` after it was stored
+    /// (Jira's issue search is eventually consistent); zero by default.
+    pub fn search_lag(mut self, lag: Duration) -> Self {
+        self.search_lag = lag;
         self
     }
 
@@ -178,6 +205,7 @@ impl FaultPlan {
         let reset_end = fail_end + u64::from(self.reset_first);
         let hang_end = reset_end + u64::from(self.hang_first);
         let delay_end = hang_end + u64::from(self.delay_first);
+        let store_fail_end = delay_end + u64::from(self.store_then_fail);
         if attempt < fail_end {
             Step::Fail(self.fail_status)
         } else if attempt < reset_end {
@@ -186,6 +214,8 @@ impl FaultPlan {
             Step::Hang
         } else if attempt < delay_end {
             Step::Delay
+        } else if attempt < store_fail_end {
+            Step::StoreThenFail(self.store_fail_status)
         } else {
             Step::Store
         }
@@ -202,8 +232,9 @@ mod tests {
             .fail_first(2, 503)
             .reset_first(1)
             .hang_first(1)
-            .delay_first(1, Duration::from_secs(1));
-        let steps: Vec<Step> = (0..7).map(|i| plan.step(i)).collect();
+            .delay_first(1, Duration::from_secs(1))
+            .store_then_fail(1, 500);
+        let steps: Vec<Step> = (0..8).map(|i| plan.step(i)).collect();
         assert_eq!(
             steps,
             [
@@ -212,6 +243,7 @@ mod tests {
                 Step::Reset,
                 Step::Hang,
                 Step::Delay,
+                Step::StoreThenFail(500),
                 Step::Store,
                 Step::Store
             ]

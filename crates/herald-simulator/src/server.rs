@@ -213,7 +213,7 @@ async fn hook(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Resp
             };
             json_response(StatusCode::OK, &Accepted { ok: true, id: &id })
         }
-        Outcome::Rejected(status) => {
+        Outcome::Rejected(status) | Outcome::StoredThenRejected(status) => {
             let mut response = json_response(
                 status_code(status),
                 &json!({ "ok": false, "error": "injected_failure", "status": status }),

@@ -66,6 +66,11 @@ pub enum Fate {
         /// The status answered.
         status: u16,
     },
+    /// Stored (unless a duplicate), then answered the failure `status` anyway.
+    StoredThenRejected {
+        /// The status answered.
+        status: u16,
+    },
     /// Stored (unless a duplicate), then left unanswered until shutdown.
     Hung,
     /// Stored (unless a duplicate), then the connection was closed without a response.
@@ -80,7 +85,8 @@ impl Fate {
             | Fate::Duplicate { status }
             | Fate::Rejected { status }
             | Fate::Throttled { status }
-            | Fate::Delayed { status } => Some(status),
+            | Fate::Delayed { status }
+            | Fate::StoredThenRejected { status } => Some(status),
             Fate::Hung | Fate::Reset => None,
         }
     }
@@ -118,6 +124,9 @@ pub(crate) enum Outcome {
     Delayed { anonymous: Option<u64> },
     /// Answer a failure status.
     Rejected(u16),
+    /// The message was stored, but answer a failure status (a dialect words it as its
+    /// API's "may have succeeded" error).
+    StoredThenRejected(u16),
     /// Answer 429 with `Retry-After: secs`.
     Throttled { retry_after_secs: u64 },
     /// Close the connection without a response.
@@ -213,7 +222,7 @@ impl KeyState {
         self.attempts = self.attempts.saturating_add(1);
         let stored = match step {
             Step::Fail(_) => false,
-            Step::Reset | Step::Hang | Step::Delay | Step::Store => {
+            Step::Reset | Step::Hang | Step::Delay | Step::StoreThenFail(_) | Step::Store => {
                 if self.copies == 0 || !plan.dedupe {
                     self.copies += 1;
                     true
@@ -336,6 +345,9 @@ impl Endpoint {
                 Step::Reset => (Fate::Reset, Outcome::Reset),
                 Step::Hang => (Fate::Hung, Outcome::Hang),
                 Step::Delay => (Fate::Delayed { status: 200 }, Outcome::Delayed { anonymous }),
+                Step::StoreThenFail(status) => {
+                    (Fate::StoredThenRejected { status }, Outcome::StoredThenRejected(status))
+                }
                 Step::Store if added => {
                     (Fate::Stored { status: 200 }, Outcome::Accepted { anonymous })
                 }

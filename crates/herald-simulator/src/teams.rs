@@ -115,6 +115,8 @@ pub struct GraphMessage {
     pub created: String,
     /// Replies, oldest first (always empty on a reply).
     pub replies: Vec<GraphMessage>,
+    /// When it was stored, on tokio's clock: lists show it only `search_lag` later.
+    stored_at: tokio::time::Instant,
 }
 
 impl GraphMessage {
@@ -273,7 +275,11 @@ enum Settled {
 fn stored_outcome(outcome: Outcome) -> bool {
     matches!(
         outcome,
-        Outcome::Accepted { .. } | Outcome::Delayed { .. } | Outcome::Hang | Outcome::Reset
+        Outcome::Accepted { .. }
+            | Outcome::Delayed { .. }
+            | Outcome::Hang
+            | Outcome::Reset
+            | Outcome::StoredThenRejected(_)
     )
 }
 
@@ -308,7 +314,9 @@ async fn settle(shared: &Shared, endpoint: &Endpoint, outcome: Outcome) -> Settl
     }
     match outcome {
         Outcome::Accepted { .. } => Settled::Accepted,
-        Outcome::Rejected(status) => Settled::Rejected(status),
+        Outcome::Rejected(status) | Outcome::StoredThenRejected(status) => {
+            Settled::Rejected(status)
+        }
         Outcome::Throttled { retry_after_secs } => Settled::Throttled(retry_after_secs),
         Outcome::Reset | Outcome::Hang | Outcome::Delayed { .. } => Settled::Dropped,
     }
@@ -614,6 +622,7 @@ async fn create(
             key: key.clone(),
             created: now_rfc3339(),
             replies: Vec::new(),
+            stored_at: tokio::time::Instant::now(),
         };
         shared.teams.with(&name, |g| match &reply_to {
             Some(root) => {
@@ -657,6 +666,13 @@ async fn create(
     }
 }
 
+/// Lists show copies stored at or before this instant (the plan's `search_lag` ago).
+fn visible_since(shared: &Shared, name: &str) -> tokio::time::Instant {
+    let lag = shared.endpoints.get(name).map_or(Duration::ZERO, |e| e.plan.search_lag);
+    let now = tokio::time::Instant::now();
+    now.checked_sub(lag).unwrap_or(now)
+}
+
 /// `$top` clamped to 1..=50 (default 20, as Graph's page size).
 fn top(query: &HashMap<String, String>) -> usize {
     query.get("$top").and_then(|t| t.parse::<usize>().ok()).unwrap_or(20).clamp(1, MAX_TOP)
@@ -682,8 +698,10 @@ async fn list_messages(
     if let Err(response) = authorize(&shared, &name, &team, &channel, &headers) {
         return *response;
     }
+    let visible = visible_since(&shared, &name);
     let items = shared.teams.with(&name, |g| {
-        g.messages.iter().rev().map(|m| m.to_json(&team, &channel)).collect::<Vec<_>>()
+        let shown = g.messages.iter().rev().filter(|m| m.stored_at <= visible);
+        shown.map(|m| m.to_json(&team, &channel)).collect::<Vec<_>>()
     });
     // Paging beyond the first page is not simulated: the link only says there is more.
     page(items, top(&query), "about:blank#more")

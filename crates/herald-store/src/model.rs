@@ -137,10 +137,28 @@ pub struct Work {
     pub progress: Progress,
     /// What to send.
     pub message: Arc<Message>,
-    /// For an update: the original's delivery id on this destination.
-    pub in_reply_to: Option<String>,
-    /// For an update: the destination's id for the original, if it returned one.
-    pub original_remote_ref: Option<String>,
+    /// When the delivery was created: nothing can have been posted before it, so a
+    /// look-up's window starts here.
+    pub created_at: Timestamp,
+    /// For an ambiguous delivery: when its latest ambiguous attempt ended (an
+    /// eventually consistent look-up trusts "not found" only some time after it).
+    pub ambiguous_at: Option<Timestamp>,
+    /// For an update: the broadcast's original on this destination.
+    pub original: Option<Original>,
+}
+
+/// The original message an update follows, as a connector needs it (to reply to it,
+/// quote it or edit it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Original {
+    /// The original's delivery id on this destination.
+    pub delivery_id: String,
+    /// The destination's id for the original, if it returned one.
+    pub remote_ref: Option<String>,
+    /// The original message.
+    pub message: Arc<Message>,
+    /// When the original was delivered there (when it was accepted, if that is unknown).
+    pub at: Timestamp,
 }
 
 /// An attempt to append to the log.

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
+use herald_core::Outcome;
 use serde_json::{Value, json};
 
 use crate::{TestApp, delivery, json_request, str_of, submission};
@@ -40,7 +41,7 @@ async fn submit_answers_202_with_the_documented_shape() {
         "id": d["id"], "destination": "slack-incidents", "kind": "original", "seq": 0, "state": "pending",
         "attempts": 0, "max_attempts": 8, "next_attempt_at": "2026-11-29T12:02:03.000Z",
         "remote_ref": null, "last_error": null, "failure_reason": null, "hold_reason": null,
-        "delivered_at": null
+        "delivered_at": null, "unconfirmed": false
     });
     assert_eq!(d, &expected);
 
@@ -468,4 +469,20 @@ async fn deliveries_to_a_destination_without_a_lane_are_held_and_listed_as_held(
     let bad = t.get("/v1/broadcasts?state=stuck").await;
     bad.problem(StatusCode::BAD_REQUEST);
     assert!(bad.text.contains("held"), "{}", bad.text);
+}
+
+/// A destination that only accepted the request (Teams Workflows' `202`) is delivered
+/// and says so: `unconfirmed` is true for it and false for the others.
+#[tokio::test]
+async fn an_accepted_but_unconfirmed_post_is_shown_as_such() {
+    let t = TestApp::new();
+    let accepted = Outcome::Delivered { remote_ref: None, unconfirmed: true };
+    t.connectors["teams-ops"].script.lock().unwrap().push_back(accepted);
+    let b = t.submit(&["teams-ops", "jira-ops"], "P1: checkout is down").await;
+    let settled = t.settle(str_of(&b, "id")).await;
+    assert_eq!(settled["state"], "delivered");
+    let teams = delivery(&settled, "teams-ops", 0);
+    assert_eq!(teams["state"], "delivered");
+    assert_eq!(teams["unconfirmed"], true);
+    assert_eq!(delivery(&settled, "jira-ops", 0)["unconfirmed"], false);
 }

@@ -75,9 +75,10 @@ impl Connector for Scripted {
             _ => 503,
         };
         let outcome = match outcome {
-            Outcome::Delivered { remote_ref: None } => {
-                Outcome::Delivered { remote_ref: Some(format!("ref-{}", request.delivery_id)) }
-            }
+            Outcome::Delivered { remote_ref: None, unconfirmed } => Outcome::Delivered {
+                remote_ref: Some(format!("ref-{}", request.delivery_id)),
+                unconfirmed,
+            },
             other => other,
         };
         Report { outcome, status: Some(status), detail: Some(format!("scripted {status}")) }
@@ -95,7 +96,7 @@ struct TestApp {
 }
 
 fn delivered() -> Outcome {
-    Outcome::Delivered { remote_ref: None }
+    Outcome::delivered(None)
 }
 
 impl TestApp {

@@ -25,9 +25,9 @@ fn classify_table() {
     let permanent = |reason: &str| Outcome::Permanent { reason: reason.to_owned() };
     #[rustfmt::skip]
     let table: &[(u16, Option<Duration>, &str, Outcome)] = &[
-        (200, None, "ok", Outcome::Delivered { remote_ref: None }),
-        (202, secs(5), "", Outcome::Delivered { remote_ref: None }),
-        (204, None, "", Outcome::Delivered { remote_ref: None }),
+        (200, None, "ok", Outcome::delivered(None)),
+        (202, secs(5), "", Outcome::delivered(None)),
+        (204, None, "", Outcome::delivered(None)),
         (100, None, "", retry("HTTP 100 Continue from the destination: an interim answer and no final one; herald will try again", None)),
         (103, secs(1), "hint", retry("HTTP 103 Early Hints from the destination: an interim answer and no final one; herald will try again (it said: \"hint\")", secs(1))),
         (301, None, "https://new.example", permanent("HTTP 301 Moved Permanently from the destination: it redirects to https://new.example, and herald does not follow redirects; set the destination's URL to the final address")),
@@ -82,12 +82,13 @@ fn classify_is_total_and_maps_every_class() {
                 assert_ne!(outcome.class(), "unknown", "status {status} is defined by HTTP");
             }
             match &outcome {
-                Outcome::Delivered { remote_ref } => assert_eq!(remote_ref, &None),
+                Outcome::Delivered { remote_ref, .. } => assert_eq!(remote_ref, &None),
                 // The destination's delay is passed on wherever a delay applies.
                 Outcome::Retry { after, .. } | Outcome::Throttled { after, .. } => {
                     assert_eq!(after, &retry_after, "status {status}")
                 }
                 Outcome::Permanent { .. } | Outcome::Unknown { .. } => {}
+                Outcome::Reconciling { .. } => panic!("a status alone never asks to look again"),
             }
             if let Some(reason) = outcome.reason() {
                 assert!(reason.starts_with(&format!("HTTP {status}")), "{reason}");

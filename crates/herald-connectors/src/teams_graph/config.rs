@@ -5,9 +5,12 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::ConnectorError;
+#[cfg(any())] // until the kind registry lands
 use crate::settings::Table;
 use crate::teams_workflow::config::{check_url, origin};
-use crate::{Connector, ConnectorConfig, ConnectorError, KindSettings};
+#[cfg(any())]
+use crate::{Connector, ConnectorConfig, KindSettings};
 
 /// The kind's own keys.
 pub const KEYS: &[&str] = &[
@@ -71,6 +74,7 @@ impl fmt::Debug for TeamsGraphConfig {
     }
 }
 
+#[cfg(any())]
 /// Reads the kind's keys.
 pub(super) fn parse(table: &mut Table<'_>) -> Option<ConnectorConfig> {
     let tenant = table.required_string("tenant", "e.g. tenant = \"contoso.onmicrosoft.com\"");
@@ -118,6 +122,7 @@ pub(super) fn validate(config: &TeamsGraphConfig) -> Result<(), ConnectorError> 
     Ok(())
 }
 
+#[cfg(any())]
 impl KindSettings for TeamsGraphConfig {
     fn kind(&self) -> &'static str {
         super::KIND.name

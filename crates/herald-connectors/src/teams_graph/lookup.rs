@@ -43,8 +43,7 @@ pub(super) fn search(
         {
             return Page::Found(id.to_owned());
         }
-        if let Some(at) = item.get("createdDateTime").and_then(Value::as_str).and_then(parse_time)
-        {
+        if let Some(at) = item.get("createdDateTime").and_then(Value::as_str).and_then(parse_time) {
             oldest = Some(oldest.map_or(at, |o| o.min(at)));
         }
     }

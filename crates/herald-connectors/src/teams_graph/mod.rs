@@ -29,8 +29,11 @@ use serde_json::Value;
 
 pub use config::{DEFAULT_BASE_URL, DEFAULT_LOGIN_URL, DEFAULT_SCOPE, KEYS, TeamsGraphConfig};
 
-use crate::{Connector, ConnectorError, Defaults, Kind, Report, Request, Thread, http};
+use crate::{Connector, ConnectorError, Report, Request, Thread, http};
+#[cfg(any())]
+use crate::{Defaults, Kind};
 
+#[cfg(any())]
 /// The `teams-graph` kind.
 pub const KIND: Kind = Kind {
     name: "teams-graph",
@@ -45,6 +48,7 @@ pub const KIND: Kind = Kind {
 pub const CAPABILITIES: Capabilities =
     Capabilities { dedupe_by_key: false, lookup: true, edit: false, thread_reply: true };
 
+#[cfg(any())]
 /// Graph allows at most 4 requests per second per app on one team's channel
 /// (DESTINATIONS.md §3c, concepts/throttling-limits.md).
 pub const DEFAULTS: Defaults = Defaults {
@@ -150,7 +154,8 @@ fn invalid(key: &str, why: impl fmt::Display) -> ConnectorError {
 
 /// `base` with `segments` appended as path segments (each percent-encoded as needed).
 fn join(base: &str, key: &str, segments: &[&str]) -> Result<reqwest::Url, ConnectorError> {
-    let mut url = reqwest::Url::parse(base).map_err(|e| invalid(key, format!("is not a URL ({e})")))?;
+    let mut url =
+        reqwest::Url::parse(base).map_err(|e| invalid(key, format!("is not a URL ({e})")))?;
     {
         let mut path = url.path_segments_mut().map_err(|()| invalid(key, "cannot have a path"))?;
         path.pop_if_empty();
@@ -184,7 +189,10 @@ impl TeamsGraph {
             client_secret: config.client_secret,
             scope: config.scope,
             client,
-            auth: tokio::sync::Mutex::new(Auth { refresh_token: config.refresh_token, access: None }),
+            auth: tokio::sync::Mutex::new(Auth {
+                refresh_token: config.refresh_token,
+                access: None,
+            }),
         })
     }
 
@@ -292,7 +300,10 @@ impl TeamsGraph {
         let mut url = first.to_string();
         url.push_str("?$top=50");
         for _ in 0..lookup::MAX_PAGES {
-            let reply = match self.call(request.now, |token| self.client.get(&url).bearer_auth(token)).await {
+            let reply = match self
+                .call(request.now, |token| self.client.get(&url).bearer_auth(token))
+                .await
+            {
                 Ok(reply) => reply,
                 Err(CallError::Token(report)) => return Some(report),
                 Err(CallError::Transport(error)) => {
@@ -301,7 +312,11 @@ impl TeamsGraph {
                          tell yet whether the message is there: {}",
                         http::classify_error(&error).reason().unwrap_or("no answer")
                     );
-                    return Some(Report { outcome: Outcome::Unknown { reason }, status: None, detail: None });
+                    return Some(Report {
+                        outcome: Outcome::Unknown { reason },
+                        status: None,
+                        detail: None,
+                    });
                 }
             };
             if reply.status != 200 {
@@ -310,9 +325,8 @@ impl TeamsGraph {
             let page: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
             match lookup::search(&page, request.delivery_id, request.created_at, &self.base_url) {
                 lookup::Page::Found(id) => {
-                    let detail = Some(format!(
-                        "found by look-up after an ambiguous attempt: message {id}"
-                    ));
+                    let detail =
+                        Some(format!("found by look-up after an ambiguous attempt: message {id}"));
                     return Some(Report {
                         outcome: Outcome::Delivered { remote_ref: Some(id), unconfirmed: false },
                         status: Some(reply.status),
@@ -336,7 +350,9 @@ fn lookup_failed(reply: &Reply) -> Outcome {
             reason: format!("the look-up was throttled: {reason}"),
         },
         Outcome::Retry { reason, .. } | Outcome::Unknown { reason } => Outcome::Unknown {
-            reason: format!("the look-up failed, so herald cannot tell yet whether the message is there: {reason}"),
+            reason: format!(
+                "the look-up failed, so herald cannot tell yet whether the message is there: {reason}"
+            ),
         },
         other => other,
     }
@@ -345,7 +361,7 @@ fn lookup_failed(reply: &Reply) -> Outcome {
 #[async_trait]
 impl Connector for TeamsGraph {
     fn kind(&self) -> &'static str {
-        KIND.name
+        "teams-graph"
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -369,12 +385,18 @@ impl Connector for TeamsGraph {
             None => self.messages_url.clone(),
         };
         let body = render::render(request.message, request.delivery_id);
-        let sent = self.call(request.now, |token| self.client.post(url.clone()).bearer_auth(token).json(&body)).await;
+        let sent = self
+            .call(request.now, |token| self.client.post(url.clone()).bearer_auth(token).json(&body))
+            .await;
         match sent {
-            Ok(reply) if (200..=299).contains(&reply.status) => {
-                Report { outcome: classify::posted(&reply.body), status: Some(reply.status), detail: None }
+            Ok(reply) if (200..=299).contains(&reply.status) => Report {
+                outcome: classify::posted(&reply.body),
+                status: Some(reply.status),
+                detail: None,
+            },
+            Ok(reply) => {
+                reply.report(classify::failed(reply.status, reply.retry_after, &reply.excerpt()))
             }
-            Ok(reply) => reply.report(classify::failed(reply.status, reply.retry_after, &reply.excerpt())),
             Err(CallError::Token(report)) => report,
             Err(CallError::Transport(error)) => {
                 Report { outcome: http::classify_error(&error), status: None, detail: None }

@@ -46,7 +46,9 @@ pub(crate) fn with_code(outcome: Outcome, code: Option<&str>) -> Outcome {
     let Some(code) = code else { return outcome };
     match outcome {
         Outcome::Permanent { reason } => Outcome::Permanent { reason: format!("{code}: {reason}") },
-        Outcome::Retry { reason, after } => Outcome::Retry { reason: format!("{code}: {reason}"), after },
+        Outcome::Retry { reason, after } => {
+            Outcome::Retry { reason: format!("{code}: {reason}"), after }
+        }
         Outcome::Throttled { reason, after } => {
             Outcome::Throttled { reason: format!("{code}: {reason}"), after }
         }

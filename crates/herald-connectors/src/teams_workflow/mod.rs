@@ -23,8 +23,11 @@ use herald_core::{Capabilities, Outcome, RateLimit};
 
 pub use config::{KEYS, TeamsWorkflowConfig};
 
-use crate::{Connector, ConnectorError, Defaults, Kind, Report, Request, Thread, http};
+use crate::{Connector, ConnectorError, Report, Request, Thread, http};
+#[cfg(any())]
+use crate::{Defaults, Kind};
 
+#[cfg(any())]
 /// The `teams-workflow` kind.
 pub const KIND: Kind = Kind {
     name: "teams-workflow",
@@ -39,6 +42,7 @@ pub const KIND: Kind = Kind {
 pub const CAPABILITIES: Capabilities =
     Capabilities { dedupe_by_key: false, lookup: false, edit: false, thread_reply: false };
 
+#[cfg(any())]
 /// One card per second. Each card is a flow run whose "Post card in a chat or channel"
 /// action goes through the Teams connector, documented at 100 API calls per connection
 /// per 60 seconds (learn.microsoft.com/connectors/teams, "Throttling limits"); 60 a
@@ -70,8 +74,9 @@ impl TeamsWorkflow {
     ) -> Result<TeamsWorkflow, ConnectorError> {
         config::check_url(&config.url)
             .map_err(|why| ConnectorError::InvalidSetting(format!("`url` {why}")))?;
-        let url = reqwest::Url::parse(&config.url)
-            .map_err(|e| ConnectorError::InvalidSetting(format!("`url` is not a valid URL ({e})")))?;
+        let url = reqwest::Url::parse(&config.url).map_err(|e| {
+            ConnectorError::InvalidSetting(format!("`url` is not a valid URL ({e})"))
+        })?;
         let sig = url.query_pairs().find(|(k, _)| k == "sig").map(|(_, v)| v.into_owned());
         Ok(TeamsWorkflow { url, sig, client })
     }
@@ -80,7 +85,7 @@ impl TeamsWorkflow {
 #[async_trait]
 impl Connector for TeamsWorkflow {
     fn kind(&self) -> &'static str {
-        KIND.name
+        "teams-workflow"
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -101,7 +106,11 @@ impl Connector for TeamsWorkflow {
             Ok(body) => body,
             Err(e) => {
                 let reason = format!("herald could not encode the card: {e}");
-                return Report { outcome: Outcome::Permanent { reason }, status: None, detail: None };
+                return Report {
+                    outcome: Outcome::Permanent { reason },
+                    status: None,
+                    detail: None,
+                };
             }
         };
         let sent = self

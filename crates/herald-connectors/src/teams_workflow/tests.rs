@@ -113,3 +113,91 @@ fn a_long_body_is_cut_to_the_limit_with_a_visible_marker() {
     let short = render(&unicode_message(), "d_5", None).to_string();
     assert!(!short.contains(TRUNCATION_MARKER));
 }
+
+/// One row per line of DESTINATIONS.md §3a's classification (timeouts: tests/it/teams.rs).
+#[test]
+fn every_answer_of_section_3a_is_classified() {
+    use std::time::Duration;
+
+    use herald_core::Outcome;
+
+    use super::classify::answered;
+    use crate::http::Answer;
+
+    let err = |code: &str| format!(r#"{{"error":{{"code":"{code}","message":"m"}}}}"#);
+    let secs = |s| Some(Duration::from_secs(s));
+    // (status, Retry-After, body, class, reason starts with, after)
+    let rows: Vec<(u16, Option<Duration>, String, &str, &str, Option<Duration>)> = vec![
+        (202, None, String::new(), "delivered", "", None),
+        (200, None, String::new(), "delivered", "", None),
+        (
+            400,
+            None,
+            err("InvalidRequestContent"),
+            "permanent",
+            "InvalidRequestContent: HTTP 400",
+            None,
+        ),
+        (
+            401,
+            None,
+            err("DirectApiAuthorizationRequired"),
+            "permanent",
+            "DirectApiAuthorizationRequired: HTTP 401",
+            None,
+        ),
+        (403, None, err("AuthorizationFailed"), "permanent", "AuthorizationFailed: HTTP 403", None),
+        (404, None, err("WorkflowNotFound"), "permanent", "WorkflowNotFound: HTTP 404", None),
+        (
+            413,
+            None,
+            err("RequestEntityTooLarge"),
+            "permanent",
+            "RequestEntityTooLarge: HTTP 413",
+            None,
+        ),
+        (
+            429,
+            secs(7),
+            err("WorkflowRequestsThrottled"),
+            "throttled",
+            "WorkflowRequestsThrottled: HTTP 429",
+            secs(7),
+        ),
+        (500, None, err("ServiceUnavailable"), "retry", "ServiceUnavailable: HTTP 500", None),
+        (502, None, String::new(), "retry", "HTTP 502", None),
+        (503, None, String::new(), "retry", "HTTP 503", None),
+        (504, None, String::new(), "retry", "HTTP 504", None),
+    ];
+    for (status, retry_after, body, class, reason, after) in rows {
+        let answer = Answer { status, retry_after, location: None, excerpt: body };
+        let report = answered(answer, None);
+        assert_eq!(report.outcome.class(), class, "HTTP {status}");
+        assert!(
+            report.outcome.reason().unwrap_or("").starts_with(reason),
+            "HTTP {status}: {:?}",
+            report.outcome
+        );
+        match report.outcome {
+            Outcome::Delivered { remote_ref, unconfirmed } => {
+                assert_eq!((remote_ref, unconfirmed), (None, status == 202), "HTTP {status}");
+            }
+            Outcome::Throttled { after: got, .. } | Outcome::Retry { after: got, .. } => {
+                assert_eq!(got, after, "HTTP {status}");
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn an_echoed_signature_is_redacted_from_the_detail() {
+    let answer = crate::http::Answer {
+        status: 401,
+        retry_after: None,
+        location: None,
+        excerpt: "bad sig=abcdefghijklmnop".to_owned(),
+    };
+    let report = super::classify::answered(answer, Some("abcdefghijklmnop"));
+    assert_eq!(report.detail.as_deref(), Some("bad sig=[redacted]"));
+}

@@ -93,7 +93,7 @@ pub fn render(endpoint: &Endpoint, request: &Request<'_>) -> Result<RenderedRequ
 
     let (event_type, thread_seq, in_reply_to, original_remote_ref) = match request.thread {
         Thread::Original => (EVENT_CREATED, 0, None, None),
-        Thread::Update { seq, in_reply_to, original_remote_ref } => {
+        Thread::Update { seq, in_reply_to, original_remote_ref, .. } => {
             (EVENT_UPDATED, seq, Some(in_reply_to), original_remote_ref)
         }
     };

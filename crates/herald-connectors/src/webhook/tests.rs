@@ -51,6 +51,8 @@ fn request<'a>(message: &'a Message, thread: Thread<'a>, delivery_id: &'a str) -
         attempt: 1,
         ambiguous: false,
         now: NOW,
+        created_at: NOW,
+        ambiguous_at: None,
     }
 }
 
@@ -109,10 +111,13 @@ fn render_update() {
         severity: Severity::Resolved,
         ..Message::default()
     };
+    let original = Message { title: "Checkout is down".to_owned(), ..Message::default() };
     let thread = Thread::Update {
         seq: 2,
         in_reply_to: "d_01JD0000000000000000000001",
         original_remote_ref: Some("evt_42"),
+        original: &original,
+        original_at: NOW,
     };
     let mut req = request(&message, thread, "d_01JD0000000000000000000009");
     req.attempt = 3;

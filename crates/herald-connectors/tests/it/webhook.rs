@@ -51,6 +51,8 @@ pub(crate) fn request(message: &Message) -> Request<'_> {
         attempt: 1,
         ambiguous: false,
         now: wall_clock(),
+        created_at: wall_clock(),
+        ambiguous_at: None,
     }
 }
 
@@ -66,7 +68,7 @@ async fn a_2xx_is_delivered() {
     assert_eq!(
         report,
         Report {
-            outcome: Outcome::Delivered { remote_ref: None },
+            outcome: Outcome::delivered(None),
             status: Some(200),
             detail: Some("ok".to_owned())
         }
@@ -214,7 +216,7 @@ async fn a_2xx_whose_body_stalls_is_still_delivered() {
     let _server_keeps_the_connection = {
         let server = RawServer::start(Misbehavior::StallBody).await;
         let report = send_to(&server.url).await;
-        assert_eq!(report.outcome, Outcome::Delivered { remote_ref: None });
+        assert_eq!(report.outcome, Outcome::delivered(None));
         assert_eq!(report.status, Some(200));
         server
     };
@@ -241,7 +243,7 @@ async fn ids_stay_the_same_across_attempts() {
     request.attempt = 2;
     request.now = request.now.add(Duration::from_secs(2));
     let second = webhook.send(&request).await;
-    assert_eq!(second.outcome, Outcome::Delivered { remote_ref: None });
+    assert_eq!(second.outcome, Outcome::delivered(None));
 
     let (one, two) = (receiver.next().await, receiver.next().await);
     for got in [&one, &two] {

@@ -11,7 +11,7 @@ fn failure() -> Outcome {
 }
 
 fn success() -> Outcome {
-    Outcome::Delivered { remote_ref: None }
+    Outcome::delivered(None)
 }
 
 /// Backoff from 100 ms to 1 s, as in the flaky scenario of issue 5.
@@ -98,7 +98,7 @@ fn only_destination_failures_count_and_throttles_are_not_results() {
         (Outcome::Unknown { reason: "timeout".into() }, true),
         (Outcome::Throttled { after: None, reason: "HTTP 429".into() }, false),
         (Outcome::Permanent { reason: "HTTP 404".into() }, false),
-        (Outcome::Delivered { remote_ref: None }, false),
+        (Outcome::delivered(None), false),
     ];
     for (outcome, opens) in cases {
         let mut c = breaker();

@@ -41,7 +41,7 @@ fn unknown(reason: &str) -> Step {
 }
 
 fn delivered(remote_ref: &str) -> Step {
-    Step::Attempt(Outcome::Delivered { remote_ref: Some(remote_ref.into()) })
+    Step::Attempt(Outcome::delivered(Some(remote_ref.into())))
 }
 
 fn wait(d: Duration) -> Step {
@@ -415,7 +415,7 @@ fn delivered_records_when_and_what() {
     let now = at(secs(3));
     let d = next(
         &Progress { ambiguous: true, ..p.clone() },
-        Outcome::Delivered { remote_ref: None },
+        Outcome::delivered(None),
         &policy,
         DEDUPE,
         now,

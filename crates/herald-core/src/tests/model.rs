@@ -10,7 +10,7 @@ use super::*;
 #[test]
 fn outcome_classes_reasons_and_breaker_weight() {
     let cases = [
-        (Outcome::Delivered { remote_ref: Some("C1:1.2".into()) }, "delivered", None, false),
+        (Outcome::delivered(Some("C1:1.2".into())), "delivered", None, false),
         (
             Outcome::Retry { reason: "HTTP 503".into(), after: None },
             "retry",

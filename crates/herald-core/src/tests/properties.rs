@@ -36,14 +36,16 @@ fn afters() -> impl Strategy<Value = Option<Duration>> {
 fn outcomes() -> impl Strategy<Value = Outcome> {
     let reason = prop::sample::select(vec!["HTTP 503", "HTTP 429", "timeout", "400 bad"]);
     prop_oneof![
-        prop::option::of(Just("ref".to_string()))
-            .prop_map(|remote_ref| Outcome::Delivered { remote_ref }),
+        (prop::option::of(Just("ref".to_string())), any::<bool>())
+            .prop_map(|(remote_ref, unconfirmed)| Outcome::Delivered { remote_ref, unconfirmed }),
         (reason.clone(), afters())
             .prop_map(|(r, after)| Outcome::Retry { reason: r.into(), after }),
         (reason.clone(), afters())
             .prop_map(|(r, after)| Outcome::Throttled { reason: r.into(), after }),
         reason.clone().prop_map(|r| Outcome::Permanent { reason: r.into() }),
-        reason.prop_map(|r| Outcome::Unknown { reason: r.into() }),
+        reason.clone().prop_map(|r| Outcome::Unknown { reason: r.into() }),
+        (reason, (1u64..=400_000).prop_map(ms))
+            .prop_map(|(r, after)| Outcome::Reconciling { reason: r.into(), after }),
     ]
 }
 
@@ -66,6 +68,7 @@ fn progresses() -> impl Strategy<Value = Progress> {
                 last_error: None,
                 remote_ref: None,
                 delivered_at: None,
+                unconfirmed: false,
             }
         },
     )
@@ -86,8 +89,8 @@ fn check_next(
     }
     prop_assert_eq!(res.max_attempts, prev.max_attempts);
     prop_assert!(res.attempts <= res.max_attempts, "attempts beyond the budget");
-    if let Outcome::Throttled { .. } = outcome {
-        prop_assert_eq!(res.attempts, prev.attempts, "a throttle consumed an attempt");
+    if let Outcome::Throttled { .. } | Outcome::Reconciling { .. } = outcome {
+        prop_assert_eq!(res.attempts, prev.attempts, "a throttle or a wait consumed an attempt");
     } else {
         prop_assert_eq!(res.attempts, prev.attempts + 1, "an attempt was not counted");
     }
@@ -101,6 +104,12 @@ fn check_next(
     }
     let delivered = matches!(outcome, Outcome::Delivered { .. });
     prop_assert_eq!(res.state == State::Delivered, delivered);
+    if let Outcome::Delivered { unconfirmed, .. } = outcome {
+        prop_assert_eq!(res.unconfirmed, *unconfirmed, "an unconfirmed post stays marked");
+    }
+    if let Outcome::Reconciling { .. } = outcome {
+        prop_assert_eq!(res.ambiguous, prev.ambiguous, "a look-up that must wait keeps the doubt");
+    }
     if delivered {
         prop_assert_eq!(res.delivered_at, Some(now));
         prop_assert!(!res.ambiguous);
@@ -153,6 +162,7 @@ fn check_next(
                 prop_assert!(delay <= policy.ceiling(res.attempts + 1));
             }
             Outcome::Unknown { .. } => prop_assert!(delay <= policy.ceiling(res.attempts)),
+            Outcome::Reconciling { after, .. } => prop_assert_eq!(delay, *after),
             Outcome::Delivered { .. } | Outcome::Permanent { .. } => {
                 prop_assert!(false, "{} left the delivery pending", outcome.class());
             }

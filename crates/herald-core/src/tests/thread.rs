@@ -142,7 +142,7 @@ enum Op {
 
 fn outcomes() -> impl Strategy<Value = Outcome> {
     prop_oneof![
-        3 => Just(Outcome::Delivered { remote_ref: Some("ref".into()) }),
+        3 => Just(Outcome::delivered(Some("ref".into()))),
         2 => Just(Outcome::Retry { reason: "HTTP 503".into(), after: None }),
         1 => Just(Outcome::Throttled { reason: "HTTP 429".into(), after: Some(secs(1)) }),
         1 => Just(Outcome::Permanent { reason: "HTTP 404".into() }),

@@ -12,7 +12,7 @@ fn throttled(secs: u64) -> Outcome {
 }
 
 fn delivered() -> Outcome {
-    Outcome::Delivered { remote_ref: None }
+    Outcome::delivered(None)
 }
 
 const T: Timestamp = Timestamp(1_000_000);

@@ -83,7 +83,7 @@ fn retry_503() -> Outcome {
 }
 
 fn delivered() -> Outcome {
-    Outcome::Delivered { remote_ref: None }
+    Outcome::delivered(None)
 }
 
 /// The flaky destination's policy from issue 5: backoff 100 ms to 1 s, 12 attempts,

@@ -21,6 +21,7 @@ pub struct Call {
     pub in_reply_to: Option<String>,
     pub attempt: u32,
     pub ambiguous: bool,
+    pub ambiguous_at: Option<Timestamp>,
     pub at: Timestamp,
 }
 
@@ -78,7 +79,7 @@ impl Scripted {
 }
 
 pub fn delivered() -> Step {
-    Step::Answer(Outcome::Delivered { remote_ref: Some("ref-1".into()) })
+    Step::Answer(Outcome::delivered(Some("ref-1".into())))
 }
 
 pub fn retry() -> Step {
@@ -91,6 +92,10 @@ pub fn throttled(after: Duration) -> Step {
 
 pub fn permanent() -> Step {
     Step::Answer(Outcome::Permanent { reason: "HTTP 404: channel not found".into() })
+}
+
+pub fn reconciling(after: Duration) -> Step {
+    Step::Answer(Outcome::Reconciling { after, reason: "not found yet".into() })
 }
 
 pub fn unknown() -> Step {
@@ -118,6 +123,7 @@ impl Connector for Scripted {
             in_reply_to,
             attempt: request.attempt,
             ambiguous: request.ambiguous,
+            ambiguous_at: request.ambiguous_at,
             at: request.now,
         });
         self.called.notify_waiters();

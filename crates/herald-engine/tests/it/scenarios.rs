@@ -115,6 +115,59 @@ async fn throttles_honour_retry_after_and_do_not_consume_attempts() {
     assert_eq!(view.deliveries[0].progress.attempts, 1);
 }
 
+/// A look-up that cannot settle an ambiguous attempt yet (Jira's search lags) looks
+/// again after the time it asked for: it burns no attempt, keeps the doubt (each look
+/// knows when the doubt began), and neither pauses the lane nor trips the breaker.
+#[tokio::test]
+async fn a_look_up_that_must_wait_burns_no_attempt_and_does_not_slow_the_lane() {
+    let caps = Capabilities { lookup: true, ..Capabilities::default() };
+    let jira = Scripted::with_capabilities("jira", delivered(), caps);
+    let wait = Duration::from_secs(5);
+    jira.script(0, [unknown(), reconciling(wait), reconciling(wait), reconciling(wait)]);
+    let mut lane = settings();
+    lane.policy.max_attempts = 2;
+    lane.policy.backoff_base = Duration::from_millis(10);
+    lane.policy.backoff_max = Duration::from_millis(10);
+    let mut fx = Fixture::start(vec![(jira.clone(), lane)]);
+    let view = fx.submit("P1: checkout is down", &["jira"]).await;
+    let doubt = fx.wait_for(&view.id, |v| v.deliveries[0].progress.ambiguous).await;
+    assert_eq!(doubt.deliveries[0].progress.state, State::Pending);
+    fx.clock.advance(Duration::from_millis(10));
+    for n in 2..=4 {
+        wait_calls(&jira, n).await;
+        let v = fx
+            .wait_for(&view.id, |v| {
+                v.deliveries[0].progress.state == State::Pending
+                    && v.deliveries[0].progress.last_error.as_deref() == Some("not found yet")
+            })
+            .await;
+        assert_eq!(v.deliveries[0].progress.attempts, 1, "a look-up that must wait burned one");
+        assert!(v.deliveries[0].progress.ambiguous, "the doubt was dropped");
+        assert_eq!(v.deliveries[0].progress.next_attempt_at, jira.calls()[n - 1].at.add(wait));
+        assert!(fx.engine.health().iter().all(|h| !h.throttled), "a wait slowed the lane");
+        if n == 4 {
+            // Meanwhile the lane is not paused: another broadcast goes at once (the script
+            // is used up, so it is answered delivered).
+            let other = fx.submit("P2: search is slow", &["jira"]).await;
+            fx.wait_state(&other.id, 0, "delivered").await;
+        }
+        fx.clock.advance(wait);
+    }
+    let view = fx.settle(&view.id).await;
+    assert_eq!(state(&view, 0), State::Delivered, "three waits exhausted two attempts");
+    assert_eq!(view.deliveries[0].progress.attempts, 2);
+    let calls: Vec<_> =
+        jira.calls().into_iter().filter(|c| c.delivery_id == view.deliveries[0].id).collect();
+    assert_eq!(calls.len(), 5, "{calls:?}");
+    assert!(calls[1..].iter().all(|c| c.ambiguous && c.attempt == 2), "{calls:?}");
+    let began = calls[1].ambiguous_at.expect("an ambiguous claim knows when the doubt began");
+    assert!(began >= calls[0].at && began <= calls[1].at, "{calls:?}");
+    assert!(calls[1..].iter().all(|c| c.ambiguous_at == Some(began)), "the doubt began once");
+    let health = fx.engine.health();
+    assert!(health.iter().all(|h| h.circuit == "closed"), "waits opened the breaker");
+    assert!(health.iter().all(|h| !h.throttled), "waits slowed the lane");
+}
+
 #[tokio::test]
 async fn a_permanent_error_fails_at_once_with_its_reason() {
     let broken = Scripted::new("broken", permanent());

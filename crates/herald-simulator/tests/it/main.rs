@@ -526,3 +526,20 @@ async fn requests_over_the_bucket_are_counted() {
     assert_eq!(sim.stats("bucket").throttled, 2);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn store_then_fail_keeps_the_copy_but_answers_the_failure() {
+    let sim = start(&[("liar", FaultPlan::healthy().dedupe(false).store_then_fail(1, 500))]).await;
+    let c = client();
+    let (status, body) = post_json(&c, &sim.url("liar"), Some("k1")).await;
+    assert_eq!((status, body["ok"].clone()), (500, Value::Bool(false)));
+    assert_eq!(sim.copies("liar"), copies(&[("k1", 1)]), "the failed answer hid a stored copy");
+    let (status, _) = post_json(&c, &sim.url("liar"), Some("k1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(sim.copies("liar"), copies(&[("k1", 2)]), "without dedupe a resend is a copy");
+    assert_eq!(
+        fates(&sim, "liar"),
+        [Fate::StoredThenRejected { status: 500 }, Fate::Stored { status: 200 }]
+    );
+    sim.shutdown().await;
+}

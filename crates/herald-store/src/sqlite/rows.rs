@@ -15,7 +15,7 @@ use crate::model::*;
 
 /// The delivery columns every progress read selects, in `progress_from_row` order.
 pub(super) const PROGRESS_COLUMNS: &str = "state, fail_reason, attempts, max_attempts, next_attempt_at, \
-     expires_at, ambiguous, last_error, remote_ref, delivered_at";
+     expires_at, ambiguous, last_error, remote_ref, delivered_at, unconfirmed";
 
 pub(super) fn state_from(name: &str, reason: Option<&str>) -> Result<State, StoreError> {
     Ok(match name {
@@ -46,6 +46,7 @@ pub(super) fn progress_from_row(row: &Row<'_>, at: usize) -> Result<Progress, St
         last_error: row.get(at + 7)?,
         remote_ref: row.get(at + 8)?,
         delivered_at: row.get::<_, Option<i64>>(at + 9)?.map(Timestamp),
+        unconfirmed: row.get(at + 10)?,
     })
 }
 
@@ -73,7 +74,8 @@ pub(super) fn write_progress(
 ) -> Result<Option<Identity>, StoreError> {
     const SQL: &str = "UPDATE deliveries SET state = ?2, fail_reason = ?3, attempts = ?4, \
          next_attempt_at = ?5, expires_at = ?6, ambiguous = ?7, last_error = ?8, remote_ref = ?9, \
-         delivered_at = ?10, lease_expires_at = NULL, lease_token = lease_token + 1, hold_reason = NULL \
+         delivered_at = ?10, unconfirmed = ?13, lease_expires_at = NULL, \
+         lease_token = lease_token + 1, hold_reason = NULL \
          WHERE id = ?1 AND (?11 IS NULL OR lease_token = ?11) AND state = ?12 \
          RETURNING broadcast_id, destination, seq";
     let res = conn
@@ -92,6 +94,7 @@ pub(super) fn write_progress(
                 progress.delivered_at.map(|t| t.0),
                 token,
                 expected,
+                progress.unconfirmed,
             ],
             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
@@ -298,39 +301,53 @@ pub(super) fn lease(
     rows: Vec<LeaseRow>,
     lease_until: Timestamp,
 ) -> Result<Vec<Work>, StoreError> {
-    let mut messages: HashMap<(String, u32), Arc<Message>> = HashMap::new();
+    let mut messages: HashMap<(String, u32), (Arc<Message>, Timestamp)> = HashMap::new();
     let mut work = Vec::with_capacity(rows.len());
     for (id, broadcast_id, destination, seq, progress) in rows {
-        let lease_token: i64 = conn
+        let (lease_token, created_at): (i64, i64) = conn
             .prepare_cached(
                 "UPDATE deliveries SET state = 'in_flight', lease_token = lease_token + 1, \
-                 lease_expires_at = ?2 WHERE id = ?1 RETURNING lease_token",
+                 lease_expires_at = ?2 WHERE id = ?1 RETURNING lease_token, created_at",
             )?
-            .query_row(params![id, lease_until.0], |row| row.get(0))?;
-        let key = (broadcast_id.clone(), seq);
-        let message = match messages.get(&key) {
-            Some(message) => Arc::clone(message),
-            None => {
-                let body: String = conn
-                    .prepare_cached(
-                        "SELECT body FROM messages WHERE broadcast_id = ?1 AND seq = ?2",
-                    )?
-                    .query_row(params![broadcast_id, seq], |row| row.get(0))?;
-                let message = Arc::new(message_from(&body)?);
-                messages.insert(key, Arc::clone(&message));
-                message
+            .query_row(params![id, lease_until.0], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        let (message, _) = message_cached(conn, &mut messages, &broadcast_id, seq)?;
+        let original = if seq == 0 {
+            None
+        } else {
+            let found: Option<(String, Option<String>, Option<i64>)> = conn
+                .prepare_cached(
+                    "SELECT id, remote_ref, delivered_at FROM deliveries \
+                     WHERE broadcast_id = ?1 AND destination = ?2 AND seq = 0",
+                )?
+                .query_row(params![broadcast_id, destination], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })
+                .optional()?;
+            match found {
+                Some((delivery_id, remote_ref, delivered_at)) => {
+                    let (message, accepted_at) =
+                        message_cached(conn, &mut messages, &broadcast_id, 0)?;
+                    Some(Original {
+                        delivery_id,
+                        remote_ref,
+                        message,
+                        at: delivered_at.map_or(accepted_at, Timestamp),
+                    })
+                }
+                None => None,
             }
         };
-        let (in_reply_to, original_remote_ref) = if seq == 0 {
-            (None, None)
-        } else {
+        // Only an ambiguous delivery needs to know when its doubt began (a look-up that
+        // is only eventually consistent trusts "not found" only some time after it).
+        let ambiguous_at = if progress.ambiguous {
             conn.prepare_cached(
-                "SELECT id, remote_ref FROM deliveries \
-                 WHERE broadcast_id = ?1 AND destination = ?2 AND seq = 0",
+                "SELECT MAX(started_at + duration_ms) FROM attempts \
+                 WHERE broadcast_id = ?1 AND delivery_id = ?2 AND outcome = 'unknown'",
             )?
-            .query_row(params![broadcast_id, destination], |row| Ok((row.get(0)?, row.get(1)?)))
-            .optional()?
-            .unwrap_or((None, None))
+            .query_row(params![broadcast_id, id], |row| row.get::<_, Option<i64>>(0))?
+            .map(Timestamp)
+        } else {
+            None
         };
         let mut progress = progress;
         progress.state = State::InFlight;
@@ -343,11 +360,33 @@ pub(super) fn lease(
             lease_expires_at: lease_until,
             progress,
             message,
-            in_reply_to,
-            original_remote_ref,
+            created_at: Timestamp(created_at),
+            ambiguous_at,
+            original,
         });
     }
     Ok(work)
+}
+
+/// Message `seq` of `broadcast_id` with the time it was accepted, read once per batch.
+fn message_cached(
+    conn: &Connection,
+    cache: &mut HashMap<(String, u32), (Arc<Message>, Timestamp)>,
+    broadcast_id: &str,
+    seq: u32,
+) -> Result<(Arc<Message>, Timestamp), StoreError> {
+    let key = (broadcast_id.to_owned(), seq);
+    if let Some((message, at)) = cache.get(&key) {
+        return Ok((Arc::clone(message), *at));
+    }
+    let (body, created_at): (String, i64) = conn
+        .prepare_cached(
+            "SELECT body, created_at FROM messages WHERE broadcast_id = ?1 AND seq = ?2",
+        )?
+        .query_row(params![broadcast_id, seq], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    let message = Arc::new(message_from(&body)?);
+    cache.insert(key, (Arc::clone(&message), Timestamp(created_at)));
+    Ok((message, Timestamp(created_at)))
 }
 
 pub(super) fn select_for_lease(

@@ -111,6 +111,7 @@ pub async fn submit_stores_the_intent_and_one_pending_delivery_per_destination(s
                 last_error: None,
                 remote_ref: None,
                 delivered_at: None,
+                unconfirmed: false,
             }
         );
     }
@@ -220,13 +221,14 @@ pub async fn claim_leases_due_pending_deliveries_oldest_first(store: &dyn Store)
     );
     for (work, origin) in claimed.work.iter().zip([&b2, &b1]) {
         assert_eq!(work.broadcast_id, origin.id);
+        assert_eq!(work.created_at, origin.created_at, "a look-up window starts here");
+        assert_eq!(work.ambiguous_at, None, "a delivery in no doubt has no doubt's start");
         assert_eq!(work.destination, "lane");
         assert_eq!(work.seq, 0);
         assert_eq!(*work.message, origin.thread[0].message);
         assert_eq!(work.progress.state, State::InFlight);
         assert_eq!(work.progress.attempts, 0);
-        assert_eq!(work.in_reply_to, None);
-        assert_eq!(work.original_remote_ref, None);
+        assert_eq!(work.original, None);
         assert_eq!(state_of(store, &origin.id, &work.delivery_id).await, State::InFlight);
     }
     // Another destination's delivery of the same broadcast is not touched.
@@ -575,8 +577,11 @@ pub async fn a_restart_keeps_every_accepted_delivery(open: Open<'_>) {
 
     let resumed = claim_one(store.as_ref(), "b", at(40)).await;
     assert_eq!(resumed.delivery_id, delivery_id(&after, "b", 1));
-    assert_eq!(resumed.in_reply_to.as_deref(), Some(b.deliveries[1].id.as_str()));
-    assert_eq!(resumed.original_remote_ref.as_deref(), Some("ref-b"));
+    assert_eq!(
+        resumed.original.as_ref().map(|o| o.delivery_id.as_str()),
+        Some(b.deliveries[1].id.as_str())
+    );
+    assert_eq!(resumed.original.as_ref().and_then(|o| o.remote_ref.as_deref()), Some("ref-b"));
     assert_eq!(claim_one(store.as_ref(), "c", at(40)).await.delivery_id, b.deliveries[2].id);
 }
 
@@ -641,9 +646,13 @@ pub async fn updates_wait_for_their_predecessor_on_each_destination(store: &dyn 
     // The update is claimed with what the connector needs to thread it.
     let c1 = claim_one(store, "c", at(7)).await;
     assert_eq!((c1.delivery_id.clone(), c1.seq), (delivery_id(view2, "c", 1), 1));
-    assert_eq!(c1.in_reply_to.as_deref(), Some(c0.delivery_id.as_str()));
-    assert_eq!(c1.original_remote_ref.as_deref(), Some("ref-c"));
+    assert_eq!(c1.original.as_ref().map(|o| o.delivery_id.as_str()), Some(c0.delivery_id.as_str()));
+    assert_eq!(c1.original.as_ref().and_then(|o| o.remote_ref.as_deref()), Some("ref-c"));
     assert_eq!(*c1.message, message("update 1"));
+    let original = c1.original.as_ref().unwrap();
+    assert_eq!(*original.message, b.thread[0].message, "the original message, to quote or edit");
+    assert_eq!(original.at, at(7), "when the original was delivered there");
+    assert_eq!(c1.created_at, at(5), "the update's delivery was created with the update");
 
     // Further down the thread, the reference is still the original's.
     let a1 = claim_one(store, "a", at(8)).await;
@@ -652,8 +661,8 @@ pub async fn updates_wait_for_their_predecessor_on_each_destination(store: &dyn 
     assert_eq!(states_of(&changes)[1], (delivery_id(view2, "a", 2), 2, State::Pending));
     let a2 = claim_one(store, "a", at(9)).await;
     assert_eq!(a2.seq, 2);
-    assert_eq!(a2.in_reply_to.as_deref(), Some(a0.delivery_id.as_str()));
-    assert_eq!(a2.original_remote_ref.as_deref(), Some("ref-a"));
+    assert_eq!(a2.original.as_ref().map(|o| o.delivery_id.as_str()), Some(a0.delivery_id.as_str()));
+    assert_eq!(a2.original.as_ref().and_then(|o| o.remote_ref.as_deref()), Some("ref-a"));
     assert_eq!(*a2.message, message("update 2"));
 }
 
@@ -732,7 +741,10 @@ pub async fn an_update_behind_a_skipped_destination_still_waits(store: &dyn Stor
     );
     let claimed = claim_one(store, "b", at(4)).await;
     assert_eq!(claimed.delivery_id, b2);
-    assert_eq!(claimed.in_reply_to.as_deref(), Some(original.delivery_id.as_str()));
+    assert_eq!(
+        claimed.original.as_ref().map(|o| o.delivery_id.as_str()),
+        Some(original.delivery_id.as_str())
+    );
 }
 
 /// An update needs its broadcast.
@@ -1640,4 +1652,37 @@ pub async fn a_probe_claims_the_delivery_tried_most_often(store: &dyn Store) {
     store.release(vec![release(&probed[0], at(3))]).await.unwrap();
     let plain = claim(store, "lane", 1, at(4)).await;
     assert_eq!(ids(&plain), vec![never.delivery_id.clone()], "due order takes the oldest");
+}
+
+// ---- connectors' needs ------------------------------------------------------------------
+
+/// A claim of an ambiguous delivery says when its latest ambiguous attempt ended (an
+/// eventually consistent look-up counts its grace from there); a delivered-unconfirmed
+/// outcome is kept as such.
+pub async fn a_claim_knows_when_the_doubt_began_and_unconfirmed_is_kept(store: &dyn Store) {
+    let b = create(store, broadcast(&["lane"], at(0))).await;
+    let first = claim_one(store, "lane", at(1)).await;
+    let mut progress = first.progress.clone();
+    progress.state = State::Pending;
+    progress.attempts = 1;
+    progress.ambiguous = true;
+    progress.next_attempt_at = at(30);
+    // The fixture's attempts last 120 ms.
+    store.record(vec![record(&first, progress, "unknown", at(10))]).await.unwrap();
+
+    let second = claim_one(store, "lane", at(30)).await;
+    assert!(second.progress.ambiguous);
+    assert_eq!(second.ambiguous_at, Some(at(10).add(std::time::Duration::from_millis(120))));
+    assert_eq!(second.created_at, b.created_at);
+
+    let mut progress = second.progress.clone();
+    progress.state = State::Delivered;
+    progress.attempts = 2;
+    progress.ambiguous = false;
+    progress.delivered_at = Some(at(31));
+    progress.unconfirmed = true;
+    store.record(vec![record(&second, progress, "delivered", at(31))]).await.unwrap();
+    let stored = delivery_view(store, &b.id, &second.delivery_id).await;
+    assert_eq!(stored.progress.state, State::Delivered);
+    assert!(stored.progress.unconfirmed, "an unconfirmed post stays marked");
 }

@@ -359,3 +359,8 @@ async fn an_update_in_flight_cannot_be_cancelled() {
 async fn a_probe_claims_the_delivery_tried_most_often() {
     on_fresh_store!(a_probe_claims_the_delivery_tried_most_often);
 }
+
+#[tokio::test]
+async fn a_claim_knows_when_the_doubt_began_and_unconfirmed_is_kept() {
+    on_fresh_store!(a_claim_knows_when_the_doubt_began_and_unconfirmed_is_kept);
+}
