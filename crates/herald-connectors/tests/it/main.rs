@@ -7,5 +7,7 @@
 mod receiver;
 /// Signatures checked by the reference Python library, `standardwebhooks` on PyPI.
 mod signature;
+/// Teams Workflows and Teams Graph against the simulator's Teams dialects.
+mod teams;
 /// The webhook connector end to end: each answer and failure class.
 mod webhook;
