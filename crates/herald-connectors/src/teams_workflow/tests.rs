@@ -127,7 +127,8 @@ fn every_answer_of_section_3a_is_classified() {
     let err = |code: &str| format!(r#"{{"error":{{"code":"{code}","message":"m"}}}}"#);
     let secs = |s| Some(Duration::from_secs(s));
     // (status, Retry-After, body, class, reason starts with, after)
-    let rows: Vec<(u16, Option<Duration>, String, &str, &str, Option<Duration>)> = vec![
+    type Row<'a> = (u16, Option<Duration>, String, &'a str, &'a str, Option<Duration>);
+    let rows: Vec<Row<'_>> = vec![
         (202, None, String::new(), "delivered", "", None),
         (200, None, String::new(), "delivered", "", None),
         (
