@@ -54,7 +54,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let client = http::client();
     let mut destinations = Vec::with_capacity(config.destinations.len());
     for destination in &config.destinations {
-        let connector = herald_connectors::build(&destination.connector, client.clone())
+        let connector = destination
+            .connector
+            .build(client.clone())
             .with_context(|| format!("destination `{}`", destination.name))?;
         destinations.push(Destination {
             name: destination.name.clone(),

@@ -6,15 +6,32 @@
 //! (bad configuration), never for a destination's answer.
 
 pub mod http;
+pub mod jira;
+mod kind;
+pub mod settings;
 pub mod teams_graph;
 pub mod teams_workflow;
 pub mod text;
 pub mod webhook;
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use herald_core::{Capabilities, Message, Outcome, Timestamp};
+
+pub use kind::{ConnectorConfig, Defaults, Kind, KindSettings};
+
+/// Every kind this build can deliver to; adding a kind is one line here.
+pub static KINDS: &[&Kind] =
+    &[&webhook::KIND, &jira::KIND, &teams_workflow::KIND, &teams_graph::KIND];
+
+/// Kinds from the design that this build does not have yet, so that configuring one
+/// says "not supported yet" rather than "unknown".
+pub const PLANNED_KINDS: &[&str] =
+    &["matrix", "pagerduty", "discord", "email", "opsgenie", "mattermost"];
+
+/// The registered kind called `name`.
+pub fn kind(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().copied().find(|kind| kind.name == name)
+}
 
 /// Where a message sits in its broadcast's thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,40 +106,10 @@ pub trait Connector: Send + Sync + 'static {
     async fn send(&self, request: &Request<'_>) -> Report;
 }
 
-/// A connector's settings as configured, one variant per kind.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConnectorConfig {
-    /// A generic HTTP webhook signed per Standard Webhooks.
-    Webhook(webhook::WebhookConfig),
-}
-
-impl ConnectorConfig {
-    /// The capabilities the kind's connector declares, known before it is built (so a
-    /// configuration check can reason about them).
-    pub fn capabilities(&self) -> Capabilities {
-        match self {
-            ConnectorConfig::Webhook(_) => webhook::CAPABILITIES,
-        }
-    }
-}
-
 /// Why a connector could not be built from its settings.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
     /// A setting is invalid; the message names it.
     #[error("{0}")]
     InvalidSetting(String),
-}
-
-/// Builds the connector for `config`, sharing `client` (one connection pool for all).
-///
-/// # Errors
-/// Returns `ConnectorError::InvalidSetting` when a setting cannot be used.
-pub fn build(
-    config: &ConnectorConfig,
-    client: reqwest::Client,
-) -> Result<Arc<dyn Connector>, ConnectorError> {
-    match config {
-        ConnectorConfig::Webhook(c) => Ok(Arc::new(webhook::Webhook::new(c.clone(), client)?)),
-    }
 }

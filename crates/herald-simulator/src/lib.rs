@@ -30,6 +30,7 @@
 //! # }
 //! ```
 
+mod jira;
 mod plan;
 mod server;
 mod state;
@@ -47,6 +48,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::jira::{
+    JIRA_EMAIL, JIRA_ISSUE_TYPES, JIRA_PROJECT, JIRA_TOKEN, JiraComment, JiraIssue,
+};
 pub use crate::plan::FaultPlan;
 use crate::state::Endpoint;
 pub use crate::state::{ANONYMOUS_KEY_PREFIX, EndpointStats, Fate, Received};
@@ -62,6 +66,8 @@ struct Shared {
     names: Vec<String>,
     /// Fixed at start, so looking an endpoint up takes no lock.
     endpoints: HashMap<String, Endpoint>,
+    /// The Jira dialect's issues, per endpoint name.
+    jira: jira::Sites,
     /// Notified after every request that reached an endpoint, if anyone is waiting.
     changed: Notify,
     /// How many `wait_until` calls are in progress (so requests skip `Notify` otherwise).
@@ -151,6 +157,7 @@ impl Simulator {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             addr,
+            jira: jira::Sites::new(&names),
             names,
             endpoints: map,
             changed: Notify::new(),

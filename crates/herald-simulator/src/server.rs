@@ -25,7 +25,7 @@ use crate::Shared;
 use crate::state::{ANONYMOUS_KEY_PREFIX, Outcome, Record, idempotency_header, key_text};
 
 /// Largest request body an endpoint accepts.
-const BODY_LIMIT: usize = 2 * 1024 * 1024;
+pub(crate) const BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 /// How long a connection may take to finish its in-flight request once shutdown starts.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -118,6 +118,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .merge(crate::teams::routes())
         .route("/_sim", get(inspect_all))
         .route("/_sim/{name}", get(inspect))
+        .merge(crate::jira::routes())
         .fallback(not_found)
         .with_state(shared)
 }

@@ -5,15 +5,15 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use herald_connectors::ConnectorConfig;
-use herald_connectors::webhook::{RESERVED_HEADERS, WebhookConfig};
+use herald_connectors::settings::{self, Entry, Item, Table};
+use herald_connectors::{ConnectorConfig, PLANNED_KINDS};
 use herald_core::{FailureRate, OnUnknown};
 use herald_engine::LaneSettings;
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
-use super::values::{self, DURATION_HINT, MAX_DURATION};
-use super::{Config, DestinationConfig, RetentionConfig, ServerConfig, secret};
+use super::values;
+use super::{Config, DestinationConfig, RetentionConfig, ServerConfig};
 
 /// A TOML key with its span.
 type Key<'i> = Spanned<DeString<'i>>;
@@ -50,11 +50,6 @@ const COMMON_KEYS: &[&str] = &[
     "circuit_failure_rate",
     "circuit_cool_down",
 ];
-/// The kinds this build can deliver to, with their own settings.
-const KINDS: &[(&str, &[&str])] = &[("webhook", &["url", "secret", "headers"])];
-/// Kinds from the design that this build does not have yet.
-const PLANNED_KINDS: &[&str] =
-    &["slack", "teams", "jira", "matrix", "pagerduty", "discord", "email", "opsgenie"];
 
 /// One problem, located by byte offset into the text.
 #[derive(Debug)]
@@ -85,13 +80,18 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, before[line_start..].chars().count() + 1)
 }
 
-/// Parses and checks a whole document.
-pub(super) fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<Diag>> {
+/// Parses and checks a whole document; `kinds` are the destination kinds it may use
+/// (`herald_connectors::KINDS`, or test kinds).
+pub(super) fn parse(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    kinds: &[&'static herald_connectors::Kind],
+) -> Result<Config, Vec<Diag>> {
     let (document, syntax_errors) = DeTable::parse_recoverable(text);
     if !syntax_errors.is_empty() {
         return Err(syntax(text, &syntax_errors));
     }
-    let mut checker = Checker { diags: Vec::new(), env };
+    let mut checker = Checker { diags: Vec::new(), env, kinds };
     let config = checker.document(document.get_ref());
     if checker.diags.is_empty() {
         Ok(config)
@@ -128,6 +128,8 @@ fn syntax(text: &str, errors: &[toml::de::Error]) -> Vec<Diag> {
 struct Checker<'e> {
     diags: Vec<Diag>,
     env: &'e dyn Fn(&str) -> Option<String>,
+    /// The kinds a destination may have; each reads its own keys.
+    kinds: &'e [&'static herald_connectors::Kind],
 }
 
 /// The entries of a table in file order (tables iterate sorted by key otherwise).
@@ -144,7 +146,7 @@ enum Kind {
     /// Given but unusable; already reported.
     Invalid,
     /// A kind this build has.
-    Known(&'static str),
+    Known(&'static herald_connectors::Kind),
 }
 
 impl Checker<'_> {
@@ -186,10 +188,9 @@ impl Checker<'_> {
         let layout = "herald.toml has [server], [destinations.NAME], [groups] and [retention]";
         let message = if SERVER_KEYS.contains(&name) {
             format!("unknown top-level key `{name}`; it belongs in the [server] table")
-        } else if COMMON_KEYS.contains(&name) || KINDS.iter().any(|(_, keys)| keys.contains(&name))
-        {
+        } else if COMMON_KEYS.contains(&name) || self.kinds.iter().any(|k| k.keys.contains(&name)) {
             format!("unknown top-level key `{name}`; it belongs in a [destinations.NAME] table")
-        } else if let Some(close) = values::closest(name, TOP_LEVEL) {
+        } else if let Some(close) = settings::closest(name, TOP_LEVEL) {
             format!("unknown table `{name}`; did you mean [{close}]?")
         } else if value.get_ref().is_table() {
             format!("unknown table [{name}]; {layout}")
@@ -254,7 +255,7 @@ impl Checker<'_> {
                     }
                 }
                 _ => {
-                    let message = match values::closest(name, SERVER_KEYS) {
+                    let message = match settings::closest(name, SERVER_KEYS) {
                         Some(close) => format!("unknown setting `{name}`; did you mean `{close}`?"),
                         None => format!(
                             "unknown setting `{name}` in [server]; valid settings: {}",
@@ -285,7 +286,7 @@ impl Checker<'_> {
                     }
                 }
                 _ => {
-                    let message = match values::closest(name, RETENTION_KEYS) {
+                    let message = match settings::closest(name, RETENTION_KEYS) {
                         Some(close) => format!("unknown setting `{name}`; did you mean `{close}`?"),
                         None => format!(
                             "unknown setting `{name}` in [retention]; valid settings: {} \
@@ -342,6 +343,8 @@ impl Checker<'_> {
         let mut settings = LaneSettings::default();
         let mut kind = Kind::Missing;
         let mut specific = Vec::new();
+        // Whether the operator set these: a kind's defaults apply only where not.
+        let (mut rate_limit_set, mut concurrency_set) = (false, false);
         // Where backoff_base and backoff_max were set, and whether both parsed.
         let (mut base_at, mut max_at, mut backoff_ok) = (None, None, true);
         for (key, value) in in_file_order(table) {
@@ -405,6 +408,7 @@ impl Checker<'_> {
                     ),
                 },
                 "rate_limit" => {
+                    rate_limit_set = true;
                     if let Some(text) = self.string(value, &path) {
                         match values::parse_rate_limit(text) {
                             Ok(limit) => settings.rate_limit = Some(limit),
@@ -413,6 +417,7 @@ impl Checker<'_> {
                     }
                 }
                 "concurrency" => {
+                    concurrency_set = true;
                     if let Some(n) = self.positive(value, &path) {
                         match usize::try_from(n) {
                             Ok(n) => settings.concurrency = n,
@@ -449,17 +454,25 @@ impl Checker<'_> {
             let message = format!(
                 "backoff_base ({}) is longer than backoff_max ({}); lower backoff_base or raise \
                  backoff_max",
-                values::format_duration(policy.backoff_base),
-                values::format_duration(policy.backoff_max)
+                settings::format_duration(policy.backoff_base),
+                settings::format_duration(policy.backoff_max)
             );
             self.error(at, &format!("{prefix}.{key}"), message);
         }
 
         let connector = match kind {
-            Kind::Known("webhook") => self.webhook(&prefix, header, &specific),
-            Kind::Known(_) | Kind::Invalid => None,
+            Kind::Known(kind) => {
+                if !rate_limit_set {
+                    settings.rate_limit = kind.defaults.rate_limit;
+                }
+                if let (false, Some(concurrency)) = (concurrency_set, kind.defaults.concurrency) {
+                    settings.concurrency = concurrency;
+                }
+                self.kind_settings(kind, &prefix, header, &specific)
+            }
+            Kind::Invalid => None,
             Kind::Missing => {
-                let known: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
+                let known: Vec<&str> = self.kinds.iter().map(|k| k.name).collect();
                 self.error(
                     header,
                     &format!("{prefix}.kind"),
@@ -470,10 +483,11 @@ impl Checker<'_> {
                 );
                 // Still point out keys that no kind has.
                 let all: Vec<&str> =
-                    KINDS.iter().flat_map(|(_, keys)| keys.iter().copied()).collect();
+                    self.kinds.iter().flat_map(|k| k.keys.iter().copied()).collect();
                 for (key, _) in &specific {
-                    if !all.contains(&key.get_ref().as_ref()) {
-                        self.unknown_setting(&prefix, key, &all);
+                    let name = key.get_ref().as_ref();
+                    if !all.contains(&name) {
+                        self.unknown_setting(&prefix, name, key.span().start, &all);
                     }
                 }
                 None
@@ -486,10 +500,10 @@ impl Checker<'_> {
         let Some(text) = self.string(value, path) else {
             return Kind::Invalid;
         };
-        if let Some((known, _)) = KINDS.iter().find(|(k, _)| *k == text) {
+        if let Some(known) = self.kinds.iter().find(|k| k.name == text) {
             return Kind::Known(known);
         }
-        let known: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
+        let known: Vec<&str> = self.kinds.iter().map(|k| k.name).collect();
         let message = if PLANNED_KINDS.contains(&text) {
             format!(
                 "kind {text:?} is not supported yet by this build; known kinds: {}",
@@ -503,128 +517,108 @@ impl Checker<'_> {
     }
 
     /// Reports a setting that is neither common nor one of `kind_keys`.
-    fn unknown_setting(&mut self, prefix: &str, key: &Key<'_>, kind_keys: &[&str]) {
-        let name = key.get_ref().as_ref();
+    fn unknown_setting(&mut self, prefix: &str, name: &str, at: usize, kind_keys: &[&str]) {
         let valid: Vec<&str> = COMMON_KEYS.iter().chain(kind_keys).copied().collect();
-        let message = match values::closest(name, &valid) {
+        let message = match settings::closest(name, &valid) {
             Some(close) => format!("unknown setting `{name}`; did you mean `{close}`?"),
             None => format!("unknown setting `{name}`; valid settings: {}", valid.join(", ")),
         };
-        self.error(key.span().start, &format!("{prefix}.{name}"), message);
+        self.error(at, &format!("{prefix}.{name}"), message);
     }
 
-    fn webhook(
+    /// Hands the kind-specific entries to `kind`'s parser and reports its problems
+    /// (with their locations) and the keys it did not read.
+    fn kind_settings(
         &mut self,
+        kind: &herald_connectors::Kind,
         prefix: &str,
         header: usize,
         specific: &[(&Key<'_>, &Value<'_>)],
     ) -> Option<ConnectorConfig> {
-        let keys = KINDS.iter().find(|(k, _)| *k == "webhook").map_or(&[][..], |(_, keys)| keys);
         let before = self.diags.len();
-        let mut url = None;
-        let mut secret = None;
-        let mut headers = Vec::new();
+        let mut entries = Vec::with_capacity(specific.len());
+        let mut unusable = Vec::new();
         for (key, value) in specific {
-            let setting = key.get_ref().as_ref();
-            let path = format!("{prefix}.{setting}");
-            match setting {
-                "url" => url = self.url(value, &path),
-                "secret" => secret = self.secret(value, &path),
-                "headers" => headers = self.headers(value, &path),
-                _ => self.unknown_setting(prefix, key, keys),
+            let name = key.get_ref().as_ref();
+            match self.setting(value, &format!("{prefix}.{name}")) {
+                Some(converted) => entries.push(Entry {
+                    key: name.to_owned(),
+                    key_at: key.span().start,
+                    value: converted,
+                    value_at: value.span().start,
+                }),
+                None => unusable.push(name),
             }
         }
-        if !specific.iter().any(|(k, _)| k.get_ref() == "url") {
+        let mut table = Table::new(entries, header, self.env);
+        for name in unusable {
+            table.already_reported(name);
+        }
+        let config = (kind.parse)(&mut table);
+        for problem in table.problems() {
+            self.error(problem.at, &format!("{prefix}.{}", problem.key), problem.message.clone());
+        }
+        for (name, at) in table.unread() {
+            self.unknown_setting(prefix, name, at, kind.keys);
+        }
+        if config.is_none() && self.diags.len() == before {
+            // A kind that rejects its settings must say why; never drop a destination silently.
             self.error(
                 header,
-                &format!("{prefix}.url"),
-                "missing `url`; add e.g. url = \"https://hooks.example/herald\"",
+                &format!("{prefix}.kind"),
+                format!("the {} settings were rejected without a reason (a herald bug)", kind.name),
             );
         }
-        if self.diags.len() != before {
-            return None;
-        }
-        Some(ConnectorConfig::Webhook(WebhookConfig { url: url?, secret, headers }))
+        config
     }
 
-    /// An http(s) URL. Messages do not repeat it: URLs often carry tokens.
-    fn url(&mut self, value: &Value<'_>, path: &str) -> Option<String> {
-        let text = self.string(value, path)?;
-        let hint = "write e.g. \"https://hooks.example/herald\"";
-        let problem = match reqwest::Url::parse(text) {
-            Err(e) => format!("not a valid URL ({e}); {hint}"),
-            Ok(u) if u.scheme() != "http" && u.scheme() != "https" => {
-                format!(
-                    "the URL must start with http:// or https://, not {}://; {hint}",
-                    u.scheme()
-                )
+    /// A TOML value in the kinds' TOML-free form; `None` (reported) for a number that
+    /// does not fit.
+    fn setting(&mut self, value: &Value<'_>, path: &str) -> Option<settings::Value> {
+        let at = value.span().start;
+        Some(match value.get_ref() {
+            DeValue::String(text) => settings::Value::String(text.to_string()),
+            DeValue::Integer(int) => match i64::from_str_radix(int.as_str(), int.radix()) {
+                Ok(n) => settings::Value::Integer(n),
+                Err(_) => {
+                    self.error(at, path, format!("too large: at most {}", i64::MAX));
+                    return None;
+                }
+            },
+            DeValue::Float(float) => match float.as_str().parse::<f64>() {
+                Ok(x) => settings::Value::Float(x),
+                Err(_) => {
+                    self.error(at, path, "not a number herald can read");
+                    return None;
+                }
+            },
+            DeValue::Boolean(b) => settings::Value::Bool(*b),
+            DeValue::Datetime(datetime) => settings::Value::Datetime(datetime.to_string()),
+            DeValue::Array(items) => settings::Value::Array(
+                items
+                    .iter()
+                    .filter_map(|item| {
+                        let value = self.setting(item, path)?;
+                        Some(Item { value, at: item.span().start })
+                    })
+                    .collect(),
+            ),
+            DeValue::Table(table) => {
+                let mut entries = Vec::new();
+                for (key, value) in in_file_order(table) {
+                    let name = key.get_ref().as_ref();
+                    if let Some(converted) = self.setting(value, &format!("{path}.{name}")) {
+                        entries.push(Entry {
+                            key: name.to_owned(),
+                            key_at: key.span().start,
+                            value: converted,
+                            value_at: value.span().start,
+                        });
+                    }
+                }
+                settings::Value::Table(entries)
             }
-            Ok(u) if u.host_str().is_none_or(str::is_empty) => {
-                format!("the URL has no host; {hint}")
-            }
-            Ok(_) => return Some(text.to_owned()),
-        };
-        self.error(value.span().start, path, problem);
-        None
-    }
-
-    fn secret(&mut self, value: &Value<'_>, path: &str) -> Option<String> {
-        let raw = self.string(value, path)?;
-        let checked = secret::resolve(raw, self.env)
-            .and_then(|s| secret::check_webhook_secret(&s, &secret::source(raw)).map(|()| s));
-        match checked {
-            Ok(s) => Some(s),
-            Err(message) => {
-                self.error(value.span().start, path, message);
-                None
-            }
-        }
-    }
-
-    fn headers(&mut self, value: &Value<'_>, path: &str) -> Vec<(String, String)> {
-        let mut headers: Vec<(String, String)> = Vec::new();
-        let Some(table) = self.table(value, path, "a table of header names to values") else {
-            return headers;
-        };
-        for (key, value) in in_file_order(table) {
-            let name = key.get_ref().as_ref();
-            let header_path = format!("{path}.{name}");
-            let is_token = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-            if !is_token {
-                self.error(
-                    key.span().start,
-                    &header_path,
-                    format!("{name:?} is not a valid header name (letters, digits and -)"),
-                );
-            } else if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-                self.error(
-                    key.span().start,
-                    &header_path,
-                    format!("header `{name}` is set by herald itself and cannot be configured"),
-                );
-            } else if headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
-                self.error(
-                    key.span().start,
-                    &header_path,
-                    format!("header `{name}` is given twice (header names ignore case)"),
-                );
-            }
-            let Some(text) = self.string(value, &header_path) else {
-                continue;
-            };
-            if text.chars().any(|c| c.is_control() && c != '\t') {
-                self.error(
-                    value.span().start,
-                    &header_path,
-                    "header values cannot contain line breaks or control characters",
-                );
-            }
-            headers.push((name.to_owned(), text.to_owned()));
-        }
-        headers
+        })
     }
 
     fn groups(
@@ -692,7 +686,7 @@ impl Checker<'_> {
                     );
                 } else {
                     let mut message = format!("unknown destination `{member}`");
-                    if let Some(close) = values::closest(member, &destination_names) {
+                    if let Some(close) = settings::closest(member, &destination_names) {
                         message.push_str(&format!("; did you mean `{close}`?"));
                     } else if destination_names.is_empty() {
                         message.push_str("; no destinations are configured");
@@ -783,21 +777,23 @@ impl Checker<'_> {
 
     /// A duration string; zero only if `allow_zero`.
     fn duration(&mut self, value: &Value<'_>, path: &str, allow_zero: bool) -> Option<Duration> {
-        let problem = match value.get_ref() {
-            DeValue::String(text) => match values::parse_duration(text) {
-                None => format!("not a duration: {text:?}; {DURATION_HINT}"),
-                Some(d) if d.is_zero() && !allow_zero => {
-                    format!("must be longer than zero; {DURATION_HINT}")
-                }
-                Some(d) if d > MAX_DURATION => format!("{text:?} is longer than a year"),
-                Some(d) => return Some(d),
-            },
+        let checked = match value.get_ref() {
+            DeValue::String(text) => settings::check_duration_text(text, allow_zero),
             DeValue::Integer(_) | DeValue::Float(_) => {
-                format!("a duration is a string with a unit; {DURATION_HINT}")
+                Err(format!("a duration is a string with a unit; {}", settings::DURATION_HINT))
             }
-            other => format!("expected a duration, found {}; {DURATION_HINT}", other.type_str()),
+            other => Err(format!(
+                "expected a duration, found {}; {}",
+                other.type_str(),
+                settings::DURATION_HINT
+            )),
         };
-        self.error(value.span().start, path, problem);
-        None
+        match checked {
+            Ok(duration) => Some(duration),
+            Err(message) => {
+                self.error(value.span().start, path, message);
+                None
+            }
+        }
     }
 }

@@ -9,12 +9,15 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use herald_connectors::ConnectorConfig;
+use herald_connectors::settings::{Table, format_duration, parse_duration};
 use herald_connectors::webhook::WebhookConfig;
-use herald_core::{CircuitPolicy, FailureRate, OnUnknown, RateLimit, RetryPolicy};
+use herald_connectors::{
+    Connector, ConnectorConfig, ConnectorError, Defaults, Kind, KindSettings, webhook,
+};
+use herald_core::{Capabilities, CircuitPolicy, FailureRate, OnUnknown, RateLimit, RetryPolicy};
 use herald_engine::LaneSettings;
 
-use super::values::{format_duration, parse_duration, parse_rate_limit};
+use super::values::parse_rate_limit;
 use super::{Config, ConfigError, Database, DestinationConfig, RetentionConfig, ServerConfig};
 
 const OPS_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -40,10 +43,29 @@ fn problems(text: &str) -> Vec<ConfigError> {
     }
 }
 
+/// The webhook settings of a destination that must be a webhook.
+fn webhook_settings(destination: &DestinationConfig) -> &WebhookConfig {
+    destination.connector.downcast_ref::<WebhookConfig>().unwrap()
+}
+
+/// Asserts two configurations are equal, comparing each destination's kind settings
+/// through its own type.
+fn assert_same(config: &Config, expected: &Config) {
+    assert_eq!(config.server, expected.server);
+    assert_eq!(config.groups, expected.groups);
+    assert_eq!(config.retention, expected.retention);
+    let names = |c: &Config| c.destinations.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(config), names(expected));
+    for (got, want) in config.destinations.iter().zip(&expected.destinations) {
+        assert_eq!(got.settings, want.settings, "{}", got.name);
+        assert_eq!(webhook_settings(got), webhook_settings(want), "{}", got.name);
+    }
+}
+
 fn webhook(name: &str, url: &str) -> DestinationConfig {
     DestinationConfig {
         name: name.to_owned(),
-        connector: ConnectorConfig::Webhook(WebhookConfig {
+        connector: ConnectorConfig::new(WebhookConfig {
             url: url.to_owned(),
             secret: None,
             headers: Vec::new(),
@@ -91,7 +113,7 @@ audit-only = ["audit"]
 
     let ops = DestinationConfig {
         name: "ops-webhook".into(),
-        connector: ConnectorConfig::Webhook(WebhookConfig {
+        connector: ConnectorConfig::new(WebhookConfig {
             url: "https://hooks.example/herald".into(),
             secret: Some(OPS_SECRET.into()),
             headers: vec![("X-Team".into(), "sre".into()), ("X-Env".into(), "prod".into())],
@@ -135,7 +157,7 @@ audit-only = ["audit"]
         ]),
         retention: RetentionConfig::default(),
     };
-    assert_eq!(config, expected);
+    assert_same(&config, &expected);
     assert_eq!(config.destination("audit").map(DestinationConfig::kind), Some("webhook"));
     assert!(config.destination("nope").is_none());
 }
@@ -144,7 +166,7 @@ audit-only = ["audit"]
 fn empty_file_is_the_defaults() {
     for text in ["", "\n# nothing here\n", "[server]\n"] {
         let config = parse(text).unwrap();
-        assert_eq!(config, Config::default());
+        assert_same(&config, &Config::default());
     }
     let server = ServerConfig::default();
     assert_eq!(server.listen, "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
@@ -210,7 +232,7 @@ fn each_bad_config_reports_key_location_and_advice() {
         // kind.
         ("[destinations.hook]\nurl = \"https://x.example\"\n".into(), "destinations.hook.kind", "1:15", "missing `kind`"),
         ("[destinations.hook]\nkind = \"carrier-pigeon\"\n".into(), "destinations.hook.kind", "2:8", "unknown kind \"carrier-pigeon\"; known kinds: webhook"),
-        ("[destinations.hook]\nkind = \"slack\"\n".into(), "destinations.hook.kind", "2:8", "not supported yet by this build"),
+        ("[destinations.hook]\nkind = \"matrix\"\n".into(), "destinations.hook.kind", "2:8", "not supported yet by this build"),
         ("[destinations.hook]\nkind = 3\n".into(), "destinations.hook.kind", "2:8", "expected a string"),
         // Webhook settings.
         ("[destinations.hook]\nkind = \"webhook\"\n".into(), "destinations.hook.url", "1:15", "missing `url`"),
@@ -396,9 +418,7 @@ fn secrets_resolve_from_env_file_and_inline() {
         path.display()
     );
     let config = parse(&text).unwrap();
-    let secret = |name: &str| match &config.destination(name).unwrap().connector {
-        ConnectorConfig::Webhook(w) => w.secret.clone(),
-    };
+    let secret = |name: &str| webhook_settings(config.destination(name).unwrap()).secret.clone();
     assert_eq!(secret("a").as_deref(), Some(OPS_SECRET));
     assert_eq!(secret("b").as_deref(), Some("whsec_c2VjcmV0LWZyb20tYS1maWxl"));
     assert_eq!(secret("c").as_deref(), Some("whsec_aW5saW5l"));
@@ -604,5 +624,150 @@ fn server_limits_and_retention_are_read_with_documented_defaults() {
             delivered: Duration::from_secs(24 * 3600),
             failed: Duration::from_secs(90 * 24 * 3600),
         }
+    );
+}
+
+/// A kind of the tests' own, to show what the reader does for every kind: its
+/// defaults, its problems' locations, its unknown keys.
+#[derive(Debug, PartialEq)]
+struct Paging {
+    token: String,
+    routes: Vec<(String, String)>,
+    escalate_after: Option<Duration>,
+}
+
+impl KindSettings for Paging {
+    fn kind(&self) -> &'static str {
+        "paging"
+    }
+    fn build(&self, _: reqwest::Client) -> Result<std::sync::Arc<dyn Connector>, ConnectorError> {
+        Err(ConnectorError::InvalidSetting("a test kind has no connector".into()))
+    }
+    fn capabilities(&self) -> Capabilities {
+        PAGING.capabilities
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+fn parse_paging(table: &mut Table<'_>) -> Option<ConnectorConfig> {
+    let token = table.required_secret("token", "e.g. token = \"${PAGER_TOKEN}\"");
+    let routes = table.string_table("routing", "a table of services to routes").unwrap_or_default();
+    let escalate_after = table.duration("escalate_after");
+    if !table.ok() {
+        return None;
+    }
+    let routes = routes.into_iter().filter_map(|e| Some((e.key, e.value?))).collect();
+    Some(ConnectorConfig::new(Paging { token: token?, routes, escalate_after }))
+}
+
+static PAGING: Kind = Kind {
+    name: "paging",
+    keys: &["token", "routing", "escalate_after"],
+    parse: parse_paging,
+    defaults: Defaults {
+        rate_limit: Some(RateLimit {
+            count: NonZeroU32::new(2).unwrap(),
+            per: Duration::from_secs(1),
+        }),
+        concurrency: Some(1),
+    },
+    capabilities: Capabilities {
+        dedupe_by_key: false,
+        lookup: true,
+        edit: false,
+        thread_reply: true,
+    },
+};
+
+static TEST_KINDS: &[&Kind] = &[&webhook::KIND, &PAGING];
+
+fn parse_with_paging(text: &str) -> Result<Config, Vec<ConfigError>> {
+    Config::parse_with(text, "herald.toml", &env, TEST_KINDS).map_err(|e| e.0)
+}
+
+#[test]
+fn a_kind_reads_its_own_keys_and_its_defaults_apply_where_the_operator_set_none() {
+    let text = "[destinations.pager]\nkind = \"paging\"\ntoken = \"${OPS_WEBHOOK_SECRET}\"\n\
+                escalate_after = \"5m\"\nrouting = { checkout = \"team-a\" }\n\
+                [destinations.tuned]\nkind = \"paging\"\ntoken = \"t\"\nrate_limit = \"10/s\"\n\
+                concurrency = 3\n\
+                [destinations.half]\nkind = \"paging\"\ntoken = \"t\"\nconcurrency = 8\n\
+                [destinations.hook]\nkind = \"webhook\"\nurl = \"https://x.example\"\n";
+    let config = parse_with_paging(text).unwrap();
+    let pager = config.destination("pager").unwrap();
+    assert_eq!(pager.kind(), "paging");
+    assert_eq!(
+        pager.connector.downcast_ref::<Paging>(),
+        Some(&Paging {
+            token: OPS_SECRET.into(),
+            routes: vec![("checkout".into(), "team-a".into())],
+            escalate_after: Some(Duration::from_secs(300)),
+        })
+    );
+    assert!(pager.connector.downcast_ref::<WebhookConfig>().is_none());
+    let limit = |count: u32, per_ms: u64| {
+        Some(RateLimit {
+            count: NonZeroU32::new(count).unwrap(),
+            per: Duration::from_millis(per_ms),
+        })
+    };
+    let lane = |name: &str| {
+        let settings = &config.destination(name).unwrap().settings;
+        (settings.rate_limit, settings.concurrency)
+    };
+    // The kind's defaults where nothing was set, the operator's values where they were.
+    assert_eq!(lane("pager"), (limit(2, 1000), 1));
+    assert_eq!(lane("tuned"), (limit(10, 1000), 3));
+    assert_eq!(lane("half"), (limit(2, 1000), 8));
+    // The webhook has no defaults of its own: herald's general ones.
+    let general = LaneSettings::default();
+    assert_eq!(lane("hook"), (general.rate_limit, general.concurrency));
+    // Capabilities come from the kind, before any connector is built.
+    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+    assert!(pager.connector.build(reqwest::Client::new()).is_err());
+}
+
+#[test]
+fn a_kind_problem_points_at_the_nested_key_and_unknown_kind_keys_get_did_you_mean() {
+    let text = "# pager\n\
+                [destinations.pager]\n\
+                kind = \"paging\"\n\
+                token = \"${OPS_WEBHOOK_SECRET}\"\n\
+                escalate_afer = \"5m\"\n\
+                \n\
+                [destinations.pager.routing]\n\
+                checkout = \"team-a\"\n\
+                search =   5\n\
+                [destinations.empty]\n\
+                kind = \"paging\"\n\
+                escalate_after = \"never\"\n\
+                timeuot = \"1s\"\n";
+    let errors = parse_with_paging(text).unwrap_err();
+    let got: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        got,
+        vec![
+            "herald.toml:5:1: destinations.pager.escalate_afer: unknown setting `escalate_afer`; \
+             did you mean `escalate_after`?",
+            "herald.toml:9:12: destinations.pager.routing.search: expected a string, found integer",
+            "herald.toml:10:15: destinations.empty.token: missing `token`; add e.g. token = \
+             \"${PAGER_TOKEN}\"",
+            "herald.toml:12:18: destinations.empty.escalate_after: not a duration: \"never\"; \
+             write e.g. \"250ms\", \"2s\", \"10m\" or \"24h\"",
+            "herald.toml:13:1: destinations.empty.timeuot: unknown setting `timeuot`; did you \
+             mean `timeout`?",
+        ],
+    );
+    // A kind's key is known at the top level too, and in a table without `kind`.
+    let errors =
+        parse_with_paging("escalate_after = \"1m\"\n[destinations.x]\nroutng = 1\n").unwrap_err();
+    let got: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert!(got[0].contains("it belongs in a [destinations.NAME] table"), "{got:?}");
+    assert!(got[1].contains("missing `kind`") && got[1].contains("known kinds: webhook, paging"));
+    assert!(
+        got[2].starts_with("herald.toml:3:1: destinations.x.routng: unknown setting"),
+        "{got:?}"
     );
 }

@@ -6,10 +6,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::ConnectorError;
-#[cfg(any())] // until the kind registry lands
 use crate::settings::Table;
 use crate::teams_workflow::config::{check_url, origin};
-#[cfg(any())]
 use crate::{Connector, ConnectorConfig, KindSettings};
 
 /// The kind's own keys.
@@ -74,7 +72,6 @@ impl fmt::Debug for TeamsGraphConfig {
     }
 }
 
-#[cfg(any())]
 /// Reads the kind's keys.
 pub(super) fn parse(table: &mut Table<'_>) -> Option<ConnectorConfig> {
     let tenant = table.required_string("tenant", "e.g. tenant = \"contoso.onmicrosoft.com\"");
@@ -122,7 +119,6 @@ pub(super) fn validate(config: &TeamsGraphConfig) -> Result<(), ConnectorError> 
     Ok(())
 }
 
-#[cfg(any())]
 impl KindSettings for TeamsGraphConfig {
     fn kind(&self) -> &'static str {
         super::KIND.name

@@ -30,10 +30,8 @@ use serde_json::Value;
 pub use config::{DEFAULT_BASE_URL, DEFAULT_LOGIN_URL, DEFAULT_SCOPE, KEYS, TeamsGraphConfig};
 
 use crate::{Connector, ConnectorError, Report, Request, Thread, http};
-#[cfg(any())]
 use crate::{Defaults, Kind};
 
-#[cfg(any())]
 /// The `teams-graph` kind.
 pub const KIND: Kind = Kind {
     name: "teams-graph",
@@ -48,7 +46,6 @@ pub const KIND: Kind = Kind {
 pub const CAPABILITIES: Capabilities =
     Capabilities { dedupe_by_key: false, lookup: true, edit: false, thread_reply: true };
 
-#[cfg(any())]
 /// Graph allows at most 4 requests per second per app on one team's channel
 /// (DESTINATIONS.md §3c, concepts/throttling-limits.md).
 pub const DEFAULTS: Defaults = Defaults {
@@ -361,7 +358,7 @@ fn lookup_failed(reply: &Reply) -> Outcome {
 #[async_trait]
 impl Connector for TeamsGraph {
     fn kind(&self) -> &'static str {
-        "teams-graph"
+        KIND.name
     }
 
     fn capabilities(&self) -> Capabilities {

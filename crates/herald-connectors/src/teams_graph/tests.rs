@@ -135,3 +135,45 @@ fn look_up_pages_find_the_marker_and_stop_at_old_messages() {
     });
     assert_eq!(search(&old, "d_9", created, base), Page::Next(None));
 }
+
+#[test]
+fn the_kind_parses_its_table_with_defaults_and_hides_secrets() {
+    use super::{
+        CAPABILITIES, DEFAULT_BASE_URL, DEFAULT_LOGIN_URL, DEFAULT_SCOPE, KIND, TeamsGraphConfig,
+    };
+    use crate::teams_workflow::tests::table;
+
+    let env = |name: &str| (name == "TEAMS_REFRESH_TOKEN").then(|| "0.AAAA-refresh".to_owned());
+    let items = [
+        ("tenant", "contoso.onmicrosoft.com"),
+        ("client_id", "11111111-2222-3333-4444-555555555555"),
+        ("refresh_token", "${TEAMS_REFRESH_TOKEN}"),
+        ("team_id", "team-1"),
+        ("channel_id", "19:abc@thread.tacv2"),
+    ];
+    let mut t = table(&items, &env);
+    let config = (KIND.parse)(&mut t).unwrap();
+    assert!(t.ok() && t.unread().is_empty(), "{t:?}");
+    assert_eq!((config.kind(), config.capabilities()), ("teams-graph", CAPABILITIES));
+    let expected = TeamsGraphConfig {
+        tenant: "contoso.onmicrosoft.com".to_owned(),
+        client_id: "11111111-2222-3333-4444-555555555555".to_owned(),
+        client_secret: None,
+        refresh_token: "0.AAAA-refresh".to_owned(),
+        team_id: "team-1".to_owned(),
+        channel_id: "19:abc@thread.tacv2".to_owned(),
+        base_url: DEFAULT_BASE_URL.to_owned(),
+        login_url: DEFAULT_LOGIN_URL.to_owned(),
+        scope: DEFAULT_SCOPE.to_owned(),
+    };
+    assert_eq!(config.downcast_ref::<TeamsGraphConfig>(), Some(&expected));
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("0.AAAA-refresh"), "{shown}");
+    assert!(config.build(reqwest::Client::new()).is_ok());
+
+    // Every required key missing: one problem each, at the header.
+    let mut t = table(&[], &env);
+    assert!((KIND.parse)(&mut t).is_none());
+    let missing: Vec<&str> = t.problems().iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(missing, ["tenant", "client_id", "refresh_token", "team_id", "channel_id"]);
+}

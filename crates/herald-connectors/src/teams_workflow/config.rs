@@ -7,9 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::ConnectorError;
-#[cfg(any())] // until the kind registry lands
 use crate::settings::Table;
-#[cfg(any())]
 use crate::{Connector, ConnectorConfig, KindSettings};
 
 /// The kind's own keys.
@@ -47,7 +45,6 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
     }
 }
 
-#[cfg(any())]
 /// Reads the kind's keys.
 pub(super) fn parse(table: &mut Table<'_>) -> Option<ConnectorConfig> {
     let example = "e.g. url = \"${TEAMS_WORKFLOW_URL}\" (the flow's URL, with its sig=)";
@@ -59,7 +56,6 @@ pub(super) fn parse(table: &mut Table<'_>) -> Option<ConnectorConfig> {
     Some(ConnectorConfig::new(TeamsWorkflowConfig { url: url? }))
 }
 
-#[cfg(any())]
 impl KindSettings for TeamsWorkflowConfig {
     fn kind(&self) -> &'static str {
         super::KIND.name

@@ -24,10 +24,8 @@ use herald_core::{Capabilities, Outcome, RateLimit};
 pub use config::{KEYS, TeamsWorkflowConfig};
 
 use crate::{Connector, ConnectorError, Report, Request, Thread, http};
-#[cfg(any())]
 use crate::{Defaults, Kind};
 
-#[cfg(any())]
 /// The `teams-workflow` kind.
 pub const KIND: Kind = Kind {
     name: "teams-workflow",
@@ -42,7 +40,6 @@ pub const KIND: Kind = Kind {
 pub const CAPABILITIES: Capabilities =
     Capabilities { dedupe_by_key: false, lookup: false, edit: false, thread_reply: false };
 
-#[cfg(any())]
 /// One card per second. Each card is a flow run whose "Post card in a chat or channel"
 /// action goes through the Teams connector, documented at 100 API calls per connection
 /// per 60 seconds (learn.microsoft.com/connectors/teams, "Throttling limits"); 60 a
@@ -85,7 +82,7 @@ impl TeamsWorkflow {
 #[async_trait]
 impl Connector for TeamsWorkflow {
     fn kind(&self) -> &'static str {
-        "teams-workflow"
+        KIND.name
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -202,3 +202,50 @@ fn an_echoed_signature_is_redacted_from_the_detail() {
     let report = super::classify::answered(answer, Some("abcdefghijklmnop"));
     assert_eq!(report.detail.as_deref(), Some("bad sig=[redacted]"));
 }
+
+/// A settings table at made-up offsets: key `i` at `100 * (i + 1)`.
+pub(crate) fn table<'a>(
+    items: &[(&str, &str)],
+    env: &'a dyn Fn(&str) -> Option<String>,
+) -> crate::settings::Table<'a> {
+    use crate::settings::{Entry, Table, Value};
+    let entries = items
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Entry {
+            key: (*key).to_owned(),
+            key_at: 100 * (i + 1),
+            value: Value::String((*value).to_owned()),
+            value_at: 100 * (i + 1) + 10,
+        })
+        .collect();
+    Table::new(entries, 1, env)
+}
+
+#[test]
+fn the_kind_parses_its_table_and_hides_the_signature() {
+    use super::{CAPABILITIES, KIND, TeamsWorkflowConfig};
+
+    let url = "https://prod-00.westeurope.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?api-version=1&sig=s3cr3t-signature";
+    let env = |name: &str| (name == "TEAMS_URL").then(|| url.to_owned());
+    let mut t = table(&[("url", "${TEAMS_URL}")], &env);
+    let config = (KIND.parse)(&mut t).unwrap();
+    assert!(t.ok() && t.unread().is_empty(), "{t:?}");
+    assert_eq!(config.kind(), "teams-workflow");
+    assert_eq!(config.capabilities(), CAPABILITIES);
+    assert_eq!(
+        config.downcast_ref::<TeamsWorkflowConfig>(),
+        Some(&TeamsWorkflowConfig { url: url.to_owned() })
+    );
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("s3cr3t") && !shown.contains("workflows/abc"), "{shown}");
+    assert!(config.build(reqwest::Client::new()).is_ok());
+
+    // Missing, or not a URL: a problem that does not quote the value.
+    let mut t = table(&[], &env);
+    assert!((KIND.parse)(&mut t).is_none());
+    assert!(t.problems()[0].message.contains("missing `url`"), "{t:?}");
+    let mut t = table(&[("url", "ftp://x.example/?sig=s3cr3t")], &env);
+    assert!((KIND.parse)(&mut t).is_none());
+    assert!(!format!("{:?}", t.problems()).contains("s3cr3t"), "{t:?}");
+}

@@ -21,10 +21,19 @@ mod tests;
 use async_trait::async_trait;
 use herald_core::{Capabilities, Outcome};
 
-pub use config::{Endpoint, RESERVED_HEADERS, WebhookConfig};
+pub use config::{Endpoint, KEYS, RESERVED_HEADERS, WebhookConfig};
 pub use render::{EVENT_CREATED, EVENT_UPDATED, RenderError, RenderedRequest, render};
 
-use crate::{Connector, ConnectorError, Report, Request, http};
+use crate::{Connector, ConnectorError, Defaults, Kind, Report, Request, http};
+
+/// The `webhook` kind: its keys, parser and capabilities; no policy defaults of its own.
+pub const KIND: Kind = Kind {
+    name: "webhook",
+    keys: KEYS,
+    parse: config::parse,
+    defaults: Defaults::NONE,
+    capabilities: CAPABILITIES,
+};
 
 /// What a webhook receiver is assumed to allow. Standard Webhooks asks receivers to
 /// deduplicate on `webhook-id`; one that does not is configured with `dedupe = false`.

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+/// The Jira connector against the simulator's Jira dialect.
+mod jira;
 /// Loopback receivers: a scripted axum server and raw TCP servers that misbehave.
 mod receiver;
 /// Signatures checked by the reference Python library, `standardwebhooks` on PyPI.

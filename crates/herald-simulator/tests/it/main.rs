@@ -1,5 +1,7 @@
 //! Integration tests of herald-simulator over real loopback HTTP.
 
+mod jira;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
