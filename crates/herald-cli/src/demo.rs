@@ -1,8 +1,8 @@
 //! `herald demo`: the whole idea in thirty seconds.
 //!
 //! Starts simulated destinations (webhooks that are healthy, flaky, rate limited, post and
-//! then time out, post and then reset the connection; a Slack channel and a Jira project
-//! that post and then time out), a real herald server on the embedded store in a
+//! then time out, post and then reset the connection; a Slack channel, a Teams channel
+//! and a Jira project that post and then time out), a real herald server on the embedded store in a
 //! temporary directory, opens an incident, updates and resolves it through the HTTP API,
 //! shows each destination converge, and ends with the proof read from the destinations
 //! themselves: each holds exactly one copy of each message.
@@ -12,7 +12,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use herald_simulator::{FaultPlan, JIRA_EMAIL, JIRA_PROJECT, JIRA_TOKEN, Simulator};
+use herald_simulator::{
+    FaultPlan, GRAPH_CHANNEL_ID, GRAPH_REFRESH_TOKEN, GRAPH_TEAM_ID, JIRA_EMAIL, JIRA_PROJECT,
+    JIRA_TOKEN, Simulator,
+};
 use serde_json::{Value, json};
 
 use crate::client::Client;
@@ -28,6 +31,8 @@ enum Speaks {
     Slack,
     /// Jira Cloud (updates as comments, resolved closes the issue).
     Jira,
+    /// Microsoft Graph channel messages (updates as replies).
+    Teams,
 }
 
 /// One demo destination: name, what it does, the API it speaks, its fault plan.
@@ -75,6 +80,13 @@ fn destinations() -> Vec<Demo> {
             FaultPlan::healthy().dedupe(false).hang_first(1),
         ),
         demo(
+            "teams",
+            "Microsoft Teams (Graph): posts each message, then times out; herald finds \
+             its marker among the channel's recent messages",
+            Speaks::Teams,
+            FaultPlan::healthy().dedupe(false).hang_first(1),
+        ),
+        demo(
             "jira",
             "Jira Cloud: creates the issue, then times out, and its search lags 2 s \
              behind; comments for updates, \"Done\" on resolve",
@@ -103,6 +115,14 @@ fn config_text(sim: &Simulator, database: &std::path::Path) -> String {
                 "kind = \"slack\"\ntoken = \"xoxb-herald-demo\"\nchannel = \"C0123456789\"\n\
                  base_url = \"{}\"\n",
                 view.slack_api_url(name)
+            ),
+            Speaks::Teams => format!(
+                "kind = \"teams-graph\"\ntenant = \"contoso.onmicrosoft.com\"\n\
+                 client_id = \"00000000-0000-0000-0000-00000000demo\"\n\
+                 refresh_token = \"{GRAPH_REFRESH_TOKEN}\"\nteam_id = \"{GRAPH_TEAM_ID}\"\n\
+                 channel_id = \"{GRAPH_CHANNEL_ID}\"\nbase_url = \"{}\"\nlogin_url = \"{}\"\n",
+                view.graph_base_url(name),
+                view.graph_login_url(name)
             ),
             Speaks::Jira => format!(
                 "kind = \"jira\"\nurl = \"{}\"\nemail = \"{JIRA_EMAIL}\"\ntoken = \"{JIRA_TOKEN}\"\n\
@@ -224,13 +244,17 @@ pub async fn run(out: &mut impl Write) -> anyhow::Result<ExitCode> {
             out,
             "Converged: every destination holds exactly one copy of each message. The \
              webhooks got some of them more than once (the resends after a timeout or reset \
-             carried the same webhook-id, and the receiver dropped them); Slack and Jira \
-             cannot drop a duplicate, so after each timeout herald looked the message up \
-             (channel history, Jira search) and found it instead of posting again."
+             carried the same webhook-id, and the receiver dropped them); Slack, Teams and \
+             Jira cannot drop a duplicate, so after each timeout herald looked the message up \
+             (channel history, recent channel messages, Jira search) and found it instead of \
+             posting again."
         )?;
         let view = sim.view();
         if let Some(message) = view.slack_messages("slack").first() {
             writeln!(out, "  slack: one message with {} thread replies.", message.replies.len())?;
+        }
+        if let Some(message) = view.graph_messages("teams").first() {
+            writeln!(out, "  teams: one message with {} replies.", message.replies.len())?;
         }
         if let Some(issue) = view.jira_issues("jira").first() {
             writeln!(

@@ -11,6 +11,8 @@ mod kind;
 pub mod settings;
 pub mod slack;
 pub mod slack_webhook;
+pub mod teams_graph;
+pub mod teams_workflow;
 pub mod text;
 pub mod webhook;
 
@@ -20,7 +22,14 @@ use herald_core::{Capabilities, Message, Outcome, Timestamp};
 pub use kind::{ConnectorConfig, Defaults, Kind, KindSettings};
 
 /// Every kind this build can deliver to; adding a kind is one line here.
-pub static KINDS: &[&Kind] = &[&webhook::KIND, &slack::KIND, &slack_webhook::KIND, &jira::KIND];
+pub static KINDS: &[&Kind] = &[
+    &webhook::KIND,
+    &slack::KIND,
+    &slack_webhook::KIND,
+    &teams_workflow::KIND,
+    &teams_graph::KIND,
+    &jira::KIND,
+];
 
 /// Kinds from the design that this build does not have yet, so that configuring one
 /// says "not supported yet" rather than "unknown".

@@ -35,6 +35,7 @@ mod plan;
 mod server;
 mod slack;
 mod state;
+mod teams;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -55,6 +56,10 @@ pub use crate::plan::FaultPlan;
 pub use crate::slack::{SlackFault, SlackHookPost, SlackMessage, SlackStats, slack_hook_key};
 use crate::state::Endpoint;
 pub use crate::state::{ANONYMOUS_KEY_PREFIX, EndpointStats, Fate, Received};
+pub use crate::teams::{
+    DEFAULT_TOKEN_LIFETIME, GRAPH_CHANNEL_ID, GRAPH_REFRESH_TOKEN, GRAPH_TEAM_ID, GraphMessage,
+    marker_key,
+};
 
 /// State shared by the server tasks and every [`SimView`].
 struct Shared {
@@ -73,6 +78,8 @@ struct Shared {
     cancel: CancellationToken,
     /// The Slack dialect's workspaces.
     slack: slack::SlackState,
+    /// The Teams dialects' per-endpoint state (tokens, channel history, cards).
+    teams: teams::TeamsState,
 }
 
 impl Shared {
@@ -161,6 +168,7 @@ impl Simulator {
             waiters: AtomicUsize::new(0),
             cancel: CancellationToken::new(),
             slack: slack::SlackState::default(),
+            teams: teams::TeamsState::default(),
         });
         let task = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
         tracing::debug!(%addr, "simulator listening");

@@ -115,6 +115,7 @@ async fn serve_connection(stream: TcpStream, router: Router, cancel: Cancellatio
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/hooks/{name}", post(hook))
+        .merge(crate::teams::routes())
         .route("/_sim", get(inspect_all))
         .route("/_sim/{name}", get(inspect))
         .merge(crate::jira::routes())

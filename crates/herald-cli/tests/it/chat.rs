@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use herald_simulator::{
-    Fate, FaultPlan, JIRA_EMAIL, JIRA_PROJECT, JIRA_TOKEN, SimView, Simulator, slack_hook_key,
+    Fate, FaultPlan, GRAPH_CHANNEL_ID, GRAPH_REFRESH_TOKEN, GRAPH_TEAM_ID, JIRA_EMAIL,
+    JIRA_PROJECT, JIRA_TOKEN, SimView, Simulator, slack_hook_key,
 };
 use serde_json::{Value, json};
 
@@ -56,6 +57,18 @@ fn jira(name: &str, sim: &SimView, endpoint: &str, extra: &str) -> String {
         "[destinations.{name}]\nkind = \"jira\"\nurl = \"{}\"\nemail = \"{JIRA_EMAIL}\"\n\
          token = \"{JIRA_TOKEN}\"\nproject = \"{JIRA_PROJECT}\"\nissue_type = \"Incident\"\n{extra}\n",
         sim.jira_url(endpoint)
+    )
+}
+
+/// A `teams-graph` destination on simulator endpoint `endpoint`, with `extra` settings.
+fn graph(name: &str, sim: &SimView, endpoint: &str, extra: &str) -> String {
+    format!(
+        "[destinations.{name}]\nkind = \"teams-graph\"\ntenant = \"contoso.onmicrosoft.com\"\n\
+         client_id = \"00000000-0000-0000-0000-000000000001\"\n\
+         refresh_token = \"{GRAPH_REFRESH_TOKEN}\"\nteam_id = \"{GRAPH_TEAM_ID}\"\n\
+         channel_id = \"{GRAPH_CHANNEL_ID}\"\nbase_url = \"{}\"\nlogin_url = \"{}\"\n{extra}\n",
+        sim.graph_base_url(endpoint),
+        sim.graph_login_url(endpoint)
     )
 }
 
@@ -203,18 +216,20 @@ async fn ambiguous_posts_are_found_by_look_up_and_never_posted_twice() {
             "jira-lag".into(),
             FaultPlan::healthy().dedupe(false).hang_first(1).search_lag(Duration::from_secs(2)),
         ),
+        ("graph-hang".into(), FaultPlan::healthy().dedupe(false).hang_first(1)),
     ])
     .await
     .unwrap();
     let view = sim.view();
     let setup = Setup::new(&format!(
-        "{}{}{}",
+        "{}{}{}{}",
         slack("hang", &view, "slack-hang", QUICK),
         slack("lies", &view, "slack-lies", QUICK),
         jira("lag", &view, "jira-lag", &format!("{QUICK}lookup_grace = \"10s\"\n")),
+        graph("teams", &view, "graph-hang", QUICK),
     ));
     let server = Server::start(setup.path()).await;
-    let id = submit(&server, &["hang", "lies", "lag"], "P1: checkout is down").await;
+    let id = submit(&server, &["hang", "lies", "lag", "teams"], "P1: checkout is down").await;
     let settled = settled(&server, &id).await;
 
     for (name, endpoint) in [("hang", "slack-hang"), ("lies", "slack-lies")] {
@@ -231,6 +246,12 @@ async fn ambiguous_posts_are_found_by_look_up_and_never_posted_twice() {
     assert_eq!(issues.len(), 1, "{issues:#?}");
     assert_eq!(d["remote_ref"], issues[0].key.as_str());
     assert!(view.jira_searches("jira-lag") >= 1, "Jira was never searched");
+    let d = delivery(&settled, "teams", 0);
+    assert_eq!(d["state"], "delivered", "{d:#}");
+    let messages = view.graph_messages("graph-hang");
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    assert_eq!(messages[0].key.as_deref(), Some(str_of(d, "id")));
+    assert_eq!(d["remote_ref"], messages[0].id.as_str());
 
     // The attempt log shows the doubt and how it was settled.
     let log = server.get(&format!("/v1/broadcasts/{id}/attempts")).await;
@@ -245,6 +266,7 @@ async fn ambiguous_posts_are_found_by_look_up_and_never_posted_twice() {
     };
     assert_eq!(outcomes("hang"), ["unknown", "delivered"]);
     assert_eq!(outcomes("lies"), ["unknown", "delivered"]);
+    assert_eq!(outcomes("teams"), ["unknown", "delivered"]);
     let lag = outcomes("lag");
     assert_eq!(lag.first().map(String::as_str), Some("unknown"), "{lag:?}");
     assert_eq!(lag.last().map(String::as_str), Some("delivered"), "{lag:?}");
@@ -259,9 +281,13 @@ async fn ambiguous_posts_are_found_by_look_up_and_never_posted_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permanent_errors_fail_at_once_in_the_destinations_words_and_spare_the_others() {
     let plan = FaultPlan::healthy().dedupe(false);
-    let sim = Simulator::start(vec![("slack".into(), plan.clone()), ("jira".into(), plan)])
-        .await
-        .unwrap();
+    let sim = Simulator::start(vec![
+        ("slack".into(), plan.clone()),
+        ("jira".into(), plan.clone()),
+        ("graph".into(), plan),
+    ])
+    .await
+    .unwrap();
     let view = sim.view();
     let bad_token =
         slack("bad-token", &view, "slack", QUICK).replace("xoxb-herald-test", "xoxb-bad");
@@ -269,18 +295,24 @@ async fn permanent_errors_fail_at_once_in_the_destinations_words_and_spare_the_o
         slack("bad-channel", &view, "slack", QUICK).replace("C0123456789", "CMISSING0001");
     let bad_project = jira("bad-project", &view, "jira", QUICK)
         .replace(&format!("project = \"{JIRA_PROJECT}\""), "project = \"NOPE\"");
+    let bad_grant = graph("bad-grant", &view, "graph", QUICK)
+        .replace(GRAPH_REFRESH_TOKEN, "revoked-refresh-token");
+    let no_channel = graph("no-channel", &view, "graph", QUICK)
+        .replace(GRAPH_CHANNEL_ID, "19:gone@thread.tacv2");
     let setup = Setup::new(&format!(
-        "{bad_token}{bad_channel}{bad_project}{}",
+        "{bad_token}{bad_channel}{bad_project}{bad_grant}{no_channel}{}",
         slack("good", &view, "slack", QUICK)
     ));
     let server = Server::start(setup.path()).await;
-    let id =
-        submit(&server, &["bad-token", "bad-channel", "bad-project", "good"], "P1: down").await;
+    let all = ["bad-token", "bad-channel", "bad-project", "bad-grant", "no-channel", "good"];
+    let id = submit(&server, &all, "P1: down").await;
     let settled = settled(&server, &id).await;
     for (name, code) in [
         ("bad-token", "invalid_auth"),
         ("bad-channel", "channel_not_found"),
         ("bad-project", "project"),
+        ("bad-grant", "invalid_grant"),
+        ("no-channel", "NotFound"),
     ] {
         let d = delivery(&settled, name, 0);
         assert_eq!(
@@ -296,43 +328,70 @@ async fn permanent_errors_fail_at_once_in_the_destinations_words_and_spare_the_o
     assert_eq!(good["attempts"], 1);
     assert_eq!(view.slack_messages("slack").len(), 1, "only the good destination posted");
     assert!(view.jira_issues("jira").is_empty());
+    assert!(view.graph_messages("graph").is_empty());
     server.kill().await;
     sim.shutdown().await;
 }
 
-/// Slack incoming webhooks cannot be searched: after a post that timed out, `hold`
-/// parks the delivery with no second post, and `resend` posts at most one more copy.
+/// Slack incoming webhooks and Teams Workflows cannot be searched: after a post that
+/// timed out, `hold` parks the delivery with no second post, and `resend` posts at most
+/// one more copy. A Workflows `202` is delivered but shown as unconfirmed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slack_webhook_timeout_is_held_or_resent_as_configured() {
+async fn unsearchable_kinds_hold_or_resend_a_timeout_as_configured() {
     let plan = FaultPlan::healthy().dedupe(false).hang_first(1);
-    let sim = Simulator::start(vec![("hold".into(), plan.clone()), ("resend".into(), plan)])
-        .await
-        .unwrap();
+    let sim = Simulator::start(vec![
+        ("hook-hold".into(), plan.clone()),
+        ("hook-resend".into(), plan.clone()),
+        ("flow-hold".into(), plan.clone()),
+        ("flow-resend".into(), plan),
+    ])
+    .await
+    .unwrap();
     let view = sim.view();
-    let hook = |name: &str, policy: &str| {
+    let destination = |name: &str, kind: &str, url: String, policy: &str| {
         format!(
-            "[destinations.{name}]\nkind = \"slack-webhook\"\nurl = \"{}\"\n\
-             on_unknown = \"{policy}\"\n{QUICK}\n",
-            view.slack_hook_url(name)
+            "[destinations.{name}]\nkind = \"{kind}\"\nurl = \"{url}\"\n\
+             on_unknown = \"{policy}\"\n{QUICK}\n"
         )
     };
-    let setup = Setup::new(&format!("{}{}", hook("hold", "hold"), hook("resend", "resend")));
+    let setup = Setup::new(&format!(
+        "{}{}{}{}",
+        destination("hook-hold", "slack-webhook", view.slack_hook_url("hook-hold"), "hold"),
+        destination("hook-resend", "slack-webhook", view.slack_hook_url("hook-resend"), "resend"),
+        destination("flow-hold", "teams-workflow", view.teams_workflow_url("flow-hold"), "hold"),
+        destination(
+            "flow-resend",
+            "teams-workflow",
+            view.teams_workflow_url("flow-resend"),
+            "resend"
+        ),
+    ));
     let server = Server::start(setup.path()).await;
-    let title = "P1: checkout is down";
-    let id = submit(&server, &["hold", "resend"], title).await;
+    let all = ["hook-hold", "hook-resend", "flow-hold", "flow-resend"];
+    let id = submit(&server, &all, "P1: checkout is down").await;
     let settled = settled(&server, &id).await;
 
-    let held = delivery(&settled, "hold", 0);
-    assert_eq!(held["state"], "held", "{held:#}");
-    assert_eq!(held["attempts"], 1);
-    assert_eq!(view.slack_hook_posts("hold").len(), 1, "hold posted a second copy");
-    let resent = delivery(&settled, "resend", 0);
-    assert_eq!(resent["state"], "delivered", "{resent:#}");
-    assert_eq!(resent["attempts"], 2);
-    let posts = view.slack_hook_posts("resend");
+    for name in ["hook-hold", "flow-hold"] {
+        let held = delivery(&settled, name, 0);
+        assert_eq!(held["state"], "held", "{held:#}");
+        assert_eq!(held["attempts"], 1);
+    }
+    assert_eq!(view.slack_hook_posts("hook-hold").len(), 1, "hold posted a second copy");
+    assert_eq!(view.teams_workflow_cards("flow-hold").len(), 1, "hold posted a second card");
+    for name in ["hook-resend", "flow-resend"] {
+        let resent = delivery(&settled, name, 0);
+        assert_eq!(resent["state"], "delivered", "{resent:#}");
+        assert_eq!(resent["attempts"], 2);
+    }
+    let posts = view.slack_hook_posts("hook-resend");
     assert_eq!(posts.len(), 2, "resend may add exactly one copy: {posts:#?}");
-    let key = slack_hook_key(&posts[0].text);
-    assert_eq!(view.copies_of("resend", &key), 2);
+    assert_eq!(view.copies_of("hook-resend", &slack_hook_key(&posts[0].text)), 2);
+    assert_eq!(delivery(&settled, "hook-resend", 0)["unconfirmed"], false);
+    let cards = view.teams_workflow_cards("flow-resend");
+    assert_eq!(cards.len(), 2, "resend may add exactly one card: {cards:#?}");
+    let flow = delivery(&settled, "flow-resend", 0);
+    assert_eq!(view.copies_of("flow-resend", str_of(flow, "id")), 2);
+    assert_eq!(flow["unconfirmed"], true, "a 202 only says a flow run was queued: {flow:#}");
     server.kill().await;
     sim.shutdown().await;
 }
@@ -340,26 +399,29 @@ async fn a_slack_webhook_timeout_is_held_or_resent_as_configured() {
 /// An incident opened, updated twice and resolved, while each original needs retries and
 /// herald is SIGKILLed in between: Slack holds one message with three thread replies
 /// (or, in edit mode, one message edited three times), Jira one issue with three
-/// comments and the final transition, each in order and without a duplicate.
+/// comments and the final transition, Teams one thread of a message and three replies,
+/// each in order and without a duplicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incident_thread_stays_whole_and_in_order_across_retries_and_a_kill() {
     let plan = FaultPlan::healthy().dedupe(false).fail_first(2, 503);
     let sim = Simulator::start(vec![
         ("slack-thread".into(), plan.clone()),
         ("slack-edit".into(), plan.clone()),
-        ("jira".into(), plan),
+        ("jira".into(), plan.clone()),
+        ("graph".into(), plan),
     ])
     .await
     .unwrap();
     let view = sim.view();
     let setup = Setup::new(&format!(
-        "{}{}{}",
+        "{}{}{}{}",
         slack("thread", &view, "slack-thread", QUICK),
         slack("edit", &view, "slack-edit", &format!("{QUICK}update_mode = \"edit\"\n")),
         jira("tickets", &view, "jira", &format!("{QUICK}transition_on_resolve = \"Done\"\n")),
+        graph("teams", &view, "graph", QUICK),
     ));
     let server = Server::start(setup.path()).await;
-    let destinations = ["thread", "edit", "tickets"];
+    let destinations = ["thread", "edit", "tickets", "teams"];
     let id = submit(&server, &destinations, "P1: checkout is down").await;
     update(&server, &id, "Update 1: failover started", "critical").await;
     update(&server, &id, "Update 2: error rate falling", "warning").await;
@@ -371,6 +433,7 @@ async fn an_incident_thread_stays_whole_and_in_order_across_retries_and_a_kill()
             !v.slack_messages("slack-thread").is_empty()
                 || !v.slack_messages("slack-edit").is_empty()
                 || !v.jira_issues("jira").is_empty()
+                || !v.graph_messages("graph").is_empty()
         })
         .await;
     assert!(first, "no original arrived anywhere");
@@ -416,6 +479,14 @@ async fn an_incident_thread_stays_whole_and_in_order_across_retries_and_a_kill()
     }
     assert_eq!(issue.status, "Done");
     assert_eq!(issue.transitions.len(), 1, "{:?}", issue.transitions);
+
+    // Teams (Graph): one message, its three replies in order in its thread.
+    let messages = view.graph_messages("graph");
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    assert_eq!(messages[0].key.as_deref(), Some(delivery_id("teams", 0).as_str()));
+    let replies: Vec<Option<&str>> = messages[0].replies.iter().map(|r| r.key.as_deref()).collect();
+    let expected: Vec<String> = (1..=3).map(|seq| delivery_id("teams", seq)).collect();
+    assert_eq!(replies, expected.iter().map(|s| Some(s.as_str())).collect::<Vec<_>>());
     server.kill().await;
     sim.shutdown().await;
 }

@@ -21,11 +21,14 @@ async fn the_demo_runs_to_completion_and_proves_one_copy_each() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("Converged: every destination holds exactly one copy"), "{stdout}");
-    for name in ["healthy", "flaky", "rate-limited", "times-out", "resets", "slack", "jira"] {
+    for name in
+        ["healthy", "flaky", "rate-limited", "times-out", "resets", "slack", "teams", "jira"]
+    {
         assert!(stdout.contains(name), "{name} missing from the demo output");
     }
     // The incident's thread, read from the destinations themselves.
     assert!(stdout.contains("slack: one message with 2 thread replies"), "{stdout}");
+    assert!(stdout.contains("teams: one message with 2 replies"), "{stdout}");
     assert!(stdout.contains("with 2 comments, status Done"), "{stdout}");
 }
 

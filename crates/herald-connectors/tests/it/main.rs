@@ -11,5 +11,7 @@ mod receiver;
 mod signature;
 /// The Slack Web API and incoming-webhook connectors against the simulator's Slack dialect.
 mod slack;
+/// Teams Workflows and Teams Graph against the simulator's Teams dialects.
+mod teams;
 /// The webhook connector end to end: each answer and failure class.
 mod webhook;

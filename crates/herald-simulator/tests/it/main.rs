@@ -12,6 +12,9 @@ use herald_simulator::{ANONYMOUS_KEY_PREFIX, Fate, FaultPlan, SimView, Simulator
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The Teams dialects (Workflows, Graph and its token endpoint).
+mod teams;
+
 /// Generous bound for anything that should happen promptly.
 const PROMPTLY: Duration = Duration::from_secs(10);
 
