@@ -1,7 +1,31 @@
-//! Cutting text to a destination's documented limit, visibly: a reader must see that
-//! herald shortened the message, never receive a silently clipped one.
+//! Text the renderers share: cutting to a destination's documented limit, visibly (a
+//! reader must see that herald shortened the message, never receive a silently clipped
+//! one), and instants as RFC 3339.
 
 use std::borrow::Cow;
+use std::time::{Duration, UNIX_EPOCH};
+
+use herald_core::Timestamp;
+
+/// The last millisecond RFC 3339 can express: the end of the year 9999.
+const LAST_RFC3339_MILLIS: i64 = 253_402_300_800_000 - 1;
+
+/// `at` as RFC 3339 in UTC with milliseconds (`2026-11-29T12:02:03.000Z`); `None` before
+/// 1970 or after 9999, which RFC 3339 cannot say.
+pub fn rfc3339_millis(at: Timestamp) -> Option<String> {
+    let millis = at.as_millis();
+    if !(0..=LAST_RFC3339_MILLIS).contains(&millis) {
+        return None;
+    }
+    let instant = UNIX_EPOCH.checked_add(Duration::from_millis(u64::try_from(millis).ok()?))?;
+    Some(humantime::format_rfc3339_millis(instant).to_string())
+}
+
+/// Parses an RFC 3339 UTC instant (`2026-12-02T22:15:04.123Z`, any fraction).
+pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+    let since_epoch = humantime::parse_rfc3339(text).ok()?.duration_since(UNIX_EPOCH).ok()?;
+    Some(Timestamp::from_millis(i64::try_from(since_epoch.as_millis()).ok()?))
+}
 
 /// Appended to text herald shortened to fit a destination's limit.
 pub const TRUNCATION_MARKER: &str = "…(truncated by herald)";
@@ -44,6 +68,17 @@ mod tests {
             }
         }
         assert_eq!(cut(&text, 103), text);
+    }
+
+    #[test]
+    fn instants_round_trip_through_rfc3339() {
+        let at = Timestamp::from_millis(951_827_696_789);
+        assert_eq!(rfc3339_millis(at).as_deref(), Some("2000-02-29T12:34:56.789Z"));
+        assert_eq!(parse_rfc3339("2000-02-29T12:34:56.789Z"), Some(at));
+        assert_eq!(parse_rfc3339("2000-02-29T12:34:56.7890000Z"), Some(at), "Graph's 7 digits");
+        assert_eq!(rfc3339_millis(Timestamp::from_millis(-1)), None);
+        assert_eq!(rfc3339_millis(Timestamp::from_millis(LAST_RFC3339_MILLIS + 1)), None);
+        assert_eq!(parse_rfc3339("yesterday"), None);
     }
 
     #[test]

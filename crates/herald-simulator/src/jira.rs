@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::Body;
@@ -479,27 +479,9 @@ async fn planned_write(
     };
     shared.notify_change();
 
-    let outcome = match outcome {
-        Outcome::Hang => {
-            shared.cancel.cancelled().await;
-            return drop_connection();
-        }
-        Outcome::Delayed { anonymous } => {
-            tokio::select! {
-                () = tokio::time::sleep(endpoint.plan.delay) => {}
-                () = shared.cancel.cancelled() => return drop_connection(),
-            }
-            Outcome::Accepted { anonymous }
-        }
-        other => other,
+    let Some(outcome) = crate::server::wait_out(shared, endpoint, outcome).await else {
+        return drop_connection();
     };
-    let latency = endpoint.plan.latency;
-    if !latency.is_zero() {
-        tokio::select! {
-            () = tokio::time::sleep(latency) => {}
-            () = shared.cancel.cancelled() => return drop_connection(),
-        }
-    }
     match outcome {
         Outcome::Accepted { .. } => match answer {
             Some(body) => json_answer(StatusCode::CREATED, &body),
@@ -883,29 +865,13 @@ async fn search(
 
 /// `t` as an ISO 8601 UTC timestamp (`2026-03-02T10:00:00Z`), as `X-RateLimit-Reset` has it.
 fn iso8601(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
     #[test]

@@ -185,27 +185,9 @@ async fn hook(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Resp
     let _end = entry.map(|index| EndOnDrop { endpoint, index });
     shared.notify_change();
 
-    let outcome = match outcome {
-        Outcome::Hang => {
-            shared.cancel.cancelled().await;
-            return drop_connection();
-        }
-        Outcome::Delayed { anonymous } => {
-            tokio::select! {
-                () = tokio::time::sleep(endpoint.plan.delay) => {}
-                () = shared.cancel.cancelled() => return drop_connection(),
-            }
-            Outcome::Accepted { anonymous }
-        }
-        other => other,
+    let Some(outcome) = wait_out(&shared, endpoint, outcome).await else {
+        return drop_connection();
     };
-    let latency = endpoint.plan.latency;
-    if !latency.is_zero() {
-        tokio::select! {
-            () = tokio::time::sleep(latency) => {}
-            () = shared.cancel.cancelled() => return drop_connection(),
-        }
-    }
     match outcome {
         Outcome::Accepted { anonymous } => {
             let id = match (anonymous, key) {
@@ -241,6 +223,39 @@ async fn hook(State(shared): State<Arc<Shared>>, request: Request<Body>) -> Resp
         }
         Outcome::Reset | Outcome::Hang | Outcome::Delayed { .. } => drop_connection(),
     }
+}
+
+/// Waits out what the plan decided before an answer: a hang until shutdown, the plan's
+/// delay (after which the request is answered as accepted), then its latency. `None`
+/// when the connection is to be closed unanswered (a hang, or shutdown came first); every
+/// dialect answers through this, so the fault plans mean the same everywhere.
+pub(crate) async fn wait_out(
+    shared: &Shared,
+    endpoint: &crate::state::Endpoint,
+    outcome: Outcome,
+) -> Option<Outcome> {
+    let outcome = match outcome {
+        Outcome::Hang => {
+            shared.cancel.cancelled().await;
+            return None;
+        }
+        Outcome::Delayed { anonymous } => {
+            tokio::select! {
+                () = tokio::time::sleep(endpoint.plan.delay) => {}
+                () = shared.cancel.cancelled() => return None,
+            }
+            Outcome::Accepted { anonymous }
+        }
+        other => other,
+    };
+    let latency = endpoint.plan.latency;
+    if !latency.is_zero() {
+        tokio::select! {
+            () = tokio::time::sleep(latency) => {}
+            () = shared.cancel.cancelled() => return None,
+        }
+    }
+    Some(outcome)
 }
 
 /// Marks a log entry as ended when dropped.

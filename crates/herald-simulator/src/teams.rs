@@ -291,27 +291,9 @@ fn stores(endpoint: &Endpoint, key: Option<&str>) -> bool {
 
 /// Waits out a hang, delay and latency as the hook dialect does.
 async fn settle(shared: &Shared, endpoint: &Endpoint, outcome: Outcome) -> Settled {
-    let outcome = match outcome {
-        Outcome::Hang => {
-            shared.cancel.cancelled().await;
-            return Settled::Dropped;
-        }
-        Outcome::Delayed { anonymous } => {
-            tokio::select! {
-                () = tokio::time::sleep(endpoint.plan.delay) => {}
-                () = shared.cancel.cancelled() => return Settled::Dropped,
-            }
-            Outcome::Accepted { anonymous }
-        }
-        other => other,
+    let Some(outcome) = crate::server::wait_out(shared, endpoint, outcome).await else {
+        return Settled::Dropped;
     };
-    let latency = endpoint.plan.latency;
-    if !latency.is_zero() {
-        tokio::select! {
-            () = tokio::time::sleep(latency) => {}
-            () = shared.cancel.cancelled() => return Settled::Dropped,
-        }
-    }
     match outcome {
         Outcome::Accepted { .. } => Settled::Accepted,
         Outcome::Rejected(status) | Outcome::StoredThenRejected(status) => {
@@ -739,27 +721,9 @@ fn now_rfc3339() -> String {
     rfc3339(since)
 }
 
-/// `since_epoch` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (civil-from-days, proleptic Gregorian).
+/// `since_epoch` as `YYYY-MM-DDTHH:MM:SS.mmmZ`, as Graph writes `createdDateTime`.
 fn rfc3339(since_epoch: Duration) -> String {
-    let secs = since_epoch.as_secs();
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since_epoch.subsec_millis()
-    )
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + since_epoch).to_string()
 }
 
 // ---- test accessors ----

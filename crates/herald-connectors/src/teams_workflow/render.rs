@@ -175,20 +175,11 @@ pub(crate) fn allowed_url(url: &str) -> bool {
 
 /// `at` as `2026-12-02 22:15 UTC`.
 pub(crate) fn utc(at: Timestamp) -> String {
-    let millis = at.as_millis();
-    let secs = millis.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", rem / 3600, rem % 3600 / 60)
+    match crate::text::rfc3339_millis(at) {
+        // `2026-12-02T22:15:04.123Z`: the date, then hours and minutes.
+        Some(text) => format!("{} {} UTC", &text[..10], &text[11..16]),
+        None => format!("{} ms after 1970 (UTC)", at.as_millis()),
+    }
 }
 
 /// One piece of a card body.

@@ -7,8 +7,6 @@
 //! stays the same across retries and the receiver can drop a second copy; the timestamp
 //! and signature are those of this attempt.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use herald_core::{Message, Timestamp};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
@@ -20,10 +18,6 @@ use crate::{Request, Thread};
 pub const EVENT_CREATED: &str = "message.created";
 /// The event type of a follow-up in a broadcast's thread.
 pub const EVENT_UPDATED: &str = "message.updated";
-
-/// The last millisecond RFC 3339 (and so the payload's `timestamp`) can express: the end
-/// of the year 9999.
-const LAST_RFC3339_MILLIS: i64 = 253_402_300_800_000 - 1;
 
 /// One webhook request, ready to send.
 #[derive(Debug, Clone)]
@@ -145,12 +139,5 @@ fn webhook_id(delivery_id: &str) -> Result<HeaderValue, RenderError> {
 
 /// `now` as RFC 3339 in UTC with milliseconds, e.g. `2026-11-29T12:02:03.000Z`.
 fn rfc3339(now: Timestamp) -> Result<String, RenderError> {
-    let millis = now.as_millis();
-    let out_of_range = || RenderError::TimeOutOfRange(millis);
-    if !(0..=LAST_RFC3339_MILLIS).contains(&millis) {
-        return Err(out_of_range());
-    }
-    let since_epoch = Duration::from_millis(u64::try_from(millis).map_err(|_| out_of_range())?);
-    let instant = UNIX_EPOCH.checked_add(since_epoch).ok_or_else(out_of_range)?;
-    Ok(humantime::format_rfc3339_millis(instant).to_string())
+    crate::text::rfc3339_millis(now).ok_or(RenderError::TimeOutOfRange(now.as_millis()))
 }
