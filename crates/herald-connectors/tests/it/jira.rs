@@ -330,3 +330,27 @@ async fn jira_unknown_transition_is_permanent_naming_the_available_ones() {
     );
     assert_eq!(sim.view().jira_issues("j")[0].comments.len(), 1);
 }
+
+/// The comment lands, then the transition is throttled (429) or fails during a circuit
+/// breaker's probe: neither uses up an attempt, so the next call comes with the same
+/// attempt number and is not ambiguous. It must still find the comment, not post it again.
+#[tokio::test]
+async fn jira_a_throttled_transition_does_not_post_the_comment_twice() {
+    for status in [429, 503] {
+        let sim = start(FaultPlan::healthy().dedupe(false)).await;
+        let jira = connector(config(&sim));
+        let first = message(Severity::Critical, "Payments fail.");
+        let created = jira.send(&original(&first)).await;
+        let key = remote_ref(&created).unwrap().to_owned();
+        let resolved = message(Severity::Resolved, "Fixed.");
+        sim.fail_jira_transitions("j", 1, status);
+        let stopped = jira.send(&update(&resolved, &first, "d_u1", 1, &key)).await;
+        assert_ne!(stopped.outcome.class(), "delivered", "{status}: {stopped:?}");
+        // Same attempt number, not ambiguous: what the engine sends after a throttle.
+        let again = jira.send(&update(&resolved, &first, "d_u1", 1, &key)).await;
+        assert_eq!(again.outcome.class(), "delivered", "{status}: {again:?}");
+        let issues = sim.view().jira_issues("j");
+        assert_eq!(issues[0].comments.len(), 1, "{status}: the comment is posted once");
+        assert_eq!(issues[0].status, "Done");
+    }
+}
