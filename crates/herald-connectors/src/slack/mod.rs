@@ -252,7 +252,7 @@ fn delivered_from(answer: &Value, configured: &str) -> Report {
             report.detail = answer
                 .get("warning")
                 .and_then(Value::as_str)
-                .map(|w| format!("Slack warning: {w}"));
+                .map(|w| format!("Slack warning: {}", http::excerpt(w.as_bytes(), 200)));
             report
         }
         None => Report {
