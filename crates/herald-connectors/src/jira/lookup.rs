@@ -58,11 +58,14 @@ pub(super) async fn find_issue(
     let found = jira
         .call(reqwest::Method::POST, "search/jql", Some(&body), request, "searching for the issue")
         .await?;
-    let issues = found.get("issues").and_then(Value::as_array);
+    // Only a list can say "none": an answer without one (an empty 2xx, another shape)
+    // proves nothing and must not lead to a second create.
+    let Some(issues) = found.get("issues").and_then(Value::as_array) else {
+        return Err(unreadable("the search's answer has no list of issues"));
+    };
     // More than one would be an earlier duplicate; the oldest (lowest id) is the original.
     let key = issues
-        .into_iter()
-        .flatten()
+        .iter()
         .filter_map(|issue| {
             let key = issue.get("key").and_then(Value::as_str)?;
             let id = issue.get("id").and_then(Value::as_str).and_then(|id| id.parse::<u64>().ok());
@@ -86,23 +89,40 @@ pub(super) async fn find_comment(
         let page = jira
             .call(reqwest::Method::GET, &path, None, request, "reading the issue's comments")
             .await?;
-        let comments = page.get("comments").and_then(Value::as_array).cloned().unwrap_or_default();
+        let Some(comments) = page.get("comments").and_then(Value::as_array) else {
+            return Err(unreadable("the answer listing the issue's comments has no comments"));
+        };
         let found =
             comments.iter().find(|c| c.get("body").is_some_and(|b| render::has_marker(b, marker)));
         if let Some(comment) = found {
             let id = comment.get("id").and_then(Value::as_str).unwrap_or("?");
             return Ok(Some(id.to_owned()));
         }
+        // Without a total, read on until a page comes back empty.
         let total = page
             .get("total")
             .and_then(Value::as_u64)
-            .map_or(0, |t| usize::try_from(t).unwrap_or(usize::MAX));
+            .map_or(usize::MAX, |t| usize::try_from(t).unwrap_or(usize::MAX));
         start += comments.len();
         if comments.is_empty() || start >= total {
             return Ok(None);
         }
     }
-    Ok(None)
+    Err(unreadable("the issue has more comments than herald reads"))
+}
+
+/// A look-up answer that cannot say whether the message is there: `Unknown`, so nothing
+/// is posted on its word.
+fn unreadable(why: &str) -> Box<Report> {
+    Box::new(Report {
+        outcome: Outcome::Unknown {
+            reason: format!(
+                "herald could not tell whether an earlier attempt posted the message ({why})"
+            ),
+        },
+        status: None,
+        detail: None,
+    })
 }
 
 /// A failed look-up's report, turned into one that keeps the delivery ambiguous: nothing

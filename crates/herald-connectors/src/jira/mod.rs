@@ -15,8 +15,9 @@
 //! after an ambiguous create, a JQL search for the marker label (`lookup`); the search is
 //! only eventually consistent, so "not found" within `lookup_grace` of the ambiguous
 //! attempt means look again later (`Outcome::Reconciling`, no attempt burned), never a
-//! resend. A follow-up retried (or ambiguous) first reads the issue's comments, so "comment
-//! posted, transition failed" does not post the comment twice.
+//! resend. A follow-up retried, ambiguous or in two steps (comment, then transition) first
+//! reads the issue's comments, so "comment posted, transition failed" does not post the
+//! comment twice.
 
 mod classify;
 mod config;
@@ -232,8 +233,15 @@ impl Jira {
             };
         };
         let marker = render::marker(request.delivery_id);
+        let transition = (request.message.severity == Severity::Resolved)
+            .then_some(self.config.transition_on_resolve.as_deref())
+            .flatten();
         let mut existing = None;
-        if request.attempt > 1 || request.ambiguous {
+        // The attempt number alone cannot tell that the comment was posted before: an
+        // attempt whose later step (the transition) was throttled, or failed as a circuit
+        // breaker's probe, uses up no attempt, so its retry comes with the same number. A
+        // two-step follow-up therefore always looks first.
+        if request.attempt > 1 || request.ambiguous || transition.is_some() {
             match lookup::find_comment(self, request, key, &marker).await {
                 Ok(found) => existing = found,
                 Err(report) if request.ambiguous => return lookup::keep_ambiguous(*report),
@@ -260,9 +268,7 @@ impl Jira {
             }
         };
         let remote_ref = format!("{key}/comment/{comment_id}");
-        if request.message.severity == Severity::Resolved
-            && let Some(name) = &self.config.transition_on_resolve
-        {
+        if let Some(name) = transition {
             if let Err(report) = self.transition(request, key, name).await {
                 return after_comment(*report, &remote_ref);
             }

@@ -96,10 +96,17 @@ fn words(code: &str) -> &'static str {
     }
 }
 
+/// The longest error code quoted: Slack's are short words, anything longer is not one.
+const CODE_CHARS: usize = 100;
+
 fn reason(code: &str, tail: &str) -> String {
     let said = words(code);
     let said = if said.is_empty() { String::new() } else { format!(": {said}") };
-    format!("Slack error {code}{said}{tail}")
+    let mut shown = http::excerpt(code.as_bytes(), CODE_CHARS * 4);
+    if shown.chars().count() > CODE_CHARS {
+        shown = shown.chars().take(CODE_CHARS).chain(['…']).collect();
+    }
+    format!("Slack error {shown}{said}{tail}")
 }
 
 /// The `error` code of an `ok:false` body.

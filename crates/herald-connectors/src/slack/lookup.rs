@@ -104,7 +104,7 @@ impl Slack {
                 query.push(("cursor", c));
             }
             let page = self.read("conversations.history", &query, now).await.map_err(failed)?;
-            if let Some(ts) = matching(&page, delivery_id) {
+            if let Some(ts) = matching(&page, delivery_id)? {
                 return Ok(Found::Yes(ts));
             }
             match next_cursor(&page) {
@@ -145,7 +145,7 @@ impl Slack {
                 query.push(("cursor", c));
             }
             let page = self.read("conversations.replies", &query, now).await.map_err(failed)?;
-            if let Some(ts) = matching(&page, delivery_id).filter(|ts| ts != parent_ts) {
+            if let Some(ts) = matching(&page, delivery_id)?.filter(|ts| ts != parent_ts) {
                 return Ok(Found::Yes(ts));
             }
             match next_cursor(&page) {
@@ -179,20 +179,31 @@ impl Slack {
             ("limit", "1"),
         ];
         let page = self.read("conversations.history", &query, now).await.map_err(failed)?;
-        Ok(match matching(&page, delivery_id) {
+        Ok(match matching(&page, delivery_id)? {
             Some(found) if found == ts => Found::Yes(found),
             _ => Found::No,
         })
     }
 }
 
-/// The ts of the message in `page` whose metadata names `delivery_id`.
-fn matching(page: &Value, delivery_id: &str) -> Option<String> {
-    page.get("messages")?
-        .as_array()?
+/// The ts of the message in `page` whose metadata names `delivery_id`. A page without a
+/// `messages` list proves nothing, so it is an error (`Unknown`), never "not there".
+fn matching(page: &Value, delivery_id: &str) -> Result<Option<String>, Report> {
+    let Some(messages) = page.get("messages").and_then(Value::as_array) else {
+        return Err(Report {
+            outcome: Outcome::Unknown {
+                reason: "Slack answered the look-up ok but without a list of messages; herald \
+                         cannot tell whether the message was posted"
+                    .to_owned(),
+            },
+            status: Some(200),
+            detail: None,
+        });
+    };
+    Ok(messages
         .iter()
         .find(|m| delivery_id_matches(m, delivery_id))
-        .and_then(|m| m.get("ts")?.as_str().map(str::to_owned))
+        .and_then(|m| m.get("ts")?.as_str().map(str::to_owned)))
 }
 
 fn delivery_id_matches(message: &Value, wanted: &str) -> bool {

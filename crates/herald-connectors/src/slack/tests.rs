@@ -99,6 +99,17 @@ fn every_row_of_the_classification_table() {
     }
 }
 
+/// An error code from outside is quoted shortened and on one line: a megabyte "code"
+/// must not become a megabyte `last_error`.
+#[test]
+fn a_huge_or_multiline_error_code_is_quoted_short() {
+    let body = serde_json::json!({"ok": false, "error": format!("x\n{}", "y".repeat(1 << 20))});
+    let outcome = classify(200, None, Some(&body), "");
+    let reason = outcome.reason().unwrap_or("");
+    assert_eq!(outcome.class(), "retry", "{reason}");
+    assert!(reason.len() < 400 && !reason.contains('\n'), "{} chars", reason.len());
+}
+
 #[test]
 fn remote_refs_round_trip() {
     let r = remote_ref("C123", "1503435956.000247");

@@ -1,9 +1,16 @@
 //! After an ambiguous attempt: is the message already in the channel? Searches the
 //! channel's newest messages (or the original's replies, for a follow-up) for the marker
-//! `herald:{delivery id}`, newest first, 50 a page, following `@odata.nextLink` (on the
-//! same host only) until the page is older than the delivery itself. Graph's channel
+//! `herald:{delivery id}`, newest first, 50 a page, following `@odata.nextLink` (below
+//! `base_url` only) until the page is older than the delivery itself. Graph's channel
 //! messages are read back from the same store they are written to, so a miss means the
 //! post did not happen (unlike Jira's search, which lags).
+//!
+//! Graph lists channel messages by `lastModifiedDateTime`, newest first (`$orderby` is not
+//! supported there), so "older than the delivery" is judged by that time: a message
+//! created long ago but edited (or replied to) lately sorts among the new ones and must
+//! not end the search. A page that is not a list, or a next link that leads elsewhere,
+//! ends the search without an answer: only a search that reached the delivery's start
+//! may say "not there".
 
 use herald_core::Timestamp;
 use serde_json::Value;
@@ -22,8 +29,11 @@ const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 pub(super) enum Page {
     /// The marker is on message `id`.
     Found(String),
-    /// Not on this page; read `next` if the search should go on.
+    /// Not on this page; read `next` if the search should go on, `None` once the search
+    /// reached the delivery's start (or the list's end): the message is not there.
     Next(Option<String>),
+    /// The search cannot go on and cannot conclude (why, in words).
+    Unusable(&'static str),
 }
 
 /// Searches one list page for `delivery_id`'s marker; `created_at` is when the delivery
@@ -34,7 +44,9 @@ pub(super) fn search(
     created_at: Timestamp,
     base_url: &str,
 ) -> Page {
-    let items = page.get("value").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let Some(items) = page.get("value").and_then(Value::as_array) else {
+        return Page::Unusable("Graph's answer is not a list of messages");
+    };
     let mut oldest: Option<Timestamp> = None;
     for item in items {
         let content = item.pointer("/body/content").and_then(Value::as_str).unwrap_or("");
@@ -43,17 +55,31 @@ pub(super) fn search(
         {
             return Page::Found(id.to_owned());
         }
-        if let Some(at) = item.get("createdDateTime").and_then(Value::as_str).and_then(parse_time) {
+        // The list's sort key; a message is never modified before it was created, so
+        // `createdDateTime` stands in where the other is missing.
+        let at = ["lastModifiedDateTime", "createdDateTime"]
+            .iter()
+            .find_map(|key| item.get(*key).and_then(Value::as_str).and_then(parse_time));
+        if let Some(at) = at {
             oldest = Some(oldest.map_or(at, |o| o.min(at)));
         }
     }
-    let old_enough = oldest.is_some_and(|o| o.as_millis() < created_at.as_millis() - CLOCK_SKEW_MS);
-    let next = page
-        .get("@odata.nextLink")
-        .and_then(Value::as_str)
-        .filter(|link| link.starts_with(base_url) && !old_enough)
-        .map(str::to_owned);
-    Page::Next(next)
+    let start = created_at.as_millis().saturating_sub(CLOCK_SKEW_MS);
+    if oldest.is_some_and(|o| o.as_millis() < start) {
+        return Page::Next(None);
+    }
+    match page.get("@odata.nextLink").and_then(Value::as_str) {
+        None => Page::Next(None),
+        Some(link) if below(link, base_url) => Page::Next(Some(link.to_owned())),
+        Some(_) => Page::Unusable("the next page's link leads away from `base_url`"),
+    }
+}
+
+/// Whether `link` is `base_url` or below it (not merely a string starting with it, like
+/// `https://graph.microsoft.com.example` for a `base_url` without a path).
+fn below(link: &str, base_url: &str) -> bool {
+    let base = base_url.trim_end_matches('/');
+    link.strip_prefix(base).is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
 }
 
 /// Parses Graph's `2026-12-02T22:15:04.123Z` (UTC; fraction optional).

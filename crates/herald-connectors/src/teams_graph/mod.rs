@@ -319,6 +319,8 @@ impl TeamsGraph {
             if reply.status != 200 {
                 return Some(reply.report(lookup_failed(&reply)));
             }
+            // A body that is not JSON (cut short, stalled, a proxy's page) is `Null`, which
+            // the search reports as unusable: never "not there".
             let page: Value = serde_json::from_slice(&reply.body).unwrap_or(Value::Null);
             match lookup::search(&page, request.delivery_id, request.created_at, &self.base_url) {
                 lookup::Page::Found(id) => {
@@ -332,9 +334,28 @@ impl TeamsGraph {
                 }
                 lookup::Page::Next(Some(next)) => url = next,
                 lookup::Page::Next(None) => return None,
+                lookup::Page::Unusable(why) => {
+                    return Some(reply.report(undecided(why)));
+                }
             }
         }
-        None
+        Some(Report {
+            outcome: undecided(
+                "it read the most pages one look-up reads without reaching the delivery's start",
+            ),
+            status: None,
+            detail: None,
+        })
+    }
+}
+
+/// A look-up that could not conclude: still ambiguous, so nothing is posted yet.
+fn undecided(why: &str) -> Outcome {
+    Outcome::Unknown {
+        reason: format!(
+            "the look-up for a copy of the ambiguous attempt could not tell whether the message \
+             is there ({why}); herald posts nothing yet"
+        ),
     }
 }
 

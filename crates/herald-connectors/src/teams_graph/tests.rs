@@ -127,13 +127,75 @@ fn look_up_pages_find_the_marker_and_stop_at_old_messages() {
     assert_eq!(search(&page, "d_1", created, base), Page::Found("2".to_owned()));
     let next = format!("{base}/teams/t/channels/c/messages?$skiptoken=x");
     assert_eq!(search(&page, "d_9", created, base), Page::Next(Some(next)));
-    // Elsewhere-pointing links are not followed; pages older than the delivery end the search.
-    assert_eq!(search(&page, "d_9", created, "https://other.example"), Page::Next(None));
+    // Elsewhere-pointing links are not followed, and the search cannot conclude then;
+    // pages older than the delivery end the search.
+    assert!(matches!(search(&page, "d_9", created, "https://other.example"), Page::Unusable(_)));
     let old = json!({
         "value": [item("1", "2026-12-02T21:00:00Z", "x")],
         "@odata.nextLink": format!("{base}/more"),
     });
     assert_eq!(search(&old, "d_9", created, base), Page::Next(None));
+}
+
+/// A look-up answer that cannot prove absence never reads as "not there" (which would
+/// post again): a body that is not a message list, a next link that merely starts with
+/// `base_url`'s text, or an old message that was edited lately (Graph sorts channel
+/// messages by `lastModifiedDateTime`, so it does not mean the rest is older).
+#[test]
+fn look_up_pages_that_prove_nothing_do_not_end_the_search_as_not_found() {
+    use serde_json::{Value, json};
+
+    use super::lookup::{Page, parse_time, search};
+
+    let created = parse_time("2026-12-02T22:00:00Z").unwrap();
+    for unusable in [Value::Null, json!({}), json!({"value": "x"}), json!([1, 2])] {
+        assert!(
+            matches!(
+                search(&unusable, "d_1", created, "https://g.example/v1.0"),
+                Page::Unusable(_)
+            ),
+            "{unusable}"
+        );
+    }
+    let page = json!({"value": [], "@odata.nextLink": "https://graph.example.evil/v1.0/x"});
+    assert!(matches!(search(&page, "d_1", created, "https://graph.example"), Page::Unusable(_)));
+    let page = json!({"value": [], "@odata.nextLink": "https://graph.example/v1.0/x"});
+    assert_eq!(
+        search(&page, "d_1", created, "https://graph.example"),
+        Page::Next(Some("https://graph.example/v1.0/x".to_owned()))
+    );
+    let edited_lately = json!({
+        "value": [{
+            "id": "1",
+            "createdDateTime": "2026-11-01T00:00:00Z",
+            "lastModifiedDateTime": "2026-12-02T22:00:10Z",
+            "body": {"content": "old thread"}
+        }],
+        "@odata.nextLink": "https://g.example/v1.0/next",
+    });
+    assert_eq!(
+        search(&edited_lately, "d_1", created, "https://g.example/v1.0"),
+        Page::Next(Some("https://g.example/v1.0/next".to_owned()))
+    );
+}
+
+/// Times from outside never overflow (a panic in debug builds) and nonsense is refused.
+#[test]
+fn parse_time_refuses_out_of_range_parts() {
+    use super::lookup::parse_time;
+
+    for text in [
+        "99999999999999999-01-01T00:00:00Z",
+        "-9223372036854775808-01-01T00:00:00Z",
+        "2026-01-01T9223372036854775807:00:00Z",
+        "2026-01-01T00:9223372036854775807:00Z",
+        "2026-01-01T00:00:9223372036854775807Z",
+        "2026-01-01T24:00:00Z",
+        "2026-01-01T00:00:00.-5Z",
+    ] {
+        assert_eq!(parse_time(text), None, "{text}");
+    }
+    assert!(parse_time("2026-01-01T23:59:60.999Z").is_some());
 }
 
 #[test]

@@ -52,12 +52,20 @@ pub const DEFAULTS: Defaults = Defaults {
 };
 
 /// A Teams Workflows destination.
-#[derive(Debug)]
 pub struct TeamsWorkflow {
     url: reqwest::Url,
     /// The `sig` query value, redacted from excerpts.
     sig: Option<String>,
     client: reqwest::Client,
+}
+
+/// Only the URL's origin: its path and `sig=` grant the right to post.
+impl std::fmt::Debug for TeamsWorkflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TeamsWorkflow")
+            .field("url", &self.url.origin().ascii_serialization())
+            .finish_non_exhaustive()
+    }
 }
 
 impl TeamsWorkflow {

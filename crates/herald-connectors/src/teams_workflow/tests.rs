@@ -249,3 +249,18 @@ fn the_kind_parses_its_table_and_hides_the_signature() {
     assert!((KIND.parse)(&mut t).is_none());
     assert!(!format!("{:?}", t.problems()).contains("s3cr3t"), "{t:?}");
 }
+
+/// The connector's `Debug` (what a `{:?}` in a log would print) shows the origin only,
+/// never the flow's path or its `sig=`.
+#[test]
+fn the_connector_debug_hides_the_signature() {
+    use super::{TeamsWorkflow, TeamsWorkflowConfig};
+
+    let url = "https://prod-00.westeurope.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?api-version=1&sig=s3cr3t-signature";
+    let connector =
+        TeamsWorkflow::new(TeamsWorkflowConfig { url: url.to_owned() }, reqwest::Client::new())
+            .unwrap();
+    let shown = format!("{connector:?}");
+    assert!(!shown.contains("s3cr3t") && !shown.contains("workflows/abc"), "{shown}");
+    assert!(shown.contains("https://prod-00.westeurope.logic.azure.com"), "{shown}");
+}

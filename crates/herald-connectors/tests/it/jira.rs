@@ -330,3 +330,71 @@ async fn jira_unknown_transition_is_permanent_naming_the_available_ones() {
     );
     assert_eq!(sim.view().jira_issues("j")[0].comments.len(), 1);
 }
+
+/// The comment lands, then the transition is throttled (429) or fails during a circuit
+/// breaker's probe: neither uses up an attempt, so the next call comes with the same
+/// attempt number and is not ambiguous. It must still find the comment, not post it again.
+#[tokio::test]
+async fn jira_a_throttled_transition_does_not_post_the_comment_twice() {
+    for status in [429, 503] {
+        let sim = start(FaultPlan::healthy().dedupe(false)).await;
+        let jira = connector(config(&sim));
+        let first = message(Severity::Critical, "Payments fail.");
+        let created = jira.send(&original(&first)).await;
+        let key = remote_ref(&created).unwrap().to_owned();
+        let resolved = message(Severity::Resolved, "Fixed.");
+        sim.fail_jira_transitions("j", 1, status);
+        let stopped = jira.send(&update(&resolved, &first, "d_u1", 1, &key)).await;
+        assert_ne!(stopped.outcome.class(), "delivered", "{status}: {stopped:?}");
+        // Same attempt number, not ambiguous: what the engine sends after a throttle.
+        let again = jira.send(&update(&resolved, &first, "d_u1", 1, &key)).await;
+        assert_eq!(again.outcome.class(), "delivered", "{status}: {again:?}");
+        let issues = sim.view().jira_issues("j");
+        assert_eq!(issues[0].comments.len(), 1, "{status}: the comment is posted once");
+        assert_eq!(issues[0].status, "Done");
+    }
+}
+
+/// A look-up answered 2xx without the list it asked for (an empty body, another shape)
+/// proves nothing: the ambiguous create or comment is not sent again on its word. A fake
+/// written from Jira's docs, not the simulator.
+#[tokio::test]
+async fn jira_a_look_up_answer_without_its_list_does_not_post() {
+    use crate::receiver::{Scripted, TestReceiver};
+
+    let json = |body: &str| {
+        Scripted::status(200).header("content-type", "application/json").body(body.to_owned())
+    };
+    let first = message(Severity::Critical, "Payments fail.");
+    for answer in
+        [Scripted::status(200), Scripted::status(204), json("{}"), json(r#"{"values":[]}"#)]
+    {
+        let config = |receiver: &TestReceiver| JiraConfig {
+            url: receiver.url(""),
+            email: "herald@example.com".to_owned(),
+            token: "t".to_owned(),
+            project: "OPS".to_owned(),
+            issue_type: "Incident".to_owned(),
+            transition_on_resolve: None,
+            lookup_grace: Duration::from_secs(60),
+        };
+        // The create, long after the grace.
+        let mut receiver = TestReceiver::start(vec![answer.clone()]).await;
+        let jira = connector(config(&receiver));
+        let retry = retry_after_ambiguous(original(&first), 2, Duration::from_secs(600));
+        let report = jira.send(&retry).await;
+        assert_eq!(report.outcome.class(), "unknown", "{answer:?}: {report:?}");
+        assert_eq!(receiver.next().await.path, "/rest/api/3/search/jql");
+        assert!(receiver.got_nothing_more(), "{answer:?}: nothing created");
+
+        // A comment, retried.
+        let mut receiver = TestReceiver::start(vec![answer.clone()]).await;
+        let jira = connector(config(&receiver));
+        let one = message(Severity::Error, "Still failing.");
+        let retried = Request { attempt: 2, ..update(&one, &first, "d_u1", 1, "OPS-1") };
+        let report = jira.send(&retried).await;
+        assert_eq!(report.outcome.class(), "unknown", "{answer:?}: {report:?}");
+        assert_eq!(receiver.next().await.path, "/rest/api/3/issue/OPS-1/comment");
+        assert!(receiver.got_nothing_more(), "{answer:?}: no comment posted");
+    }
+}

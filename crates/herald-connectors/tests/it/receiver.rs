@@ -38,7 +38,7 @@ impl Scripted {
         self
     }
 
-    /// Sets the body.
+    /// Sets the body; `{base}` in it becomes the receiver's `http://127.0.0.1:<port>`.
     pub(crate) fn body(mut self, body: impl Into<String>) -> Scripted {
         self.body = body.into();
         self
@@ -71,6 +71,8 @@ impl Received {
 struct ReceiverState {
     script: Mutex<VecDeque<Scripted>>,
     received: mpsc::UnboundedSender<Received>,
+    /// The receiver's own `http://127.0.0.1:<port>`, put where a body says `{base}`.
+    base: String,
 }
 
 /// A scripted receiver on `127.0.0.1:0`: answers in script order, repeating the last
@@ -87,10 +89,14 @@ impl TestReceiver {
     pub(crate) async fn start(script: Vec<Scripted>) -> TestReceiver {
         assert!(!script.is_empty(), "a receiver needs at least one answer");
         let (sender, received) = mpsc::unbounded_channel();
-        let state = Arc::new(ReceiverState { script: Mutex::new(script.into()), received: sender });
-        let app = axum::Router::new().fallback(answer).with_state(state);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(ReceiverState {
+            script: Mutex::new(script.into()),
+            received: sender,
+            base: base.clone(),
+        });
+        let app = axum::Router::new().fallback(answer).with_state(state);
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
@@ -108,6 +114,11 @@ impl TestReceiver {
             .await
             .expect("the receiver got no request in time")
             .unwrap()
+    }
+
+    /// The next request already received, if any (meaningful once `send` has returned).
+    pub(crate) fn try_next(&mut self) -> Option<Received> {
+        self.received.try_recv().ok()
     }
 
     /// Whether no further request has arrived. Meaningful once `send` has returned,
@@ -143,7 +154,7 @@ async fn answer(
     for (name, value) in scripted.headers {
         response = response.header(name, value);
     }
-    response.body(Body::from(scripted.body)).unwrap()
+    response.body(Body::from(scripted.body.replace("{base}", &state.base))).unwrap()
 }
 
 /// A URL on which nothing listens: a port that was bound and released.

@@ -352,3 +352,51 @@ async fn the_fault_plans_store_then_fail_reads_as_internal_error_and_is_reconcil
     assert_eq!(view.copies_of("ws", req.delivery_id), 1);
     sim.shutdown().await;
 }
+
+/// Requests as Slack's docs describe them, checked by a fake written from the docs: JSON
+/// bodies declared `application/json; charset=utf-8` (without the charset Slack adds the
+/// warning `missing_charset` to every answer) and the token as `Authorization: Bearer`.
+#[tokio::test]
+async fn writes_are_json_declared_utf8_with_a_bearer_token() {
+    use crate::receiver::{Scripted, TestReceiver};
+
+    let answer = Scripted::status(200)
+        .header("content-type", "application/json; charset=utf-8")
+        .body(r#"{"ok":true,"channel":"C0HERALD01","ts":"1700000000.000100"}"#);
+    let mut receiver = TestReceiver::start(vec![answer]).await;
+    let config = SlackConfig::new(TOKEN, CHANNEL).with_base_url(&receiver.url("/api"));
+    let slack = Slack::new(config, http::client()).unwrap();
+    let message = message();
+    let report = attempt(&slack, &request(&message)).await;
+    assert_eq!(remote(&report), "C0HERALD01:1700000000.000100");
+    assert_eq!(report.detail, None, "no warning: {report:?}");
+    let got = receiver.next().await;
+    assert_eq!(got.path, "/api/chat.postMessage");
+    assert_eq!(got.header("content-type"), Some("application/json; charset=utf-8"));
+    assert_eq!(got.header("authorization"), Some("Bearer xoxb-test"));
+    assert_eq!(
+        got.json()["metadata"]["event_payload"]["delivery_id"],
+        "d_01JD0000000000000000000001"
+    );
+}
+
+/// A look-up answered `ok` without a `messages` list proves nothing: the ambiguous post
+/// is not sent again on its word.
+#[tokio::test]
+async fn a_lookup_answer_without_messages_does_not_post() {
+    use crate::receiver::{Scripted, TestReceiver};
+
+    for body in [r#"{"ok":true}"#, r#"{"ok":true,"messages":null}"#] {
+        let answer =
+            Scripted::status(200).header("content-type", "application/json").body(body.to_owned());
+        let mut receiver = TestReceiver::start(vec![answer]).await;
+        let config = SlackConfig::new(TOKEN, CHANNEL).with_base_url(&receiver.url("/api"));
+        let slack = Slack::new(config, http::client()).unwrap();
+        let message = message();
+        let ambiguous = Request { attempt: 2, ambiguous: true, ..request(&message) };
+        let report = attempt(&slack, &ambiguous).await;
+        assert_eq!(report.outcome.class(), "unknown", "{body}: {report:?}");
+        assert_eq!(receiver.next().await.path, "/api/conversations.history");
+        assert!(receiver.got_nothing_more(), "{body}: nothing posted");
+    }
+}

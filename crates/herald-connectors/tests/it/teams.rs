@@ -360,3 +360,58 @@ async fn teams_graph_permanent_errors_carry_the_destinations_code() {
     assert!(!format!("{:?}", graph_config(&view, "g")).contains(GRAPH_REFRESH_TOKEN));
     sim.shutdown().await;
 }
+
+/// A look-up answer that proves nothing (200 with a body that is not a message list, a
+/// next link leading away from `base_url`, more pages than one look-up reads) leaves the
+/// delivery ambiguous: no second post. A fake written from Graph's docs, not the simulator.
+#[tokio::test]
+async fn teams_graph_a_look_up_that_proves_nothing_does_not_post() {
+    use crate::receiver::{Scripted, TestReceiver};
+
+    let json = |body: &str| {
+        Scripted::status(200).header("content-type", "application/json").body(body.to_owned())
+    };
+    let token = json(r#"{"token_type":"Bearer","expires_in":3600,"access_token":"at-1"}"#);
+    // One recent message (not ours) and a link to more: the search must go on.
+    let recent = |next: &str| {
+        json(&format!(
+            r#"{{"value":[{{"id":"9","createdDateTime":"2999-01-01T00:00:00Z","lastModifiedDateTime":"2999-01-01T00:00:00Z","body":{{"content":"other"}}}}],"@odata.nextLink":"{next}"}}"#
+        ))
+    };
+    let msg = message("P1: checkout is down");
+    for case in ["not JSON", "a link elsewhere", "too many pages"] {
+        let page = match case {
+            "not JSON" => Scripted::status(200).body("<html>a proxy's page</html>"),
+            "a link elsewhere" => recent("https://elsewhere.example/v1.0/next"),
+            _ => recent("{base}/v1.0/teams/t/channels/c/messages?$skiptoken=x"),
+        };
+        let mut receiver = TestReceiver::start(vec![token.clone(), page]).await;
+        let base = receiver.url("/v1.0");
+        let config = TeamsGraphConfig {
+            tenant: "contoso.onmicrosoft.com".to_owned(),
+            client_id: "herald-app".to_owned(),
+            client_secret: None,
+            refresh_token: "rt".to_owned(),
+            team_id: "t".to_owned(),
+            channel_id: "c".to_owned(),
+            base_url: base.clone(),
+            login_url: receiver.url(""),
+            scope: DEFAULT_SCOPE.to_owned(),
+        };
+        let connector = TeamsGraph::new(config, client()).unwrap();
+        let mut retry = request(&msg, "d_1", Thread::Original);
+        retry.attempt = 2;
+        retry.ambiguous = true;
+        let report = connector.send(&retry).await;
+        assert_eq!(report.outcome.class(), "unknown", "{case}: {report:?}");
+        assert!(reason(&report).contains("posts nothing yet"), "{case}: {report:?}");
+        let token_request = receiver.next().await;
+        assert!(token_request.path.contains("/oauth2/"), "{case}");
+        let mut reads = 0;
+        while let Some(got) = receiver.try_next() {
+            assert!(got.body.is_empty(), "{case}: only GETs after the token, got a post");
+            reads += 1;
+        }
+        assert!(reads >= 1, "{case}: the look-up read the channel");
+    }
+}
