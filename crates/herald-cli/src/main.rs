@@ -315,15 +315,28 @@ fn print_broadcast(view: &Value) {
         let n = |key: &str| d.get(key).and_then(Value::as_u64).unwrap_or(0);
         let seq = n("seq");
         let which = if seq == 0 { "original".to_string() } else { format!("update {seq}") };
+        // A delivered message is described by where it is; anything else by what went
+        // wrong last.
+        let note = if dt("state") == "delivered" {
+            let unconfirmed = d.get("unconfirmed").and_then(Value::as_bool) == Some(true);
+            match (d.get("remote_ref").and_then(Value::as_str), unconfirmed) {
+                (_, true) => "unconfirmed: the destination accepted the request but does not \
+                              confirm the post"
+                    .to_string(),
+                (Some(remote_ref), false) => format!("ref {remote_ref}"),
+                (None, false) => String::new(),
+            }
+        } else {
+            d.get("last_error").and_then(Value::as_str).unwrap_or("").to_string()
+        };
         println!(
-            "  {}  {:<16} {:<9} {:<10} attempts {}/{}  {}",
+            "  {}  {:<16} {:<9} {:<10} attempts {}/{}  {note}",
             dt("id"),
             dt("destination"),
             which,
             dt("state"),
             n("attempts"),
             n("max_attempts"),
-            d.get("last_error").and_then(Value::as_str).unwrap_or("")
         );
     }
 }

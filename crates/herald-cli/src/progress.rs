@@ -25,6 +25,9 @@ fn describe(delivery: &Value) -> String {
             )
         }
         "failed" => format!("FAILED     ({})", text("failure_reason")),
+        "delivered" if delivery.get("unconfirmed").and_then(Value::as_bool) == Some(true) => {
+            "delivered  (unconfirmed: accepted, the destination does not confirm posts)".to_string()
+        }
         other => format!("{other:<10}"),
     };
     if state != "delivered" && !text("last_error").is_empty() {
@@ -94,4 +97,27 @@ pub fn summary(view: &Value) -> String {
         count("cancelled"),
         count("total"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::describe;
+
+    #[test]
+    fn each_state_reads_in_plain_words() {
+        let line = |d: serde_json::Value| describe(&d);
+        assert_eq!(line(json!({"state": "delivered"})).trim_end(), "delivered");
+        assert!(
+            line(json!({"state": "delivered", "unconfirmed": true})).contains("unconfirmed"),
+            "an unconfirmed post must say so"
+        );
+        let retrying = line(json!({
+            "state": "pending", "attempts": 2, "max_attempts": 8, "last_error": "HTTP 503"
+        }));
+        assert!(retrying.starts_with("retrying   (attempt 2 of 8 failed)  HTTP 503"), "{retrying}");
+        let failed = line(json!({"state": "failed", "failure_reason": "permanent"}));
+        assert!(failed.starts_with("FAILED     (permanent)"), "{failed}");
+    }
 }
