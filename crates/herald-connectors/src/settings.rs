@@ -17,7 +17,10 @@ pub mod secret;
 mod tests;
 
 use std::fmt;
+use std::num::NonZeroU32;
 use std::time::Duration;
+
+use herald_core::RateLimit;
 
 /// Examples shown after a bad duration.
 pub const DURATION_HINT: &str = r#"write e.g. "250ms", "2s", "10m" or "24h""#;
@@ -319,6 +322,19 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// A rate limit `"COUNT/PERIOD"` (`"50/m"`, `"1/s"`).
+    pub fn rate_limit(&mut self, key: &str) -> Option<RateLimit> {
+        let at = self.value_at(key);
+        let text = self.string(key)?;
+        match parse_rate_limit(&text) {
+            Ok(limit) => Some(limit),
+            Err(message) => {
+                self.problem_at(at, key, message);
+                None
+            }
+        }
+    }
+
     /// One of `choices`, with a did-you-mean for a near miss.
     pub fn choice<'c>(&mut self, key: &str, choices: &[&'c str]) -> Option<&'c str> {
         let at = self.value_at(key);
@@ -463,6 +479,40 @@ pub fn check_positive(value: &Value) -> Result<u32, String> {
 }
 
 /// Parses a duration: one or more `<whole number><unit>` parts without spaces, units
+/// Parses `"COUNT/PERIOD"`: `"10/s"`, `"100/m"`, `"1000/h"`, `"5/250ms"`.
+pub fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
+    const HINT: &str = r#"write e.g. "10/s", "100/m", "1000/h" or "5/250ms""#;
+    let not_a_rate = || format!("not a rate limit: {text:?}; {HINT}");
+    let Some((count, period)) = text.split_once('/') else {
+        return Err(not_a_rate());
+    };
+    if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(not_a_rate());
+    }
+    let count = count
+        .parse::<u32>()
+        .map_err(|_| format!("the count in {text:?} is too large (at most {})", u32::MAX))?;
+    let Some(count) = NonZeroU32::new(count) else {
+        return Err(format!("the count in {text:?} must be at least 1; {HINT}"));
+    };
+    // A bare unit means one of it: "s" is "1s".
+    let period = if !period.is_empty() && period.bytes().all(|b| b.is_ascii_alphabetic()) {
+        parse_duration(&format!("1{period}"))
+    } else {
+        parse_duration(period)
+    };
+    let Some(per) = period else {
+        return Err(not_a_rate());
+    };
+    if per.is_zero() {
+        return Err(format!("the period in {text:?} must be longer than zero; {HINT}"));
+    }
+    if per > MAX_DURATION {
+        return Err(format!("the period in {text:?} is longer than a year; {HINT}"));
+    }
+    Ok(RateLimit { count, per })
+}
+
 /// `ms`, `s`, `m`, `h`, `d` (`"250ms"`, `"10m"`, `"1h30m"`). `None` if it is not one.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let mut rest = text;

@@ -806,6 +806,7 @@ token = "${SLACK_BOT_TOKEN}"
 channel = "C0123456789"
 update_mode = "edit"
 base_url = "http://127.0.0.1:9/slack/ws/api"
+history_rate_limit = "1/m"
 
 [destinations.ops-slack-hook]
 kind = "slack-webhook"
@@ -839,6 +840,10 @@ lookup_grace = "90s"
         &SlackConfig::new("xoxb-1-2-3", "C0123456789")
             .with_update_mode(UpdateMode::Edit)
             .with_base_url("http://127.0.0.1:9/slack/ws/api")
+            .with_history_rate_limit(RateLimit {
+                count: NonZeroU32::MIN,
+                per: Duration::from_secs(60)
+            })
     );
     assert_eq!(slack.settings.rate_limit, Some(one_per_second), "Slack's 1 message/s");
     assert!(!format!("{:?}", slack.connector).contains("xoxb-1-2-3"), "the token leaked");

@@ -2,47 +2,11 @@
 //! names) and small helpers for messages; durations and did-you-mean are shared with the
 //! destination kinds in `herald_connectors::settings`. Each parser returns what is wrong in words.
 
-use std::num::NonZeroU32;
 use std::path::PathBuf;
-
-use herald_connectors::settings::{MAX_DURATION, parse_duration};
-use herald_core::RateLimit;
 
 use super::Database;
 
-/// Parses `"COUNT/PERIOD"`: `"10/s"`, `"100/m"`, `"1000/h"`, `"5/250ms"`.
-pub(super) fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
-    const HINT: &str = r#"write e.g. "10/s", "100/m", "1000/h" or "5/250ms""#;
-    let not_a_rate = || format!("not a rate limit: {text:?}; {HINT}");
-    let Some((count, period)) = text.split_once('/') else {
-        return Err(not_a_rate());
-    };
-    if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(not_a_rate());
-    }
-    let count = count
-        .parse::<u32>()
-        .map_err(|_| format!("the count in {text:?} is too large (at most {})", u32::MAX))?;
-    let Some(count) = NonZeroU32::new(count) else {
-        return Err(format!("the count in {text:?} must be at least 1; {HINT}"));
-    };
-    // A bare unit means one of it: "s" is "1s".
-    let period = if !period.is_empty() && period.bytes().all(|b| b.is_ascii_alphabetic()) {
-        parse_duration(&format!("1{period}"))
-    } else {
-        parse_duration(period)
-    };
-    let Some(per) = period else {
-        return Err(not_a_rate());
-    };
-    if per.is_zero() {
-        return Err(format!("the period in {text:?} must be longer than zero; {HINT}"));
-    }
-    if per > MAX_DURATION {
-        return Err(format!("the period in {text:?} is longer than a year; {HINT}"));
-    }
-    Ok(RateLimit { count, per })
-}
+pub(super) use herald_connectors::settings::parse_rate_limit;
 
 /// Parses `server.database`. Messages never repeat the URL: it may hold a password.
 pub(super) fn parse_database(url: &str) -> Result<Database, String> {

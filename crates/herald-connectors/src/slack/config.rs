@@ -2,13 +2,28 @@
 
 use std::any::Any;
 use std::fmt;
+use std::num::NonZeroU32;
 use std::sync::Arc;
+
+use herald_core::RateLimit;
 
 use crate::settings::Table;
 use crate::{Connector, ConnectorConfig, ConnectorError, KindSettings};
 
 /// The kind's own keys (besides the common policy keys).
-pub(super) const KEYS: &[&str] = &["token", "channel", "update_mode", "base_url"];
+pub(super) const KEYS: &[&str] =
+    &["token", "channel", "update_mode", "base_url", "history_rate_limit"];
+
+/// How often herald reads `conversations.history` / `conversations.replies` unless
+/// `history_rate_limit` says otherwise: Slack's Tier 3 (50+ per minute). Commercially
+/// distributed apps outside the Marketplace get 1 per minute and set "1/m".
+pub const DEFAULT_HISTORY_RATE_LIMIT: RateLimit = RateLimit {
+    count: match NonZeroU32::new(50) {
+        Some(count) => count,
+        None => NonZeroU32::MIN,
+    },
+    per: std::time::Duration::from_secs(60),
+};
 
 /// Where Slack's Web API lives unless `base_url` says otherwise.
 pub const DEFAULT_BASE_URL: &str = "https://slack.com/api";
@@ -44,6 +59,9 @@ pub struct SlackConfig {
     pub update_mode: UpdateMode,
     /// The Web API base URL, without a trailing slash.
     pub base_url: String,
+    /// The pace of look-up reads (`conversations.history`, `conversations.replies`),
+    /// which Slack limits per method, apart from `chat.postMessage`.
+    pub history_rate_limit: RateLimit,
 }
 
 impl SlackConfig {
@@ -54,7 +72,14 @@ impl SlackConfig {
             channel: channel.into(),
             update_mode: UpdateMode::Thread,
             base_url: DEFAULT_BASE_URL.to_owned(),
+            history_rate_limit: DEFAULT_HISTORY_RATE_LIMIT,
         }
+    }
+
+    /// The same settings with `history_rate_limit`.
+    pub fn with_history_rate_limit(mut self, limit: RateLimit) -> SlackConfig {
+        self.history_rate_limit = limit;
+        self
     }
 
     /// The same settings with `base_url` (trailing slashes dropped).
@@ -97,6 +122,7 @@ impl fmt::Debug for SlackConfig {
             .field("channel", &self.channel)
             .field("update_mode", &self.update_mode)
             .field("base_url", &self.base_url)
+            .field("history_rate_limit", &self.history_rate_limit)
             .finish()
     }
 }
@@ -110,6 +136,7 @@ pub(super) fn parse(table: &mut Table<'_>) -> Option<ConnectorConfig> {
         _ => UpdateMode::Thread,
     };
     let base_url = table.url("base_url");
+    let history_rate_limit = table.rate_limit("history_rate_limit");
     if let Some(channel) = &channel
         && (channel.trim().is_empty() || channel.starts_with('#'))
     {
@@ -134,6 +161,9 @@ pub(super) fn parse(table: &mut Table<'_>) -> Option<ConnectorConfig> {
     let mut config = SlackConfig::new(token?, channel?).with_update_mode(update_mode);
     if let Some(base_url) = base_url {
         config = config.with_base_url(&base_url);
+    }
+    if let Some(limit) = history_rate_limit {
+        config = config.with_history_rate_limit(limit);
     }
     Some(ConnectorConfig::new(config))
 }

@@ -17,7 +17,7 @@ use herald_core::{Capabilities, Outcome, Timestamp};
 use serde_json::{Value, json};
 
 pub use classify::{AMBIGUOUS, PERMANENT, RETRYABLE, THROTTLED, classify};
-pub use config::{DEFAULT_BASE_URL, SlackConfig, UpdateMode};
+pub use config::{DEFAULT_BASE_URL, DEFAULT_HISTORY_RATE_LIMIT, SlackConfig, UpdateMode};
 use lookup::Found;
 pub use lookup::MARGIN as LOOKUP_MARGIN;
 use render::Role;
@@ -64,6 +64,9 @@ pub fn parse_remote_ref(remote: &str) -> Option<(&str, &str)> {
 pub struct Slack {
     settings: SlackConfig,
     client: reqwest::Client,
+    /// Paces look-up reads, which Slack limits per method (Tier 3, or 1/min for some
+    /// apps) apart from posting; on the engine's clock (`Request::now`).
+    reads: std::sync::Mutex<herald_core::Pacer>,
 }
 
 impl std::fmt::Debug for Slack {
@@ -81,7 +84,8 @@ impl Slack {
         if let Some(problem) = settings.problems().into_iter().next() {
             return Err(ConnectorError::InvalidSetting(problem));
         }
-        Ok(Slack { settings, client })
+        let reads = std::sync::Mutex::new(herald_core::Pacer::new(settings.history_rate_limit));
+        Ok(Slack { settings, client, reads })
     }
 
     fn url(&self, method: &str) -> String {
@@ -107,6 +111,32 @@ impl Slack {
         query: &[(&str, &str)],
         now: Timestamp,
     ) -> Result<Value, Report> {
+        // Stay under the method's own limit rather than spend its 429s: a read that must
+        // wait is reported as throttled, which the look-up turns into `Reconciling`.
+        let wait = {
+            let mut pacer = self.reads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let at = pacer.next_permit_at(now);
+            if at > now {
+                Some(at.since(now))
+            } else {
+                pacer.take(now);
+                None
+            }
+        };
+        if let Some(after) = wait {
+            return Err(Report {
+                outcome: Outcome::Throttled {
+                    after: Some(after),
+                    reason: format!(
+                        "herald keeps {method} under history_rate_limit ({} per {}s)",
+                        self.settings.history_rate_limit.count,
+                        self.settings.history_rate_limit.per.as_secs_f64()
+                    ),
+                },
+                status: None,
+                detail: None,
+            });
+        }
         let request =
             self.client.get(self.url(method)).bearer_auth(&self.settings.token).query(query);
         self.answer(request, now).await

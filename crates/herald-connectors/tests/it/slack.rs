@@ -171,6 +171,43 @@ async fn a_rate_limited_lookup_is_reconciling_after_retry_after_and_posts_nothin
     sim.shutdown().await;
 }
 
+/// herald keeps its own look-up reads under `history_rate_limit` (Slack limits
+/// `conversations.history` per method, apart from posting): a read beyond it waits on
+/// the engine's clock as `Reconciling` without calling Slack, and goes once the pace
+/// allows.
+#[tokio::test]
+async fn look_up_reads_keep_to_their_own_rate_limit() {
+    let (sim, view) = simulator(FaultPlan::healthy().dedupe(false).hang_first(1)).await;
+    let one_per_minute =
+        herald_core::RateLimit { count: std::num::NonZeroU32::MIN, per: Duration::from_secs(60) };
+    let config = SlackConfig::new(TOKEN, CHANNEL)
+        .with_base_url(&view.slack_api_url("ws"))
+        .with_history_rate_limit(one_per_minute);
+    let slack = Slack::new(config, http::client()).unwrap();
+    let (first, second) = (message(), Message { title: "P2".into(), ..message() });
+    let mut a = request(&first);
+    let mut b = Request { delivery_id: "d_01JD0000000000000000000002", ..request(&second) };
+    assert_eq!(attempt(&slack, &a).await.outcome.class(), "unknown");
+    assert_eq!(attempt(&slack, &b).await.outcome.class(), "unknown", "each first post hangs");
+    for req in [&mut a, &mut b] {
+        req.ambiguous = true;
+        req.attempt = 2;
+    }
+    // The first look-up reads; the second, at the same instant, must wait a minute.
+    assert_eq!(attempt(&slack, &a).await.outcome.class(), "delivered");
+    let report = attempt(&slack, &b).await;
+    let Outcome::Reconciling { after, reason } = &report.outcome else { panic!("{report:?}") };
+    assert_eq!(*after, Duration::from_secs(60));
+    assert!(reason.contains("history_rate_limit"), "{reason}");
+    assert_eq!(view.slack_stats("ws").history_calls, 1, "the paced read reached Slack");
+    // A minute later on the engine's clock, the read goes.
+    b.now = b.now.add(Duration::from_secs(60));
+    assert_eq!(attempt(&slack, &b).await.outcome.class(), "delivered");
+    assert_eq!(view.slack_stats("ws").history_calls, 2);
+    assert_eq!(view.slack_messages("ws").len(), 2, "no message was posted twice");
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn the_lookup_pages_through_history_with_the_cursor() {
     let (sim, view) = simulator(FaultPlan::healthy().dedupe(false)).await;
