@@ -31,6 +31,7 @@
 //! ```
 
 mod jira;
+mod pagerduty;
 mod plan;
 mod server;
 mod slack;
@@ -52,6 +53,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::jira::{
     JIRA_EMAIL, JIRA_ISSUE_TYPES, JIRA_PROJECT, JIRA_TOKEN, JiraComment, JiraIssue,
 };
+pub use crate::pagerduty::{PAGERDUTY_ROUTING_KEY, PagerDutyEvent, PagerDutyIncident};
 pub use crate::plan::FaultPlan;
 pub use crate::slack::{SlackFault, SlackHookPost, SlackMessage, SlackStats, slack_hook_key};
 use crate::state::Endpoint;
@@ -80,6 +82,8 @@ struct Shared {
     slack: slack::SlackState,
     /// The Teams dialects' per-endpoint state (tokens, channel history, cards).
     teams: teams::TeamsState,
+    /// The PagerDuty dialect's incidents, per endpoint name.
+    pagerduty: pagerduty::Services,
 }
 
 impl Shared {
@@ -162,6 +166,7 @@ impl Simulator {
         let shared = Arc::new(Shared {
             addr,
             jira: jira::Sites::new(&names),
+            pagerduty: pagerduty::Services::new(&names),
             names,
             endpoints: map,
             changed: Notify::new(),

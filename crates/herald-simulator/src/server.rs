@@ -120,6 +120,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/_sim/{name}", get(inspect))
         .merge(crate::jira::routes())
         .merge(crate::slack::routes())
+        .merge(crate::pagerduty::routes())
         .fallback(not_found)
         .with_state(shared)
 }
@@ -259,9 +260,9 @@ pub(crate) async fn wait_out(
 }
 
 /// Marks a log entry as ended when dropped.
-struct EndOnDrop<'a> {
-    endpoint: &'a crate::state::Endpoint,
-    index: usize,
+pub(crate) struct EndOnDrop<'a> {
+    pub(crate) endpoint: &'a crate::state::Endpoint,
+    pub(crate) index: usize,
 }
 
 impl Drop for EndOnDrop<'_> {

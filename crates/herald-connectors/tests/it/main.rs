@@ -5,6 +5,8 @@
 
 /// The Jira connector against the simulator's Jira dialect.
 mod jira;
+/// PagerDuty Events API v2 against the simulator's PagerDuty dialect.
+mod pagerduty;
 /// Loopback receivers: a scripted axum server and raw TCP servers that misbehave.
 mod receiver;
 /// Signatures checked by the reference Python library, `standardwebhooks` on PyPI.
