@@ -8,6 +8,7 @@
 pub mod http;
 pub mod jira;
 mod kind;
+pub mod opsgenie;
 pub mod pagerduty;
 pub mod settings;
 pub mod slack;
@@ -31,11 +32,12 @@ pub static KINDS: &[&Kind] = &[
     &teams_graph::KIND,
     &jira::KIND,
     &pagerduty::KIND,
+    &opsgenie::KIND,
 ];
 
 /// Kinds from the design that this build does not have yet, so that configuring one
 /// says "not supported yet" rather than "unknown".
-pub const PLANNED_KINDS: &[&str] = &["matrix", "discord", "email", "opsgenie", "mattermost"];
+pub const PLANNED_KINDS: &[&str] = &["matrix", "discord", "email", "mattermost"];
 
 /// The registered kind called `name`.
 pub fn kind(name: &str) -> Option<&'static Kind> {
