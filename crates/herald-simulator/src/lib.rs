@@ -31,6 +31,7 @@
 //! ```
 
 mod jira;
+mod opsgenie;
 mod pagerduty;
 mod plan;
 mod server;
@@ -53,6 +54,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::jira::{
     JIRA_EMAIL, JIRA_ISSUE_TYPES, JIRA_PROJECT, JIRA_TOKEN, JiraComment, JiraIssue,
 };
+pub use crate::opsgenie::{OPSGENIE_API_KEY, OpsgenieAlert, OpsgenieRequest};
 pub use crate::pagerduty::{PAGERDUTY_ROUTING_KEY, PagerDutyEvent, PagerDutyIncident};
 pub use crate::plan::FaultPlan;
 pub use crate::slack::{SlackFault, SlackHookPost, SlackMessage, SlackStats, slack_hook_key};
@@ -84,6 +86,8 @@ struct Shared {
     teams: teams::TeamsState,
     /// The PagerDuty dialect's incidents, per endpoint name.
     pagerduty: pagerduty::Services,
+    /// The Opsgenie dialect's alerts and request statuses, per endpoint name.
+    opsgenie: opsgenie::Accounts,
 }
 
 impl Shared {
@@ -167,6 +171,7 @@ impl Simulator {
             addr,
             jira: jira::Sites::new(&names),
             pagerduty: pagerduty::Services::new(&names),
+            opsgenie: opsgenie::Accounts::new(&names),
             names,
             endpoints: map,
             changed: Notify::new(),

@@ -5,6 +5,8 @@
 
 /// The Jira connector against the simulator's Jira dialect.
 mod jira;
+/// The Opsgenie Alert API against the simulator's Opsgenie dialect.
+mod opsgenie;
 /// PagerDuty Events API v2 against the simulator's PagerDuty dialect.
 mod pagerduty;
 /// Loopback receivers: a scripted axum server and raw TCP servers that misbehave.
