@@ -73,6 +73,10 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     map
 }
 
+/// Status, `Retry-After` seconds, headers, body, class, wait, words in the reason.
+type Row<'a> =
+    (u16, Option<u64>, Vec<(&'a str, &'a str)>, &'a [u8], &'a str, Option<Duration>, &'a str);
+
 /// One row per line of DESTINATIONS.md §7's errors (202 and timeouts are in the
 /// integration tests, against the simulator).
 #[test]
@@ -83,7 +87,7 @@ fn every_answer_of_section_7_is_classified() {
         ("X-RateLimit-Reason", "ALERT"),
         ("X-RateLimit-Period-In-Sec", "60"),
     ];
-    let rows: Vec<(u16, Option<u64>, Vec<(&str, &str)>, &[u8], &str, Option<Duration>, &str)> = vec![
+    let rows: Vec<Row<'_>> = vec![
         (
             400,
             None,
@@ -186,7 +190,7 @@ fn the_kind_parses_its_table_and_hides_the_key() {
     assert!(t.ok() && t.unread().is_empty(), "{t:?}");
     assert_eq!(config.kind(), "opsgenie");
     assert_eq!(config.capabilities(), CAPABILITIES);
-    assert!(CAPABILITIES.dedupe_by_key && CAPABILITIES.lookup);
+    const { assert!(CAPABILITIES.dedupe_by_key && CAPABILITIES.lookup) };
     let expected =
         OpsgenieConfig { api_key: key.to_owned(), base_url: DEFAULT_BASE_URL.to_owned() };
     assert_eq!(config.downcast_ref::<OpsgenieConfig>(), Some(&expected));

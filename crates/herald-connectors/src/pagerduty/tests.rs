@@ -65,12 +65,15 @@ fn a_long_title_is_cut_to_the_summary_limit_with_a_marker() {
     assert_eq!(render::summary(" "), "(no title)");
 }
 
+/// Status, `Retry-After` seconds, body, class, wait, words in the reason.
+type Row<'a> = (u16, Option<u64>, &'a [u8], &'a str, Option<Duration>, &'a str);
+
 /// One row per line of DESTINATIONS.md §6's errors (transport failures are in the
 /// integration tests, against a real socket).
 #[test]
 fn every_answer_of_section_6_is_classified() {
     let invalid = br#"{"status":"invalid event","message":"Event object is invalid","errors":["'payload.severity' is invalid"]}"#;
-    let rows: [(u16, Option<u64>, &[u8], &str, Option<Duration>, &str); 8] = [
+    let rows: [Row<'_>; 8] = [
         (
             202,
             None,
@@ -124,7 +127,7 @@ fn the_kind_parses_its_table_and_hides_the_routing_key() {
     assert!(t.ok() && t.unread().is_empty(), "{t:?}");
     assert_eq!(config.kind(), "pagerduty");
     assert_eq!(config.capabilities(), CAPABILITIES);
-    assert!(CAPABILITIES.dedupe_by_key);
+    const { assert!(CAPABILITIES.dedupe_by_key) };
     assert_eq!(
         config.downcast_ref::<PagerDutyConfig>(),
         Some(&PagerDutyConfig {
