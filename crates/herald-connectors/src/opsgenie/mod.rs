@@ -7,8 +7,8 @@
 //!   first looks the alias up (`GET /v2/alerts/{alias}?identifierType=alias`) and sends
 //!   nothing when the alert is there.
 //! - A follow-up adds a note (`POST /v2/alerts/{alias}/notes?identifierType=alias`) that
-//!   ends with the follow-up's marker; a retry lists the alert's notes first and does not
-//!   add the note twice. Severity `resolved` closes the alert instead
+//!   ends with the follow-up's marker; a retry after an ambiguous attempt lists the
+//!   alert's notes first and does not add the note twice. Severity `resolved` closes the alert instead
 //!   (`POST /v2/alerts/{alias}/close?identifierType=alias`, the text as the close note);
 //!   closing is idempotent, and a retry that finds the alert closed sends nothing.
 //!
@@ -261,7 +261,9 @@ impl Opsgenie {
     async fn send_update(&self, request: &Request<'_>) -> Report {
         let alias = render::alias(request.broadcast_id);
         let closing = request.message.severity == Severity::Resolved;
-        if request.attempt > 1 || request.ambiguous {
+        // Only an ambiguous attempt can have left a note or a close behind: every other
+        // failure (an error status, a refused connection) was known not to be processed.
+        if request.ambiguous {
             if closing {
                 if let Ok(Some(alert)) = self.find_alert(request, &alias).await
                     && alert.get("status").and_then(Value::as_str) == Some("closed")
@@ -278,7 +280,11 @@ impl Opsgenie {
                         );
                     }
                     Ok(false) => {}
-                    Err(report) => return keep_ambiguous(*report, request.ambiguous),
+                    Err(report) => {
+                        if let Some(report) = keep_ambiguous(*report) {
+                            return report;
+                        }
+                    }
                 }
             }
         }
@@ -333,12 +339,12 @@ fn delivered(alias: &str, unconfirmed: bool, how: &str) -> Report {
     }
 }
 
-/// A failed note look-up: after an ambiguous attempt nothing may be posted on its word
-/// (throttling waits without burning an attempt); otherwise its own outcome.
-fn keep_ambiguous(report: Report, ambiguous: bool) -> Report {
-    if !ambiguous {
-        return report;
-    }
+/// A failed note look-up after an ambiguous attempt: `Some(report)` when nothing may be
+/// posted on its word (throttling waits without burning an attempt; a failure that may
+/// pass is `Unknown`), `None` when the look-up can never answer (a key without read
+/// access, an alert gone): then the note is posted, since a second copy of a note costs
+/// less than a lost update.
+fn keep_ambiguous(report: Report) -> Option<Report> {
     let outcome = match report.outcome {
         Outcome::Throttled { after, reason } => Outcome::Reconciling {
             after: after.unwrap_or(Duration::from_secs(5)),
@@ -350,9 +356,9 @@ fn keep_ambiguous(report: Report, ambiguous: bool) -> Report {
                  adds nothing yet: {reason}"
             ),
         },
-        other => other,
+        _ => return None,
     };
-    Report { outcome, ..report }
+    Some(Report { outcome, ..report })
 }
 
 /// Reads at most [`BODY_LIMIT`] bytes of an answer; a body that fails midway yields what
