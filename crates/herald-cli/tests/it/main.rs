@@ -7,6 +7,7 @@ mod chat;
 mod cli;
 mod crash;
 mod hold;
+mod paging;
 mod process;
 mod reliability;
 mod removed;
