@@ -30,6 +30,7 @@
 //! # }
 //! ```
 
+mod discord;
 mod jira;
 mod plan;
 mod server;
@@ -49,6 +50,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::discord::{DISCORD_CHANNEL_ID, DISCORD_WEBHOOK_ID, DiscordMessage, discord_key};
 pub use crate::jira::{
     JIRA_EMAIL, JIRA_ISSUE_TYPES, JIRA_PROJECT, JIRA_TOKEN, JiraComment, JiraIssue,
 };
@@ -80,6 +82,8 @@ struct Shared {
     slack: slack::SlackState,
     /// The Teams dialects' per-endpoint state (tokens, channel history, cards).
     teams: teams::TeamsState,
+    /// The Discord dialect's webhooks and their messages.
+    discord: discord::DiscordState,
 }
 
 impl Shared {
@@ -169,6 +173,7 @@ impl Simulator {
             cancel: CancellationToken::new(),
             slack: slack::SlackState::default(),
             teams: teams::TeamsState::default(),
+            discord: discord::DiscordState::default(),
         });
         let task = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
         tracing::debug!(%addr, "simulator listening");

@@ -120,6 +120,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/_sim/{name}", get(inspect))
         .merge(crate::jira::routes())
         .merge(crate::slack::routes())
+        .merge(crate::discord::routes())
         .fallback(not_found)
         .with_state(shared)
 }

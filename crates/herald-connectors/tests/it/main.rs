@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+/// The Discord webhook connector against the simulator's Discord dialect.
+mod discord;
 /// The Jira connector against the simulator's Jira dialect.
 mod jira;
 /// Loopback receivers: a scripted axum server and raw TCP servers that misbehave.
