@@ -11,6 +11,8 @@ pub mod jira;
 mod kind;
 #[cfg(test)]
 mod kind_test_support;
+pub mod mattermost;
+pub mod mattermost_webhook;
 pub mod settings;
 pub mod slack;
 pub mod slack_webhook;
@@ -33,11 +35,13 @@ pub static KINDS: &[&Kind] = &[
     &teams_graph::KIND,
     &jira::KIND,
     &discord::KIND,
+    &mattermost::KIND,
+    &mattermost_webhook::KIND,
 ];
 
 /// Kinds from the design that this build does not have yet, so that configuring one
 /// says "not supported yet" rather than "unknown".
-pub const PLANNED_KINDS: &[&str] = &["matrix", "pagerduty", "email", "opsgenie", "mattermost"];
+pub const PLANNED_KINDS: &[&str] = &["matrix", "pagerduty", "email", "opsgenie"];
 
 /// The registered kind called `name`.
 pub fn kind(name: &str) -> Option<&'static Kind> {
