@@ -32,6 +32,7 @@
 
 mod discord;
 mod jira;
+mod mattermost;
 mod plan;
 mod server;
 mod slack;
@@ -53,6 +54,9 @@ use tokio_util::sync::CancellationToken;
 pub use crate::discord::{DISCORD_CHANNEL_ID, DISCORD_WEBHOOK_ID, DiscordMessage, discord_key};
 pub use crate::jira::{
     JIRA_EMAIL, JIRA_ISSUE_TYPES, JIRA_PROJECT, JIRA_TOKEN, JiraComment, JiraIssue,
+};
+pub use crate::mattermost::{
+    MATTERMOST_POST_LIMIT, MattermostPost, PENDING_POST_TTL, mattermost_hook_key,
 };
 pub use crate::plan::FaultPlan;
 pub use crate::slack::{SlackFault, SlackHookPost, SlackMessage, SlackStats, slack_hook_key};
@@ -84,6 +88,8 @@ struct Shared {
     teams: teams::TeamsState,
     /// The Discord dialect's webhooks and their messages.
     discord: discord::DiscordState,
+    /// The Mattermost dialect's servers: posts, remembered pending post ids, hook posts.
+    mattermost: mattermost::MattermostState,
 }
 
 impl Shared {
@@ -174,6 +180,7 @@ impl Simulator {
             slack: slack::SlackState::default(),
             teams: teams::TeamsState::default(),
             discord: discord::DiscordState::default(),
+            mattermost: mattermost::MattermostState::default(),
         });
         let task = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
         tracing::debug!(%addr, "simulator listening");

@@ -121,6 +121,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .merge(crate::jira::routes())
         .merge(crate::slack::routes())
         .merge(crate::discord::routes())
+        .merge(crate::mattermost::routes())
         .fallback(not_found)
         .with_state(shared)
 }

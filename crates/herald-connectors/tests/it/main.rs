@@ -7,6 +7,8 @@
 mod discord;
 /// The Jira connector against the simulator's Jira dialect.
 mod jira;
+/// Mattermost REST and incoming webhook against the simulator's Mattermost dialect.
+mod mattermost;
 /// Loopback receivers: a scripted axum server and raw TCP servers that misbehave.
 mod receiver;
 /// Signatures checked by the reference Python library, `standardwebhooks` on PyPI.
