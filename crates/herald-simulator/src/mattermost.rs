@@ -583,3 +583,110 @@ impl SimView {
         self.shared.mattermost.with(name, |s| s.pending.clear());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::{FaultPlan, Simulator};
+
+    const CHANNEL: &str = "4xp9fdt77pncbef59f4k1qe83o";
+
+    async fn call(
+        method: reqwest::Method,
+        url: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = reqwest::Client::new().request(method, url).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the simulator answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("a body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    #[tokio::test]
+    async fn posts_dedupe_threads_edits_and_reads_follow_the_rest_api() {
+        let sim = Simulator::start(vec![("mm".to_owned(), FaultPlan::healthy().dedupe(false))])
+            .await
+            .expect("starts");
+        let view = sim.view();
+        let base = format!("{}/api/v4", view.mattermost_url("mm"));
+        let posts = format!("{base}/posts");
+        let post = reqwest::Method::POST;
+        let body = json!({ "channel_id": CHANNEL, "message": "hi", "pending_post_id": "p1",
+            "props": { "herald_delivery_id": "d1" } });
+        let (status, first) = call(post.clone(), &posts, "tok", Some(body.clone())).await;
+        assert_eq!(status, 201);
+        let id = first["id"].as_str().expect("an id").to_owned();
+        assert_eq!(id.len(), 26);
+        // The same pending_post_id within 30 s: the same post, not a second one.
+        let (status, again) = call(post.clone(), &posts, "tok", Some(body.clone())).await;
+        assert_eq!((status, again["id"].as_str()), (201, Some(id.as_str())));
+        view.mattermost_expire_pending("mm");
+        let (_, third) = call(post.clone(), &posts, "tok", Some(body)).await;
+        assert_ne!(third["id"], first["id"], "after the window a repeat is a new post");
+        // Threads: a reply to a root is fine, to a reply or an unknown id is not.
+        let reply = json!({ "channel_id": CHANNEL, "message": "r", "root_id": id });
+        let (status, reply) = call(post.clone(), &posts, "tok", Some(reply)).await;
+        assert_eq!(status, 201);
+        let nested = json!({ "channel_id": CHANNEL, "message": "n", "root_id": reply["id"] });
+        let (status, error) = call(post.clone(), &posts, "tok", Some(nested)).await;
+        assert_eq!(
+            (status, error["id"].as_str()),
+            (400, Some("api.post.create_post.root_id.app_error"))
+        );
+        // Edits.
+        let (status, edited) = call(
+            reqwest::Method::PUT,
+            &format!("{posts}/{id}/patch"),
+            "tok",
+            Some(json!({ "message": "hi2" })),
+        )
+        .await;
+        assert_eq!((status, edited["message"].as_str()), (200, Some("hi2")));
+        assert!(edited["edit_at"].as_i64().unwrap_or(0) > 0);
+        // Reads: everything since, replies included.
+        let read = format!("{base}/channels/{CHANNEL}/posts?since=0");
+        let (status, page) = call(reqwest::Method::GET, &read, "tok", None).await;
+        assert_eq!(status, 200);
+        assert_eq!(page["order"].as_array().map(Vec::len), Some(3));
+        let far = format!("{base}/channels/{CHANNEL}/posts?since=99999999999999");
+        let (_, page) = call(reqwest::Method::GET, &far, "tok", None).await;
+        assert_eq!(page["order"], json!([]));
+        // Refusals.
+        let (status, error) = call(reqwest::Method::GET, &read, "bad", None).await;
+        assert_eq!((status, error["status_code"].as_u64()), (401, Some(401)));
+        let long = json!({ "channel_id": CHANNEL, "message": "x".repeat(16_384) });
+        let (status, _) = call(post, &posts, "tok", Some(long)).await;
+        assert_eq!(status, 400);
+        let roots = view.mattermost_posts("mm");
+        assert_eq!(roots.len(), 2);
+        assert_eq!(roots[0].replies.len(), 1);
+        assert_eq!(roots[0].edits, ["hi2"]);
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn the_incoming_webhook_answers_ok_and_splits_long_text() {
+        let sim = Simulator::start(vec![("mm".to_owned(), FaultPlan::healthy().dedupe(false))])
+            .await
+            .expect("starts");
+        let view = sim.view();
+        let url = view.mattermost_hook_url("mm");
+        let long = "y".repeat(super::MATTERMOST_POST_LIMIT + 10);
+        let (status, body) =
+            call(reqwest::Method::POST, &url, "", Some(json!({ "text": long }))).await;
+        assert_eq!((status, body), (200, Value::String("ok".to_owned())));
+        assert_eq!(view.mattermost_hook_posts("mm").len(), 2);
+        let (status, body) = call(reqwest::Method::POST, &url, "", Some(json!({}))).await;
+        assert_eq!(
+            (status, body["id"].as_str()),
+            (400, Some("web.incoming_webhook.text.app_error"))
+        );
+        sim.shutdown().await;
+    }
+}
