@@ -3,9 +3,10 @@
 //!
 //! `GET /api/v4/channels/{channel_id}/posts?since=<ms>` answers every post of the channel
 //! created or changed since then (thread replies included) as `{"order":[…],"posts":{…}}`;
-//! `since` is the delivery's creation minus [`MARGIN`]. A 429 on the look-up is
-//! `Reconciling` (no attempt used); any other failure is `Unknown` (still ambiguous),
-//! never "not there".
+//! `since` is the delivery's creation minus [`MARGIN`]. The server caps one `since` read
+//! ([`PAGE_CAP`]): a full page without the marker is `Unknown`, not "not there". A 429 on
+//! the look-up is `Reconciling` (no attempt used); any other failure is `Unknown` (still
+//! ambiguous), never "not there".
 
 use std::time::Duration;
 
@@ -19,6 +20,10 @@ use crate::Report;
 /// How far before the delivery's creation the look-up window starts: room for a clock
 /// difference between herald and the server.
 pub const MARGIN: Duration = Duration::from_secs(60);
+
+/// The most posts one `since` read is taken to return (the server's store caps it; 1,000
+/// in the versions read): a full page without the marker proves nothing.
+pub(super) const PAGE_CAP: usize = 1_000;
 
 /// How long to wait before looking again when the server throttled the look-up without
 /// saying for how long.
@@ -90,9 +95,20 @@ impl Mattermost {
             };
             marker == Some(delivery_id) && in_thread
         });
-        Ok(match found.and_then(|post| post.get("id")).and_then(Value::as_str) {
-            Some(id) => Found::Yes(id.to_owned()),
-            None => Found::No,
-        })
+        match found.and_then(|post| post.get("id")).and_then(Value::as_str) {
+            Some(id) => Ok(Found::Yes(id.to_owned())),
+            None if posts.len() >= PAGE_CAP => Err(Report {
+                outcome: Outcome::Unknown {
+                    reason: format!(
+                        "the channel changed {} times since the delivery began, more than one \
+                         look-up reads; herald cannot tell whether the post was created",
+                        posts.len()
+                    ),
+                },
+                status: Some(200),
+                detail: None,
+            }),
+            None => Ok(Found::No),
+        }
     }
 }

@@ -236,3 +236,22 @@ async fn the_incoming_webhook_posts_text_and_classifies_its_errors() {
     assert_eq!(attempt(&hook, &req).await.outcome.class(), "unknown");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_full_look_up_page_without_the_marker_proves_nothing() {
+    let (sim, view) = simulator(FaultPlan::healthy().record(false)).await;
+    let mm = connector(&view, "tok", CHANNEL, UpdateMode::Thread);
+    let message = message();
+    let ids: Vec<String> = (0..1_000).map(|i| format!("d_busy_{i}")).collect();
+    for id in &ids {
+        let mut req = request(&message);
+        req.delivery_id = id;
+        remote(&attempt(&mm, &req).await);
+    }
+    let mut req = request(&message);
+    req.ambiguous = true;
+    let report = attempt(&mm, &req).await;
+    assert_eq!(report.outcome.class(), "unknown", "{report:?}");
+    assert_eq!(view.mattermost_posts("mm").len(), 1_000, "nothing posted blindly");
+    sim.shutdown().await;
+}
