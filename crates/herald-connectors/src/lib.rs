@@ -5,9 +5,14 @@
 //! and the engine schedules the next try durably. `Err` is reserved for our own mistakes
 //! (bad configuration), never for a destination's answer.
 
+pub mod discord;
 pub mod http;
 pub mod jira;
 mod kind;
+#[cfg(test)]
+mod kind_test_support;
+pub mod mattermost;
+pub mod mattermost_webhook;
 pub mod opsgenie;
 pub mod pagerduty;
 pub mod settings;
@@ -33,11 +38,14 @@ pub static KINDS: &[&Kind] = &[
     &jira::KIND,
     &pagerduty::KIND,
     &opsgenie::KIND,
+    &discord::KIND,
+    &mattermost::KIND,
+    &mattermost_webhook::KIND,
 ];
 
 /// Kinds from the design that this build does not have yet, so that configuring one
 /// says "not supported yet" rather than "unknown".
-pub const PLANNED_KINDS: &[&str] = &["matrix", "discord", "email", "mattermost"];
+pub const PLANNED_KINDS: &[&str] = &["matrix", "email"];
 
 /// The registered kind called `name`.
 pub fn kind(name: &str) -> Option<&'static Kind> {

@@ -30,7 +30,9 @@
 //! # }
 //! ```
 
+mod discord;
 mod jira;
+mod mattermost;
 mod opsgenie;
 mod pagerduty;
 mod plan;
@@ -51,8 +53,12 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::discord::{DISCORD_CHANNEL_ID, DISCORD_WEBHOOK_ID, DiscordMessage, discord_key};
 pub use crate::jira::{
     JIRA_EMAIL, JIRA_ISSUE_TYPES, JIRA_PROJECT, JIRA_TOKEN, JiraComment, JiraIssue,
+};
+pub use crate::mattermost::{
+    MATTERMOST_POST_LIMIT, MattermostPost, PENDING_POST_TTL, mattermost_hook_key,
 };
 pub use crate::opsgenie::{OPSGENIE_API_KEY, OpsgenieAlert, OpsgenieRequest};
 pub use crate::pagerduty::{PAGERDUTY_ROUTING_KEY, PagerDutyEvent, PagerDutyIncident};
@@ -88,6 +94,10 @@ struct Shared {
     pagerduty: pagerduty::Services,
     /// The Opsgenie dialect's alerts and request statuses, per endpoint name.
     opsgenie: opsgenie::Accounts,
+    /// The Discord dialect's webhooks and their messages.
+    discord: discord::DiscordState,
+    /// The Mattermost dialect's servers: posts, remembered pending post ids, hook posts.
+    mattermost: mattermost::MattermostState,
 }
 
 impl Shared {
@@ -179,6 +189,8 @@ impl Simulator {
             cancel: CancellationToken::new(),
             slack: slack::SlackState::default(),
             teams: teams::TeamsState::default(),
+            discord: discord::DiscordState::default(),
+            mattermost: mattermost::MattermostState::default(),
         });
         let task = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
         tracing::debug!(%addr, "simulator listening");

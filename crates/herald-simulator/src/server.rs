@@ -122,6 +122,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .merge(crate::slack::routes())
         .merge(crate::pagerduty::routes())
         .merge(crate::opsgenie::routes())
+        .merge(crate::discord::routes())
+        .merge(crate::mattermost::routes())
         .fallback(not_found)
         .with_state(shared)
 }

@@ -3,8 +3,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+/// The Discord webhook connector against the simulator's Discord dialect.
+mod discord;
 /// The Jira connector against the simulator's Jira dialect.
 mod jira;
+/// Mattermost REST and incoming webhook against the simulator's Mattermost dialect.
+mod mattermost;
 /// The Opsgenie Alert API against the simulator's Opsgenie dialect.
 mod opsgenie;
 /// PagerDuty Events API v2 against the simulator's PagerDuty dialect.
