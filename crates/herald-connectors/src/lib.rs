@@ -5,6 +5,7 @@
 //! and the engine schedules the next try durably. `Err` is reserved for our own mistakes
 //! (bad configuration), never for a destination's answer.
 
+pub mod email;
 pub mod http;
 pub mod jira;
 mod kind;
@@ -29,12 +30,12 @@ pub static KINDS: &[&Kind] = &[
     &teams_workflow::KIND,
     &teams_graph::KIND,
     &jira::KIND,
+    &email::KIND,
 ];
 
 /// Kinds from the design that this build does not have yet, so that configuring one
 /// says "not supported yet" rather than "unknown".
-pub const PLANNED_KINDS: &[&str] =
-    &["matrix", "pagerduty", "discord", "email", "opsgenie", "mattermost"];
+pub const PLANNED_KINDS: &[&str] = &["matrix", "pagerduty", "discord", "opsgenie", "mattermost"];
 
 /// The registered kind called `name`.
 pub fn kind(name: &str) -> Option<&'static Kind> {

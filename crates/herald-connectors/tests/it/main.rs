@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+/// The e-mail connector against a real SMTP server (aiosmtpd).
+mod email;
 /// The Jira connector against the simulator's Jira dialect.
 mod jira;
 /// Loopback receivers: a scripted axum server and raw TCP servers that misbehave.
