@@ -13,10 +13,28 @@ use super::{EmailConfig, Progress, Step, Tls, compose, lost, markdown, message_i
 use crate::settings::{Entry, Item, Table, Value};
 use crate::{Request, Thread};
 
+/// (DESTINATIONS.md §9 line, step, reply code and text or `None` for a lost connection, class)
+type ReplyRow = (&'static str, Step, Option<(u16, &'static str)>, &'static str);
+
+/// (case, progress after the attempt, attempt-wide failure, deferred now, class, words)
+type SettleRow<'a> = (
+    &'static str,
+    Progress,
+    Option<Outcome>,
+    &'a [(String, String)],
+    &'static str,
+    &'static [&'static str],
+);
+
+/// (server URL, host, port and implicit TLS, or words of the problem)
+type ServerRow = (&'static str, Result<(&'static str, u16, bool), &'static str>);
+
+/// (case, entries replacing the base ones, words of the problem)
+type ProblemRow = (&'static str, Vec<(&'static str, Value)>, &'static str);
+
 #[test]
 fn every_row_of_the_classification_table() {
-    // (DESTINATIONS.md §9 line, step, reply code and text or None for a lost connection, class)
-    let table: &[(&str, Step, Option<(u16, &str)>, &str)] = &[
+    let table: &[ReplyRow] = &[
         (
             "2yz success: final 250",
             Step::EndOfData,
@@ -88,8 +106,7 @@ fn recipients_fates_settle_the_delivery() {
     let deferred = vec![("b@x".to_owned(), "451 4.3.0 Later".to_owned())];
     let retry = Outcome::Retry { reason: "the SMTP connection failed".into(), after: None };
     let unknown = Outcome::Unknown { reason: "lost after the final dot".into() };
-    // (case, progress after the attempt, attempt-wide failure, deferred now, class, words)
-    let table: Vec<(&str, Progress, Option<Outcome>, &[(String, String)], &str, &[&str])> = vec![
+    let table: Vec<SettleRow<'_>> = vec![
         ("all delivered", progress(&["a@x", "b@x"], &[]), None, &[], "delivered", &[]),
         (
             "one refused for good",
@@ -199,7 +216,7 @@ fn the_issue_s_example_parses() {
 
 #[test]
 fn server_urls_and_their_default_ports() {
-    let table: &[(&str, Result<(&str, u16, bool), &str>)] = &[
+    let table: &[ServerRow] = &[
         ("smtp://mail.example.com", Ok(("mail.example.com", 587, false))),
         ("smtps://mail.example.com", Ok(("mail.example.com", 465, true))),
         ("smtp://127.0.0.1:2525", Ok(("127.0.0.1", 2525, false))),
@@ -237,7 +254,7 @@ fn unsafe_or_wrong_settings_are_refused_with_the_key() {
         }
         parsed(&entries)
     };
-    let table: Vec<(&str, Vec<(&str, Value)>, &str)> = vec![
+    let table: Vec<ProblemRow> = vec![
         ("clear text off loopback", vec![("tls", string("none"))], "tls: `tls = \"none\"`"),
         (
             "smtps is always TLS",
