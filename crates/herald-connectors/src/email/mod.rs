@@ -154,8 +154,11 @@ impl Email {
         if let Err(failure) = outcome {
             done.failure = Some(failure);
         }
-        // QUIT only after a complete exchange; its answer changes nothing.
-        let _ = tokio::time::timeout(QUIT_TIMEOUT, connection.command(Quit)).await;
+        // QUIT in the background: its answer changes nothing, and waiting for it would
+        // let the engine's timeout turn an accepted message into an `Unknown`.
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(QUIT_TIMEOUT, connection.command(Quit)).await;
+        });
         done
     }
 

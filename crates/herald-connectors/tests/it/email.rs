@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use herald_connectors::email::{Email, EmailConfig, message_id};
+use herald_connectors::email::{Email, EmailConfig, Tls, message_id};
 use herald_connectors::{Connector, Report, Request, Thread};
 use herald_core::{Link, Message, Outcome, Severity, Timestamp};
 use serde_json::{Value, json};
@@ -350,4 +350,50 @@ async fn a_closed_port_is_retried() {
     let message = message("P1");
     let report = Email::new(config).unwrap().send(&request(&message, D1)).await;
     assert_eq!(report.outcome.class(), "retry", "{report:?}");
+}
+
+#[tokio::test]
+async fn required_tls_refuses_a_server_without_starttls_and_opportunistic_sends_in_clear() {
+    let server = SmtpServer::start(json!({}));
+    let message = message("P1");
+    for (tls, class) in [(Tls::Required, "permanent"), (Tls::Opportunistic, "delivered")] {
+        let mut config = EmailConfig::loopback(
+            server.port,
+            "herald@example.test".parse().unwrap(),
+            vec![A.parse().unwrap()],
+        );
+        config.tls = tls;
+        let report = Email::new(config).unwrap().send(&request(&message, D1)).await;
+        assert_eq!(report.outcome.class(), class, "{tls:?}: {report:?}");
+        if class == "permanent" {
+            assert!(
+                report.outcome.reason().unwrap().contains("does not offer STARTTLS"),
+                "{report:?}"
+            );
+        }
+    }
+    assert_eq!(server.records().len(), 1, "only the opportunistic attempt reached DATA");
+}
+
+#[tokio::test]
+async fn logs_in_and_a_refused_login_is_permanent_without_the_password() {
+    let server = SmtpServer::start(json!({ "login": ["herald", "s3cret-pw"] }));
+    let message = message("P1");
+    for (password, class) in [("s3cret-pw", "delivered"), ("wrong-pw", "permanent")] {
+        let mut config = EmailConfig::loopback(
+            server.port,
+            "herald@example.test".parse().unwrap(),
+            vec![A.parse().unwrap()],
+        );
+        config.username = Some("herald".to_owned());
+        config.password = Some(password.to_owned());
+        let report = Email::new(config).unwrap().send(&request(&message, D1)).await;
+        assert_eq!(report.outcome.class(), class, "{report:?}");
+        let shown = format!("{report:?}");
+        assert!(!shown.contains(password), "{shown}");
+        if class == "permanent" {
+            assert!(report.outcome.reason().unwrap().contains("535"), "{report:?}");
+        }
+    }
+    assert_eq!(server.records().len(), 1);
 }

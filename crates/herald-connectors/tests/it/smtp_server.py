@@ -11,6 +11,7 @@ then the normal answer):
   "rcpt_always": {"b@x.test": "550 5.1.1 No such user"}
   "data": ["451 4.3.0 Try again later"]             replies after the final "."
   "drop_after_data": 1                              close without a reply after "."
+  "login": ["herald", "pw"]                         offer AUTH (in clear: loopback only)
 Each line of RECORD_PATH is one JSON object: "event" ("accepted", "rejected", "dropped"),
 "reply", "mail_from", "rcpt_tos", "headers" ([name, value] pairs) and "parts" (each
 leaf part's "type" and decoded "content").
@@ -24,6 +25,7 @@ import sys
 
 try:
     from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
 except ImportError as error:
     print(f"{error}: run `pip install aiosmtpd`", file=sys.stderr)
     sys.exit(3)
@@ -100,7 +102,18 @@ def main():
     record_path = sys.argv[2]
     open(record_path, "w", encoding="utf-8").close()
     port = free_port()
-    controller = Controller(Handler(plan, record_path), hostname="127.0.0.1", port=port)
+    options = {}
+    if "login" in plan:
+        user, password = plan["login"]
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            ok = auth_data.login == user.encode() and auth_data.password == password.encode()
+            return AuthResult(success=ok, handled=False)
+
+        options = {"authenticator": authenticator, "auth_require_tls": False, "auth_required": True}
+    controller = Controller(
+        Handler(plan, record_path), hostname="127.0.0.1", port=port, **options
+    )
     controller.start()
     print(f"READY {port}", flush=True)
     sys.stdin.read()
