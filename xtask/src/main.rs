@@ -46,25 +46,31 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// The webhook signature test verifies herald's signatures with the Standard Webhooks
-/// project's own Python library; install it when it is missing.
-fn ensure_python_verifier() -> Result<(), String> {
-    let present = Command::new("python3")
-        .args(["-c", "import standardwebhooks"])
-        .status()
-        .map(|status| status.success())
-        .unwrap_or(false);
-    if present {
-        return Ok(());
+/// Python packages the tests run against, installed when missing: the Standard Webhooks
+/// project's own library (the webhook signature test verifies herald's signatures with
+/// it) and `aiosmtpd`, the real SMTP server of the e-mail tests.
+const PYTHON_PACKAGES: &[(&str, &str)] =
+    &[("standardwebhooks", "standardwebhooks"), ("aiosmtpd", "aiosmtpd")];
+
+fn ensure_python_packages() -> Result<(), String> {
+    for (module, package) in PYTHON_PACKAGES {
+        let present = Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .status()
+            .map(|status| status.success())
+            .unwrap_or(false);
+        if !present {
+            run(
+                "python3",
+                &["-m", "pip", "install", "--quiet", "--disable-pip-version-check", package],
+            )?;
+        }
     }
-    run(
-        "python3",
-        &["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "standardwebhooks"],
-    )
+    Ok(())
 }
 
 fn test() -> Result<(), String> {
-    ensure_python_verifier()?;
+    ensure_python_packages()?;
     run("cargo", &["test", "--workspace", "--all-targets", "--locked"])
 }
 

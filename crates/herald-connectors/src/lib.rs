@@ -6,6 +6,7 @@
 //! (bad configuration), never for a destination's answer.
 
 pub mod discord;
+pub mod email;
 pub mod http;
 pub mod jira;
 mod kind;
@@ -41,11 +42,12 @@ pub static KINDS: &[&Kind] = &[
     &discord::KIND,
     &mattermost::KIND,
     &mattermost_webhook::KIND,
+    &email::KIND,
 ];
 
 /// Kinds from the design that this build does not have yet, so that configuring one
 /// says "not supported yet" rather than "unknown".
-pub const PLANNED_KINDS: &[&str] = &["matrix", "email"];
+pub const PLANNED_KINDS: &[&str] = &["matrix"];
 
 /// The registered kind called `name`.
 pub fn kind(name: &str) -> Option<&'static Kind> {

@@ -276,6 +276,38 @@ impl<'a> Table<'a> {
         self.require(key, example).then(|| self.url(key)).flatten()
     }
 
+    /// A non-empty array of strings, each with its offset (`to = ["a@x", "b@y"]`); a
+    /// single string is taken as a list of one.
+    pub fn string_list(&mut self, key: &str) -> Option<Vec<(String, usize)>> {
+        let (value, at) = self.value(key)?;
+        let items = match value {
+            Value::String(text) => return Some(vec![(text, at)]),
+            Value::Array(items) => items,
+            other => {
+                let found = other.type_str();
+                self.problem_at(at, key, format!("expected an array of strings, found {found}"));
+                return None;
+            }
+        };
+        if items.is_empty() {
+            self.problem_at(at, key, "the list is empty; give at least one");
+            return None;
+        }
+        let mut list = Vec::with_capacity(items.len());
+        let mut bad = false;
+        for item in items {
+            match item.value {
+                Value::String(text) => list.push((text, item.at)),
+                other => {
+                    let found = other.type_str();
+                    self.problem_at(item.at, key, format!("expected a string, found {found}"));
+                    bad = true;
+                }
+            }
+        }
+        (!bad).then_some(list)
+    }
+
     /// A secret: `"${ENV_VAR}"`, `"file:/path"` (surrounding whitespace trimmed) or the
     /// value inline, resolved.
     pub fn secret(&mut self, key: &str) -> Option<String> {

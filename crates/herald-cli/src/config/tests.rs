@@ -907,3 +907,47 @@ chanel = \"C1\"
     assert!(errors[2].message.contains("project"), "{}", errors[2].message);
     assert!(errors.iter().all(|e| !e.message.contains("XXXX")), "the webhook URL leaked");
 }
+
+#[test]
+fn an_email_destination_parses_and_clear_text_is_refused_off_loopback() {
+    use herald_connectors::email::{EmailConfig, Tls};
+
+    let text = r#"
+[destinations.stakeholders]
+kind = "email"
+smtp = "smtp://mail.example.com:587"
+tls = "required"
+username = "herald"
+password = "${NOT_A_WHSEC}"
+from = "herald <herald@example.com>"
+to = ["oncall@example.com", "cto@example.com"]
+"#;
+    let config = parse(text).unwrap();
+    let mail = &config.destinations[0];
+    assert_eq!(mail.connector.kind(), "email");
+    let settings = mail.connector.downcast_ref::<EmailConfig>().unwrap();
+    assert_eq!(
+        (settings.host.as_str(), settings.port, settings.tls),
+        ("mail.example.com", 587, Tls::Required)
+    );
+    assert_eq!(settings.to.len(), 2);
+    assert!(mail.connector.capabilities().thread_reply);
+    assert!(!format!("{:?}", mail.connector).contains(LEAKY), "the password leaked");
+
+    let clear = text.replace("tls = \"required\"", "tls = \"none\"");
+    let errors = problems(&clear);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        (errors[0].location.as_str(), errors[0].key.as_str()),
+        ("herald.toml:5:7", "destinations.stakeholders.tls")
+    );
+    assert!(
+        errors[0].message.contains("only allowed for a server on this machine"),
+        "{}",
+        errors[0].message
+    );
+    assert!(!errors[0].message.contains(LEAKY));
+    let typo = text.replace("to = [", "too = [");
+    let errors = problems(&typo);
+    assert!(errors.iter().any(|e| e.message.contains("missing `to`")), "{errors:?}");
+}

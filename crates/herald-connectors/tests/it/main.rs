@@ -5,6 +5,8 @@
 
 /// The Discord webhook connector against the simulator's Discord dialect.
 mod discord;
+/// The e-mail connector against a real SMTP server (aiosmtpd).
+mod email;
 /// The Jira connector against the simulator's Jira dialect.
 mod jira;
 /// Mattermost REST and incoming webhook against the simulator's Mattermost dialect.
