@@ -8,6 +8,7 @@
 pub mod http;
 pub mod jira;
 mod kind;
+pub mod matrix;
 pub mod settings;
 pub mod slack;
 pub mod slack_webhook;
@@ -29,12 +30,13 @@ pub static KINDS: &[&Kind] = &[
     &teams_workflow::KIND,
     &teams_graph::KIND,
     &jira::KIND,
+    &matrix::KIND,
 ];
 
 /// Kinds from the design that this build does not have yet, so that configuring one
 /// says "not supported yet" rather than "unknown".
 pub const PLANNED_KINDS: &[&str] =
-    &["matrix", "pagerduty", "discord", "email", "opsgenie", "mattermost"];
+    &["pagerduty", "discord", "email", "opsgenie", "mattermost"];
 
 /// The registered kind called `name`.
 pub fn kind(name: &str) -> Option<&'static Kind> {
