@@ -35,8 +35,7 @@ pub static KINDS: &[&Kind] = &[
 
 /// Kinds from the design that this build does not have yet, so that configuring one
 /// says "not supported yet" rather than "unknown".
-pub const PLANNED_KINDS: &[&str] =
-    &["pagerduty", "discord", "email", "opsgenie", "mattermost"];
+pub const PLANNED_KINDS: &[&str] = &["pagerduty", "discord", "email", "opsgenie", "mattermost"];
 
 /// The registered kind called `name`.
 pub fn kind(name: &str) -> Option<&'static Kind> {

@@ -914,7 +914,7 @@ chanel = \"C1\"
 fn matrix_destinations_parse_with_defaults_and_report_mistakes() {
     use herald_connectors::matrix::{Auth, MatrixConfig, UpdateMode};
 
-    let text = r#"
+    let text = r##"
 [destinations.ops-matrix]
 kind = "matrix"
 homeserver = "https://matrix.example.org/"
@@ -929,7 +929,7 @@ access_token = "syt_token"
 device_id = "HERALD2"
 room = "!abcdef:example.org"
 update_mode = "edit"
-"#;
+"##;
     let env = |name: &str| (name == "MATRIX_PASSWORD").then(|| "hunter2".to_owned());
     let config = Config::parse(text, "herald.toml", &env).unwrap();
     let by_name = |name: &str| config.destinations.iter().find(|d| d.name == name).unwrap();

@@ -106,9 +106,8 @@ fn room_problem(room: &str) -> Option<&'static str> {
     let ok = (room.starts_with('!') || (room.starts_with('#') && room.contains(':')))
         && room.len() > 1
         && !room.chars().any(char::is_whitespace);
-    (!ok).then_some(
-        "must be a room id (\"!abcdef:example.org\") or an alias (\"#ops:example.org\")",
-    )
+    (!ok)
+        .then_some("must be a room id (\"!abcdef:example.org\") or an alias (\"#ops:example.org\")")
 }
 
 fn user_problem(user: &str) -> Option<&'static str> {
@@ -169,7 +168,10 @@ pub(super) fn parse(table: &mut Table<'_>) -> Option<ConnectorConfig> {
         (None, Some(token)) => Some(Auth::Token(token)),
         (None, None) => {
             if !table.has("password") && !table.has("access_token") {
-                table.require("password", "e.g. password = \"${MATRIX_PASSWORD}\" (or access_token)");
+                table.require(
+                    "password",
+                    "e.g. password = \"${MATRIX_PASSWORD}\" (or access_token)",
+                );
             }
             None
         }

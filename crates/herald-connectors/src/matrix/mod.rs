@@ -331,7 +331,11 @@ impl Matrix {
 }
 
 fn delivered(event_id: &str) -> Report {
-    Report { outcome: Outcome::delivered(Some(event_id.to_owned())), status: Some(200), detail: None }
+    Report {
+        outcome: Outcome::delivered(Some(event_id.to_owned())),
+        status: Some(200),
+        detail: None,
+    }
 }
 
 /// A failed login: nothing was sent, so an ambiguous login is simply retried.

@@ -55,7 +55,8 @@ pub enum Role<'a> {
 
 /// The event content for `message` sent as delivery `delivery_id` in `role`.
 pub fn content(message: &Message, delivery_id: &str, role: Role<'_>) -> Value {
-    let build = |budget: usize| build(message, &text::cut(&message.body, budget), delivery_id, role);
+    let build =
+        |budget: usize| build(message, &text::cut(&message.body, budget), delivery_id, role);
     let fits = |budget: usize| build(budget).to_string().len() <= CONTENT_LIMIT_BYTES;
     build(longest_fitting(message.body.chars().count(), fits))
 }

@@ -20,29 +20,120 @@ type Row = (u16, Option<u64>, &'static str, &'static str, Option<u64>, &'static 
 const TABLE: &[Row] = &[
     (200, None, r#"{"event_id":"$abc"}"#, "delivered", None, ""),
     // P
-    (401, None, r#"{"errcode":"M_UNKNOWN_TOKEN","error":"Invalid access token"}"#, "permanent", None, "M_UNKNOWN_TOKEN"),
-    (401, None, r#"{"errcode":"M_UNKNOWN_TOKEN","error":"x","soft_logout":true}"#, "permanent", None, "M_UNKNOWN_TOKEN"),
-    (401, None, r#"{"errcode":"M_MISSING_TOKEN","error":"Missing access token"}"#, "permanent", None, "M_MISSING_TOKEN"),
-    (403, None, r#"{"errcode":"M_FORBIDDEN","error":"User not in room"}"#, "permanent", None, "M_FORBIDDEN"),
-    (413, None, r#"{"errcode":"M_TOO_LARGE","error":"event too large"}"#, "permanent", None, "M_TOO_LARGE"),
+    (
+        401,
+        None,
+        r#"{"errcode":"M_UNKNOWN_TOKEN","error":"Invalid access token"}"#,
+        "permanent",
+        None,
+        "M_UNKNOWN_TOKEN",
+    ),
+    (
+        401,
+        None,
+        r#"{"errcode":"M_UNKNOWN_TOKEN","error":"x","soft_logout":true}"#,
+        "permanent",
+        None,
+        "M_UNKNOWN_TOKEN",
+    ),
+    (
+        401,
+        None,
+        r#"{"errcode":"M_MISSING_TOKEN","error":"Missing access token"}"#,
+        "permanent",
+        None,
+        "M_MISSING_TOKEN",
+    ),
+    (
+        403,
+        None,
+        r#"{"errcode":"M_FORBIDDEN","error":"User not in room"}"#,
+        "permanent",
+        None,
+        "M_FORBIDDEN",
+    ),
+    (
+        413,
+        None,
+        r#"{"errcode":"M_TOO_LARGE","error":"event too large"}"#,
+        "permanent",
+        None,
+        "M_TOO_LARGE",
+    ),
     (400, None, r#"{"errcode":"M_BAD_JSON","error":"bad"}"#, "permanent", None, "M_BAD_JSON"),
     (400, None, r#"{"errcode":"M_NOT_JSON","error":"not json"}"#, "permanent", None, "M_NOT_JSON"),
-    (404, None, r#"{"errcode":"M_NOT_FOUND","error":"Unknown room"}"#, "permanent", None, "M_NOT_FOUND"),
-    (401, None, r#"{"errcode":"M_USER_LOCKED","error":"locked"}"#, "permanent", None, "M_USER_LOCKED"),
-    (403, None, r#"{"errcode":"M_USER_SUSPENDED","error":"suspended"}"#, "permanent", None, "M_USER_SUSPENDED"),
+    (
+        404,
+        None,
+        r#"{"errcode":"M_NOT_FOUND","error":"Unknown room"}"#,
+        "permanent",
+        None,
+        "M_NOT_FOUND",
+    ),
+    (
+        401,
+        None,
+        r#"{"errcode":"M_USER_LOCKED","error":"locked"}"#,
+        "permanent",
+        None,
+        "M_USER_LOCKED",
+    ),
+    (
+        403,
+        None,
+        r#"{"errcode":"M_USER_SUSPENDED","error":"suspended"}"#,
+        "permanent",
+        None,
+        "M_USER_SUSPENDED",
+    ),
     // R: rate limits, Retry-After first, then the deprecated retry_after_ms
-    (429, Some(5), r#"{"errcode":"M_LIMIT_EXCEEDED","retry_after_ms":4889}"#, "throttled", Some(5000), "M_LIMIT_EXCEEDED"),
-    (429, None, r#"{"errcode":"M_LIMIT_EXCEEDED","retry_after_ms":4889}"#, "throttled", Some(4889), "M_LIMIT_EXCEEDED"),
+    (
+        429,
+        Some(5),
+        r#"{"errcode":"M_LIMIT_EXCEEDED","retry_after_ms":4889}"#,
+        "throttled",
+        Some(5000),
+        "M_LIMIT_EXCEEDED",
+    ),
+    (
+        429,
+        None,
+        r#"{"errcode":"M_LIMIT_EXCEEDED","retry_after_ms":4889}"#,
+        "throttled",
+        Some(4889),
+        "M_LIMIT_EXCEEDED",
+    ),
     (429, None, r#"{"errcode":"M_LIMIT_EXCEEDED"}"#, "throttled", None, "M_LIMIT_EXCEEDED"),
     (429, None, "Too Many Requests", "throttled", None, "429"),
     // R: 5xx and the server quota
-    (500, None, r#"{"errcode":"M_UNKNOWN","error":"Internal server error"}"#, "retry", None, "M_UNKNOWN"),
+    (
+        500,
+        None,
+        r#"{"errcode":"M_UNKNOWN","error":"Internal server error"}"#,
+        "retry",
+        None,
+        "M_UNKNOWN",
+    ),
     (502, None, "Bad Gateway", "retry", None, "502"),
     (503, None, "", "retry", None, "503"),
-    (403, None, r#"{"errcode":"M_RESOURCE_LIMIT_EXCEEDED","error":"MAU"}"#, "retry", Some(900_000), "M_RESOURCE_LIMIT_EXCEEDED"),
+    (
+        403,
+        None,
+        r#"{"errcode":"M_RESOURCE_LIMIT_EXCEEDED","error":"MAU"}"#,
+        "retry",
+        Some(900_000),
+        "M_RESOURCE_LIMIT_EXCEEDED",
+    ),
     // status decides for M_UNKNOWN and codes herald does not know
     (400, None, r#"{"errcode":"M_UNKNOWN","error":"?"}"#, "permanent", None, "M_UNKNOWN"),
-    (503, None, r#"{"errcode":"ORG_EXAMPLE_BUSY","error":"busy"}"#, "retry", None, "ORG_EXAMPLE_BUSY"),
+    (
+        503,
+        None,
+        r#"{"errcode":"ORG_EXAMPLE_BUSY","error":"busy"}"#,
+        "retry",
+        None,
+        "ORG_EXAMPLE_BUSY",
+    ),
 ];
 
 #[test]
@@ -53,7 +144,8 @@ fn every_answer_in_the_table_is_classified() {
         assert_eq!(outcome.class(), class, "{status} {body}: {outcome:?}");
         assert!(outcome.reason().unwrap_or("").contains(says), "{status} {body}: {outcome:?}");
         let after = match &outcome {
-            herald_core::Outcome::Throttled { after, .. } | herald_core::Outcome::Retry { after, .. } => *after,
+            herald_core::Outcome::Throttled { after, .. }
+            | herald_core::Outcome::Retry { after, .. } => *after,
             _ => None,
         };
         assert_eq!(after, wait_ms.map(Duration::from_millis), "{status} {body}");

@@ -5,12 +5,16 @@
 
 /// The Jira connector against the simulator's Jira dialect.
 mod jira;
+/// The Matrix connector against a real Synapse.
+mod matrix;
 /// Loopback receivers: a scripted axum server and raw TCP servers that misbehave.
 mod receiver;
 /// Signatures checked by the reference Python library, `standardwebhooks` on PyPI.
 mod signature;
 /// The Slack Web API and incoming-webhook connectors against the simulator's Slack dialect.
 mod slack;
+/// A real Synapse homeserver, installed into a cached venv and started per test.
+mod synapse;
 /// Teams Workflows and Teams Graph against the simulator's Teams dialects.
 mod teams;
 /// The webhook connector end to end: each answer and failure class.
