@@ -35,6 +35,15 @@ pub enum Auth {
     Token(String),
 }
 
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Auth::Password(_) => "Password([redacted])",
+            Auth::Token(_) => "Token([redacted])",
+        })
+    }
+}
+
 /// A `matrix` destination's settings, validated.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MatrixConfig {
@@ -117,14 +126,10 @@ fn user_problem(user: &str) -> Option<&'static str> {
 
 impl fmt::Debug for MatrixConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let auth = match self.auth {
-            Auth::Password(_) => "password [redacted]",
-            Auth::Token(_) => "access_token [redacted]",
-        };
         f.debug_struct("MatrixConfig")
             .field("homeserver", &self.homeserver)
             .field("user", &self.user)
-            .field("auth", &auth)
+            .field("auth", &self.auth)
             .field("device_id", &self.device_id)
             .field("room", &self.room)
             .field("update_mode", &self.update_mode)
