@@ -2,6 +2,8 @@
 //! shared/DESTINATIONS.md §5, the event content per role, the size limit, and
 //! secret-free `Debug`.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
