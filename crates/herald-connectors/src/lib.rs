@@ -12,6 +12,7 @@ pub mod jira;
 mod kind;
 #[cfg(test)]
 mod kind_test_support;
+pub mod matrix;
 pub mod mattermost;
 pub mod mattermost_webhook;
 pub mod opsgenie;
@@ -43,11 +44,8 @@ pub static KINDS: &[&Kind] = &[
     &mattermost::KIND,
     &mattermost_webhook::KIND,
     &email::KIND,
+    &matrix::KIND,
 ];
-
-/// Kinds from the design that this build does not have yet, so that configuring one
-/// says "not supported yet" rather than "unknown".
-pub const PLANNED_KINDS: &[&str] = &["matrix"];
 
 /// The registered kind called `name`.
 pub fn kind(name: &str) -> Option<&'static Kind> {

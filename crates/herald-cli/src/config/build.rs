@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use herald_connectors::ConnectorConfig;
 use herald_connectors::settings::{self, Entry, Item, Table};
-use herald_connectors::{ConnectorConfig, PLANNED_KINDS};
 use herald_core::{FailureRate, OnUnknown};
 use herald_engine::LaneSettings;
 use toml::Spanned;
@@ -504,14 +504,7 @@ impl Checker<'_> {
             return Kind::Known(known);
         }
         let known: Vec<&str> = self.kinds.iter().map(|k| k.name).collect();
-        let message = if PLANNED_KINDS.contains(&text) {
-            format!(
-                "kind {text:?} is not supported yet by this build; known kinds: {}",
-                known.join(", ")
-            )
-        } else {
-            format!("unknown kind {text:?}; known kinds: {}", known.join(", "))
-        };
+        let message = format!("unknown kind {text:?}; known kinds: {}", known.join(", "));
         self.error(value.span().start, path, message);
         Kind::Invalid
     }

@@ -232,7 +232,6 @@ fn each_bad_config_reports_key_location_and_advice() {
         // kind.
         ("[destinations.hook]\nurl = \"https://x.example\"\n".into(), "destinations.hook.kind", "1:15", "missing `kind`"),
         ("[destinations.hook]\nkind = \"carrier-pigeon\"\n".into(), "destinations.hook.kind", "2:8", "unknown kind \"carrier-pigeon\"; known kinds: webhook"),
-        ("[destinations.hook]\nkind = \"matrix\"\n".into(), "destinations.hook.kind", "2:8", "not supported yet by this build"),
         ("[destinations.hook]\nkind = 3\n".into(), "destinations.hook.kind", "2:8", "expected a string"),
         // Webhook settings.
         ("[destinations.hook]\nkind = \"webhook\"\n".into(), "destinations.hook.url", "1:15", "missing `url`"),
@@ -950,4 +949,80 @@ to = ["oncall@example.com", "cto@example.com"]
     let typo = text.replace("to = [", "too = [");
     let errors = problems(&typo);
     assert!(errors.iter().any(|e| e.message.contains("missing `to`")), "{errors:?}");
+}
+
+/// A `matrix` destination: password or access token (secrets), the default device and
+/// update mode, an alias for the room; mistakes reported at their key.
+#[test]
+fn matrix_destinations_parse_with_defaults_and_report_mistakes() {
+    use herald_connectors::matrix::{Auth, MatrixConfig, UpdateMode};
+
+    let text = r##"
+[destinations.ops-matrix]
+kind = "matrix"
+homeserver = "https://matrix.example.org/"
+user = "@herald:example.org"
+password = "${MATRIX_PASSWORD}"
+room = "#ops:example.org"
+
+[destinations.ops-matrix-token]
+kind = "matrix"
+homeserver = "https://matrix.example.org"
+access_token = "syt_token"
+device_id = "HERALD2"
+room = "!abcdef:example.org"
+update_mode = "edit"
+"##;
+    let env = |name: &str| (name == "MATRIX_PASSWORD").then(|| "hunter2".to_owned());
+    let config = Config::parse(text, "herald.toml", &env).unwrap();
+    let by_name = |name: &str| config.destinations.iter().find(|d| d.name == name).unwrap();
+    let matrix = by_name("ops-matrix");
+    assert_eq!(
+        matrix.connector.downcast_ref::<MatrixConfig>().unwrap(),
+        &MatrixConfig::new(
+            "https://matrix.example.org",
+            "@herald:example.org",
+            Auth::Password("hunter2".to_owned()),
+            "#ops:example.org"
+        )
+    );
+    assert!(!format!("{:?}", matrix.connector).contains("hunter2"), "the password leaked");
+    assert!(matrix.connector.capabilities().dedupe_by_key);
+    let token = by_name("ops-matrix-token");
+    let settings = token.connector.downcast_ref::<MatrixConfig>().unwrap();
+    assert_eq!(settings.auth, Auth::Token("syt_token".to_owned()));
+    assert_eq!((settings.device_id.as_str(), settings.update_mode), ("HERALD2", UpdateMode::Edit));
+    assert!(!format!("{:?}", token.connector).contains("syt_token"), "the token leaked");
+
+    let text = "\
+[destinations.a]
+kind = \"matrix\"
+homeserver = \"https://matrix.example.org\"
+user = \"herald\"
+password = \"pw\"
+room = \"ops\"
+
+[destinations.b]
+kind = \"matrix\"
+homeserver = \"https://matrix.example.org\"
+password = \"pw\"
+access_token = \"t\"
+room = \"!r:example.org\"
+
+[destinations.c]
+kind = \"matrix\"
+homeserver = \"https://matrix.example.org\"
+room = \"!r:example.org\"
+update_mode = \"replace\"
+";
+    let got: Vec<String> = problems(text).iter().map(|e| e.key.clone()).collect();
+    for key in [
+        "destinations.a.user",
+        "destinations.a.room",
+        "destinations.b.access_token",
+        "destinations.c.password",
+        "destinations.c.update_mode",
+    ] {
+        assert!(got.iter().any(|k| k == key), "{key} not reported: {got:?}");
+    }
 }

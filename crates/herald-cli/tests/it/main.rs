@@ -7,8 +7,13 @@ mod chat;
 mod cli;
 mod crash;
 mod hold;
+mod matrix;
 mod paging;
 mod process;
 mod reliability;
 mod removed;
+/// The Synapse harness of herald-connectors' tests, shared.
+#[allow(dead_code)]
+#[path = "../../../herald-connectors/tests/it/synapse.rs"]
+mod synapse;
 mod torture;

@@ -128,7 +128,7 @@ pub fn escape(text: &str) -> String {
 }
 
 /// Converts Markdown to the HTML Teams renders.
-pub(super) fn markdown(source: &str) -> String {
+pub(crate) fn markdown(source: &str) -> String {
     let mut out = String::new();
     let mut table_head = false;
     // Per open link: whether it was rendered as `<a>` (an allowed target).

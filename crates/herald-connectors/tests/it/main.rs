@@ -9,6 +9,8 @@ mod discord;
 mod email;
 /// The Jira connector against the simulator's Jira dialect.
 mod jira;
+/// The Matrix connector against a real Synapse.
+mod matrix;
 /// Mattermost REST and incoming webhook against the simulator's Mattermost dialect.
 mod mattermost;
 /// The Opsgenie Alert API against the simulator's Opsgenie dialect.
@@ -21,6 +23,8 @@ mod receiver;
 mod signature;
 /// The Slack Web API and incoming-webhook connectors against the simulator's Slack dialect.
 mod slack;
+/// A real Synapse homeserver, installed into a cached venv and started per test.
+mod synapse;
 /// Teams Workflows and Teams Graph against the simulator's Teams dialects.
 mod teams;
 /// The webhook connector end to end: each answer and failure class.

@@ -76,8 +76,10 @@ proptest! {
             for j in i..started.len() {
                 let span_us = started[j].since(started[i]).as_micros() as f64;
                 let allowed = f64::from(count) + span_us / interval_us;
+                // An extra attempt would exceed by a whole one; the slack only absorbs
+                // the float error of long spans (169 against 168.999997 was seen).
                 prop_assert!(
-                    (j - i + 1) as f64 <= allowed + 1e-9,
+                    (j - i + 1) as f64 <= allowed + 1e-3,
                     "{} attempts in {} us, allowed {}", j - i + 1, span_us, allowed
                 );
             }
