@@ -292,18 +292,35 @@ pub async fn read_answer(mut response: reqwest::Response, now: Timestamp) -> Ans
 /// Reads at most `limit` bytes (plus one, to know it was cut) of a body and renders
 /// them with [`excerpt`]. A body that fails midway yields what arrived before.
 pub async fn read_excerpt(response: &mut reqwest::Response, limit: usize) -> String {
+    excerpt(&read_capped(response, limit.saturating_add(1)).await, limit)
+}
+
+/// Reads at most `limit` bytes of a body. A body that fails midway yields what arrived
+/// before: either way it is all there is to quote or parse.
+pub async fn read_capped(response: &mut reqwest::Response, limit: usize) -> Vec<u8> {
     let mut buf = Vec::new();
-    while buf.len() <= limit {
+    while buf.len() < limit {
         match response.chunk().await {
-            Ok(Some(chunk)) => {
-                let room = limit.saturating_add(1).saturating_sub(buf.len());
-                buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            }
-            // The end, or a broken body: either way what we have is all we can quote.
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk[..chunk.len().min(limit - buf.len())]),
             Ok(None) | Err(_) => break,
         }
     }
-    excerpt(&buf, limit)
+    buf
+}
+
+/// Reads a whole body of at most `cap` bytes: the bytes that arrived, and whether that
+/// is the complete body (false when it was larger than `cap` or broke midway, so a
+/// status that was answered cannot be trusted to mean its body).
+pub async fn read_whole(response: &mut reqwest::Response, cap: usize) -> (Vec<u8>, bool) {
+    let mut bytes = Vec::new();
+    let complete = loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) if bytes.len() + chunk.len() <= cap => bytes.extend_from_slice(&chunk),
+            Ok(Some(_)) | Err(_) => break false,
+            Ok(None) => break true,
+        }
+    };
+    (bytes, complete)
 }
 
 /// Renders at most `limit` bytes of `body` as one line: invalid UTF-8 replaced, control

@@ -135,7 +135,7 @@ impl Jira {
         let status = response.status().as_u16();
         let retry_after = crate::http::retry_after(response.headers(), request.now);
         let headers = response.headers().clone();
-        let bytes = read_body(&mut response).await;
+        let bytes = crate::http::read_capped(&mut response, BODY_LIMIT).await;
         if (200..=299).contains(&status) {
             if bytes.is_empty() {
                 return Ok(Value::Null);
@@ -369,21 +369,6 @@ fn after_comment(mut report: Report, remote_ref: &str) -> Report {
         Outcome::Delivered { .. } => {}
     }
     report
-}
-
-/// Reads at most [`BODY_LIMIT`] bytes of an answer; a body that fails midway yields what
-/// arrived.
-async fn read_body(response: &mut reqwest::Response) -> Vec<u8> {
-    let mut buf = Vec::new();
-    while buf.len() < BODY_LIMIT {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                buf.extend_from_slice(&chunk[..chunk.len().min(BODY_LIMIT - buf.len())])
-            }
-            Ok(None) | Err(_) => break,
-        }
-    }
-    buf
 }
 
 #[async_trait]

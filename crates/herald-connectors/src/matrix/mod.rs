@@ -157,18 +157,8 @@ impl Matrix {
         };
         let status = response.status().as_u16();
         let retry_after = http::retry_after(response.headers(), now);
-        let mut bytes = Vec::new();
-        let complete = loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) if bytes.len() + chunk.len() <= BODY_CAP => {
-                    bytes.extend_from_slice(&chunk);
-                }
-                Ok(Some(_)) => break false,
-                Ok(None) => break true,
-                // The status line arrived but the body broke: the event may exist.
-                Err(_) => break false,
-            }
-        };
+        // A body that broke or outgrew the cap leaves the answered status unexplained.
+        let (bytes, complete) = http::read_whole(&mut response, BODY_CAP).await;
         let body: Option<Value> = if complete { serde_json::from_slice(&bytes).ok() } else { None };
         let excerpt = http::excerpt(&bytes, http::EXCERPT_LIMIT);
         let detail = (!excerpt.is_empty()).then(|| excerpt.clone());

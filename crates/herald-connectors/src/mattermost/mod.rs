@@ -104,17 +104,8 @@ impl Mattermost {
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let mut bytes = Vec::new();
-        let complete = loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) if bytes.len() + chunk.len() <= BODY_CAP => {
-                    bytes.extend_from_slice(&chunk);
-                }
-                Ok(None) => break true,
-                // Too large or broken: the status is known, the body is not.
-                _ => break false,
-            }
-        };
+        // A body that broke or outgrew the cap leaves the answered status unexplained.
+        let (bytes, complete) = http::read_whole(&mut response, BODY_CAP).await;
         let body: Option<Value> = if complete { serde_json::from_slice(&bytes).ok() } else { None };
         let excerpt = http::excerpt(&bytes, http::EXCERPT_LIMIT);
         if read && (200..=299).contains(&status) {

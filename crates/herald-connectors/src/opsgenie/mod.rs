@@ -148,10 +148,12 @@ impl Opsgenie {
         let status = response.status().as_u16();
         let retry_after = crate::http::retry_after(response.headers(), request.now);
         let headers = response.headers().clone();
-        let bytes =
-            tokio::time::timeout(crate::http::EXCERPT_READ_TIMEOUT, read_body(&mut response))
-                .await
-                .unwrap_or_default();
+        let bytes = tokio::time::timeout(
+            crate::http::EXCERPT_READ_TIMEOUT,
+            crate::http::read_capped(&mut response, BODY_LIMIT),
+        )
+        .await
+        .unwrap_or_default();
         if (200..=299).contains(&status) {
             return Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)));
         }
@@ -359,21 +361,6 @@ fn keep_ambiguous(report: Report) -> Option<Report> {
         _ => return None,
     };
     Some(Report { outcome, ..report })
-}
-
-/// Reads at most [`BODY_LIMIT`] bytes of an answer; a body that fails midway yields what
-/// arrived.
-async fn read_body(response: &mut reqwest::Response) -> Vec<u8> {
-    let mut buf = Vec::new();
-    while buf.len() < BODY_LIMIT {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                buf.extend_from_slice(&chunk[..chunk.len().min(BODY_LIMIT - buf.len())]);
-            }
-            Ok(None) | Err(_) => break,
-        }
-    }
-    buf
 }
 
 #[async_trait]

@@ -87,21 +87,6 @@ impl PagerDuty {
     }
 }
 
-/// Reads at most [`BODY_LIMIT`] bytes of an answer; a body that fails midway yields what
-/// arrived.
-async fn read_body(response: &mut reqwest::Response) -> Vec<u8> {
-    let mut buf = Vec::new();
-    while buf.len() < BODY_LIMIT {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                buf.extend_from_slice(&chunk[..chunk.len().min(BODY_LIMIT - buf.len())]);
-            }
-            Ok(None) | Err(_) => break,
-        }
-    }
-    buf
-}
-
 #[async_trait]
 impl Connector for PagerDuty {
     fn kind(&self) -> &'static str {
@@ -132,10 +117,12 @@ impl Connector for PagerDuty {
         };
         let status = response.status().as_u16();
         let retry_after = crate::http::retry_after(response.headers(), request.now);
-        let body =
-            tokio::time::timeout(crate::http::EXCERPT_READ_TIMEOUT, read_body(&mut response))
-                .await
-                .unwrap_or_default();
+        let body = tokio::time::timeout(
+            crate::http::EXCERPT_READ_TIMEOUT,
+            crate::http::read_capped(&mut response, BODY_LIMIT),
+        )
+        .await
+        .unwrap_or_default();
         classify::answered(status, retry_after, &body, &dedup_key, &self.config.routing_key)
     }
 }
