@@ -12,12 +12,17 @@
 //! transactions.
 
 mod model;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
 use herald_core::{RetryPolicy, Timestamp};
 
 pub use model::*;
+
+/// A store's source of "now" for stamps taken when a transaction runs (leases): the
+/// engine's clock, so tests on simulated time stay consistent.
+pub type StoreClock = dyn Fn() -> Timestamp + Send + Sync;
 
 /// What went wrong in the store. Variants say what the caller can do.
 #[derive(Debug, Clone, thiserror::Error)]

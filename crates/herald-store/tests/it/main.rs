@@ -8,5 +8,6 @@
 mod conformance;
 mod fixture;
 mod overload;
+mod postgres;
 mod retention;
 mod sqlite;
