@@ -10,10 +10,11 @@ use herald_connectors::http;
 use herald_core::Timestamp;
 use herald_engine::{Clock, Destination, Engine, EngineConfig, Retention, SystemClock};
 use herald_store::Store;
-use herald_store::sqlite::{SqliteOptions, SqliteStore};
+use herald_store::sqlite::SqliteStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Database};
+use crate::database::{self, Backend};
 
 /// A server running in this process: the API listening, the engine working.
 pub struct Running {
@@ -21,8 +22,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The engine, for shutdown.
     pub engine: Engine,
-    /// The SQLite store, watched for a dead writer.
-    sqlite: Arc<SqliteStore>,
+    /// The store by its type, watched for a dead SQLite writer.
+    backend: Backend,
     stop_http: CancellationToken,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -39,15 +40,8 @@ impl std::fmt::Debug for Running {
 /// When the database cannot be opened, a connector cannot be built or the listen
 /// address cannot be bound.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
-    let options = SqliteOptions { submit_queue: config.server.submit_queue };
-    let sqlite = match &config.server.database {
-        Database::Sqlite { path } => Arc::new(
-            SqliteStore::open_with(path, &options)
-                .with_context(|| format!("cannot open the database {}", path.display()))?
-                .with_clock(Arc::new(|| SystemClock.now())),
-        ),
-    };
-    let store: Arc<dyn Store> = Arc::clone(&sqlite) as Arc<dyn Store>;
+    let backend = database::open(config).await?;
+    let store = backend.store();
     for warning in config.warnings() {
         tracing::warn!(%warning, "Configuration warning (see herald check-config).");
     }
@@ -106,8 +100,21 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await
     });
-    tracing::info!(%addr, destinations = config.destinations.len(), "herald is serving.");
-    Ok(Running { addr, engine, sqlite, stop_http, http })
+    match &config.server.database {
+        Database::Sqlite { path } => tracing::info!(
+            %addr,
+            destinations = config.destinations.len(),
+            database = %path.display(),
+            "herald is serving."
+        ),
+        Database::Postgres { .. } => tracing::info!(
+            %addr,
+            destinations = config.destinations.len(),
+            node_id = %config.server.node_id(),
+            "herald is serving (PostgreSQL)."
+        ),
+    }
+    Ok(Running { addr, engine, backend, stop_http, http })
 }
 
 /// Why a running server must stop.
@@ -154,14 +161,17 @@ impl Running {
     pub async fn until_stopped(&self, signal: impl std::future::Future<Output = ()>) -> Stop {
         tokio::select! {
             () = signal => Stop::Signal,
-            cause = self.sqlite.writer_failure() => Stop::WriterFailed(cause),
+            cause = self.backend.failure() => Stop::WriterFailed(cause),
         }
     }
 
-    /// Test hook: the SQLite store, to stall or kill its writer.
+    /// Test hook: the SQLite store, to stall or kill its writer; `None` on PostgreSQL.
     #[doc(hidden)]
-    pub fn sqlite(&self) -> &SqliteStore {
-        &self.sqlite
+    pub fn sqlite(&self) -> Option<&SqliteStore> {
+        match &self.backend {
+            Backend::Sqlite(store) => Some(store),
+            Backend::Postgres(_) => None,
+        }
     }
 
     /// Stops accepting requests, lets in-flight attempts finish within the grace period
@@ -172,6 +182,7 @@ impl Running {
         // The API stops once open connections close; do not wait on idle keep-alive
         // clients for ever.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.http).await;
+        self.backend.close().await;
     }
 }
 
