@@ -81,7 +81,12 @@ impl Connector for Scripted {
             },
             other => other,
         };
-        Report { outcome, status: Some(status), detail: Some(format!("scripted {status}")) }
+        Report {
+            outcome,
+            status: Some(status),
+            detail: Some(format!("scripted {status}")),
+            pause: None,
+        }
     }
 }
 

@@ -135,6 +135,7 @@ impl Discord {
                     outcome: http::classify_error(&error),
                     status: None,
                     detail: None,
+                    pause: None,
                 };
             }
         };
@@ -160,7 +161,7 @@ impl Discord {
             Outcome::Delivered { .. } => None,
             _ => (!excerpt.is_empty()).then_some(excerpt),
         };
-        Report { outcome, status: Some(status), detail }
+        Report { outcome, status: Some(status), detail, pause: None }
     }
 }
 
@@ -198,6 +199,7 @@ impl Connector for Discord {
                         },
                         status: None,
                         detail: None,
+                        pause: None,
                     };
                 };
                 let body = render::payload(request.message, Role::Edit { seq });

@@ -163,11 +163,12 @@ pub(super) fn report(failure: &Failure, what: &str) -> Report {
         outcome: outcome(failure, what),
         status: Some(failure.status),
         detail: (!detail.is_empty()).then_some(detail),
+        pause: None,
     }
 }
 
 /// The report of a step that got no answer (timeouts are ambiguous, refused connections
 /// retried), per the shared rules.
 pub(super) fn unanswered(error: &reqwest::Error) -> Report {
-    Report { outcome: http::classify_error(error), status: None, detail: None }
+    Report { outcome: http::classify_error(error), status: None, detail: None, pause: None }
 }

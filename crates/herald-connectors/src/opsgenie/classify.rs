@@ -158,10 +158,11 @@ pub(super) fn report(failure: &Failure, what: &str) -> Report {
         outcome: outcome(failure, what),
         status: Some(failure.status),
         detail: (!detail.is_empty()).then_some(detail),
+        pause: None,
     }
 }
 
 /// The report of a step that got no answer (timeouts ambiguous, refused retried).
 pub(super) fn unanswered(error: &reqwest::Error) -> Report {
-    Report { outcome: http::classify_error(error), status: None, detail: None }
+    Report { outcome: http::classify_error(error), status: None, detail: None, pause: None }
 }

@@ -89,10 +89,10 @@ pub(super) fn answered(
         (Outcome::Delivered { .. }, None) => Some("event processed".to_owned()),
         (_, detail) => detail,
     };
-    Report { outcome, status: Some(status), detail }
+    Report { outcome, status: Some(status), detail, pause: None }
 }
 
 /// The report of a request that got no answer (timeouts ambiguous, refused retried).
 pub(super) fn unanswered(error: &reqwest::Error) -> Report {
-    Report { outcome: http::classify_error(error), status: None, detail: None }
+    Report { outcome: http::classify_error(error), status: None, detail: None, pause: None }
 }

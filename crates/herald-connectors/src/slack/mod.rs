@@ -135,6 +135,7 @@ impl Slack {
                 },
                 status: None,
                 detail: None,
+                pause: None,
             });
         }
         let request =
@@ -155,6 +156,7 @@ impl Slack {
                     outcome: http::classify_error(&error),
                     status: None,
                     detail: None,
+                    pause: None,
                 });
             }
         };
@@ -171,6 +173,7 @@ impl Slack {
                 outcome,
                 status: Some(status),
                 detail: (!excerpt.is_empty()).then_some(excerpt),
+                pause: None,
             }),
         }
     }
@@ -216,6 +219,7 @@ impl Slack {
                 },
                 status: None,
                 detail: None,
+                pause: None,
             };
         };
         match self.settings.update_mode {
@@ -259,6 +263,7 @@ fn delivered(channel: &str, ts: &str) -> Report {
         outcome: Outcome::delivered(Some(remote_ref(channel, ts))),
         status: Some(200),
         detail: None,
+        pause: None,
     }
 }
 
@@ -281,6 +286,7 @@ fn delivered_from(answer: &Value, configured: &str) -> Report {
             },
             status: Some(200),
             detail: None,
+            pause: None,
         },
     }
 }

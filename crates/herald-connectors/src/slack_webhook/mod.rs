@@ -80,11 +80,14 @@ impl Connector for SlackWebhook {
                 let answer = http::read_answer(response, request.now).await;
                 let outcome = classify(answer.status, answer.retry_after, &answer.excerpt);
                 let detail = (!answer.excerpt.is_empty()).then_some(answer.excerpt);
-                Report { outcome, status: Some(answer.status), detail }
+                Report { outcome, status: Some(answer.status), detail, pause: None }
             }
-            Err(error) => {
-                Report { outcome: http::classify_error(&error), status: None, detail: None }
-            }
+            Err(error) => Report {
+                outcome: http::classify_error(&error),
+                status: None,
+                detail: None,
+                pause: None,
+            },
         }
     }
 }

@@ -18,12 +18,12 @@ pub(super) fn answered(mut answer: Answer, endpoint: &Endpoint) -> Report {
     answer.excerpt = redact(&answer.excerpt, endpoint.headers.iter().map(|(_, value)| value));
     let outcome = answer.outcome();
     let detail = (!answer.excerpt.is_empty()).then_some(answer.excerpt);
-    Report { outcome, status: Some(answer.status), detail }
+    Report { outcome, status: Some(answer.status), detail, pause: None }
 }
 
 /// The report for an attempt that got no answer.
 pub(super) fn unanswered(error: &reqwest::Error) -> Report {
-    Report { outcome: http::classify_error(error), status: None, detail: None }
+    Report { outcome: http::classify_error(error), status: None, detail: None, pause: None }
 }
 
 /// `excerpt` with every long-enough value in `secrets` replaced by `[redacted]`.

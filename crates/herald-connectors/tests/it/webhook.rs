@@ -70,7 +70,8 @@ async fn a_2xx_is_delivered() {
         Report {
             outcome: Outcome::delivered(None),
             status: Some(200),
-            detail: Some("ok".to_owned())
+            detail: Some("ok".to_owned()),
+            pause: None
         }
     );
 
