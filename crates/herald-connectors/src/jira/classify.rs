@@ -6,6 +6,11 @@
 //! `RateLimit-Reason`) go into the attempt's detail.
 //!
 //! Pure: the caller reads the answer, this decides.
+//!
+//! No answer pauses the destination (`Report::pause`): a 403, 404 or 410 may concern
+//! one issue (a comment on a deleted or restricted issue, a removed endpoint), and
+//! Jira documents no answer as "this site or project is gone"; each delivery fails on
+//! its own.
 
 use std::time::Duration;
 

@@ -14,6 +14,9 @@
 //! | 429 | `Throttled` after `Retry-After` / `X-Ratelimit-Reset` |
 //! | 5xx | `Retry` |
 //! | timeout after sending (transport) | `Unknown`; `on_unknown` decides |
+//!
+//! No answer pauses the destination (`Report::pause`): DESTINATIONS.md §11 lists the
+//! webhook's errors only as permanent, with no code documented as "this hook is gone".
 
 mod config;
 

@@ -3,6 +3,9 @@
 //! (PagerDuty names no delay and suggests retrying 30 s apart), 5xx retried, other 4xx
 //! permanent, no answer in time ambiguous (a resend carries the same dedup key, so it is
 //! harmless). Pure: the caller reads the answer, this decides.
+//!
+//! No answer pauses the destination (`Report::pause`): PagerDuty answers 400 for an
+//! invalid event, and documents no answer as "this integration is gone".
 
 use std::time::Duration;
 

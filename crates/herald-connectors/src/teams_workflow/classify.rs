@@ -8,6 +8,10 @@
 //! | 429 | `Throttled` until `Retry-After` |
 //! | 5xx | `Retry` (`Throttled` for a 503 with `Retry-After`) |
 //! | no answer in time, connection lost after sending | `Unknown`: `on_unknown` decides |
+//!
+//! No answer pauses the destination (`Report::pause`): Power Automate documents no
+//! status as "this workflow is gone" (a 404 or 401 may come from a flow's own Response
+//! action about one message), so each delivery fails on its own.
 
 use herald_core::Outcome;
 

@@ -139,6 +139,19 @@ async fn a_400_is_permanent() {
 }
 
 #[tokio::test]
+async fn a_410_gone_is_permanent_and_pauses_the_destination() {
+    let receiver = TestReceiver::start(vec![Scripted::status(410).body("gone")]).await;
+    let report = send_to(&receiver.url("/hook")).await;
+    assert_eq!((report.outcome.class(), report.status), ("permanent", Some(410)), "{report:?}");
+    let pause = report.pause.unwrap_or_default();
+    assert!(pause.contains("410 Gone") && pause.contains("resume"), "{pause}");
+    // A 404 may be the receiver's answer to this one event: no pause.
+    let receiver = TestReceiver::start(vec![Scripted::status(404)]).await;
+    let report = send_to(&receiver.url("/hook")).await;
+    assert_eq!((report.outcome.class(), report.pause), ("permanent", None));
+}
+
+#[tokio::test]
 async fn redirects_are_not_followed() {
     let mut receiver = TestReceiver::start(vec![Scripted::status(200)]).await;
     let elsewhere = receiver.url("/elsewhere?token=T0KEN");
