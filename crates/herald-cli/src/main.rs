@@ -270,6 +270,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     n("delivered"),
                     n("failed")
                 );
+                // Why the destination paused itself, and what brings it back.
+                if let Some(reason) = d.get("paused_reason").and_then(Value::as_str) {
+                    println!("  paused by the destination: {reason}");
+                    println!("  resume with: POST /v1/destinations/{}/resume", text("name"));
+                }
                 // Why the breaker holds the destination back, on a line of its own.
                 if let Some(reason) = d.get("circuit_reason").and_then(Value::as_str) {
                     match d.get("circuit_open_until").and_then(Value::as_str) {

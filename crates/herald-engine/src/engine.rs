@@ -68,6 +68,9 @@ pub(crate) struct Health {
     pub(crate) circuit: Circuit,
     pub(crate) throttle: Throttle,
     pub(crate) paused: bool,
+    /// Why the destination itself asked to be paused (see `Report::pause`); `None` while
+    /// running or when only an operator paused it. Cleared on resume.
+    pub(crate) pause_reason: Option<String>,
     pub(crate) last_success_at: Option<Timestamp>,
     pub(crate) last_error: Option<String>,
     /// The outcomes of the latest attempts (true = destination failure), newest last.
@@ -91,8 +94,12 @@ pub struct LaneHealth {
     pub circuit_reason: Option<String>,
     /// When an open circuit lets its next probe through.
     pub circuit_open_until: Option<Timestamp>,
-    /// Whether an operator paused it.
+    /// Whether it is paused: by an operator, or because the destination said it is
+    /// unusable until an operator acts (then `pause_reason` says why).
     pub paused: bool,
+    /// Why the destination paused itself, e.g. "Discord says the webhook no longer
+    /// exists …"; `None` when running or paused by an operator. Cleared on resume.
+    pub pause_reason: Option<String>,
     /// Whether the destination throttled it recently and the lane is slowed down.
     pub throttled: bool,
     /// The last successful delivery seen by this process.
@@ -117,6 +124,19 @@ pub(crate) struct Lane {
 impl Lane {
     pub(crate) fn health(&self) -> std::sync::MutexGuard<'_, Health> {
         self.health.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Pauses the lane because its destination said it is unusable until an operator
+    /// acts. `true` if this is news: the lane was running or paused only by an operator
+    /// (later answers of attempts already in flight keep the first reason).
+    pub(crate) fn pause_for(&self, reason: &str) -> bool {
+        let mut health = self.health();
+        health.paused = true;
+        if health.pause_reason.is_some() {
+            return false;
+        }
+        health.pause_reason = Some(reason.to_owned());
+        true
     }
 }
 
@@ -253,6 +273,7 @@ impl Engine {
                 circuit: Circuit::new(&destination.settings.circuit, &destination.settings.policy),
                 throttle: Throttle::default(),
                 paused: false,
+                pause_reason: None,
                 last_success_at: None,
                 last_error: None,
                 recent: std::collections::VecDeque::with_capacity(RECENT_WINDOW),
@@ -356,6 +377,7 @@ impl Engine {
                     circuit_reason,
                     circuit_open_until,
                     paused: health.paused,
+                    pause_reason: health.pause_reason.clone(),
                     throttled: health.throttle.is_pacing(),
                     last_success_at: health.last_success_at,
                     last_error: health.last_error.clone(),
@@ -402,9 +424,17 @@ impl Engine {
     }
 
     /// Stops (or restarts) claiming new work for a destination. `false` if unknown.
+    /// Resuming also clears the reason a destination gave for pausing itself; pausing
+    /// one that is already paused keeps it.
     pub fn set_paused(&self, destination: &str, paused: bool) -> bool {
         let Some(lane) = self.shared.lanes.get(destination) else { return false };
-        lane.health().paused = paused;
+        {
+            let mut health = lane.health();
+            health.paused = paused;
+            if !paused {
+                health.pause_reason = None;
+            }
+        }
         lane.wake.notify_one();
         true
     }

@@ -96,20 +96,33 @@ pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker
                     }
                     let mut work = claimed.work.into_iter();
                     while let Some(item) = work.next() {
-                        if let Some(pacer) = &mut pacer {
-                            let permit_at = pacer.next_permit_at(shared.clock.now());
-                            if permit_at > shared.clock.now() {
-                                // Waiting for time to pass is not work in progress.
-                                busy = None;
-                                tokio::select! {
-                                    _ = shared.clock.sleep_until(permit_at) => {}
-                                    _ = shared.stop.cancelled() => {
-                                        release(&shared, std::iter::once(item).chain(work)).await;
-                                        break;
-                                    }
+                        let permit_at =
+                            pacer.as_ref().map(|p| p.next_permit_at(shared.clock.now()));
+                        if let Some(permit_at) = permit_at
+                            && permit_at > shared.clock.now()
+                        {
+                            // Waiting for time to pass is not work in progress.
+                            busy = None;
+                            tokio::select! {
+                                _ = shared.clock.sleep_until(permit_at) => {}
+                                _ = shared.stop.cancelled() => {
+                                    release(&shared, std::iter::once(item).chain(work)).await;
+                                    break;
                                 }
-                                busy = Some(shared.activity.begin());
                             }
+                            busy = Some(shared.activity.begin());
+                        }
+                        if lane.health().paused {
+                            // Paused while this batch waited for the rate limit (by an
+                            // operator, or by an attempt whose destination is gone): hand
+                            // back what has not started rather than send it.
+                            if probe {
+                                lane.health().circuit.on_abandoned();
+                            }
+                            release(&shared, std::iter::once(item).chain(work)).await;
+                            break;
+                        }
+                        if let (Some(pacer), Some(permit_at)) = (&mut pacer, permit_at) {
                             pacer.take(permit_at.max(shared.clock.now()));
                         }
                         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
@@ -178,7 +191,7 @@ pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker
     }
 }
 
-/// Hands claimed, never-started work back to `pending`.
+/// Hands claimed, never-started work back to `pending` and announces it.
 async fn release(shared: &Shared, work: impl Iterator<Item = Work>) {
     let now = shared.clock.now();
     let releases: Vec<Release> = work
@@ -187,8 +200,9 @@ async fn release(shared: &Shared, work: impl Iterator<Item = Work>) {
     if releases.is_empty() {
         return;
     }
-    if let Err(error) = shared.store.release(releases).await {
+    match shared.store.release(releases).await {
+        Ok(changes) => shared.publish(&changes),
         // The leases will expire and recovery will pick the deliveries up.
-        tracing::warn!(%error, "Could not release claimed deliveries.");
+        Err(error) => tracing::warn!(%error, "Could not release claimed deliveries."),
     }
 }

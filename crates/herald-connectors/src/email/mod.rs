@@ -328,6 +328,7 @@ impl Connector for Email {
                     outcome: Outcome::Permanent { reason },
                     status: None,
                     detail: None,
+                    pause: None,
                 };
             }
         };
@@ -356,6 +357,6 @@ impl Connector for Email {
             (Some(queued), Some(refusals)) => Some(format!("{queued}; {refusals}")),
             (queued, refusals) => queued.or(refusals),
         };
-        Report { outcome, status: None, detail }
+        Report { outcome, status: None, detail, pause: None }
     }
 }

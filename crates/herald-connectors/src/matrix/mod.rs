@@ -83,7 +83,7 @@ impl From<Report> for Failure {
 }
 
 fn permanent(reason: String) -> Report {
-    Report { outcome: Outcome::Permanent { reason }, status: None, detail: None }
+    Report { outcome: Outcome::Permanent { reason }, status: None, detail: None, pause: None }
 }
 
 impl Matrix {
@@ -151,6 +151,7 @@ impl Matrix {
                     outcome: http::classify_error(&error),
                     status: None,
                     detail: None,
+                    pause: None,
                 }
                 .into());
             }
@@ -174,12 +175,13 @@ impl Matrix {
                     },
                     status: Some(status),
                     detail,
+                    pause: None,
                 }
                 .into()),
             },
             outcome => Err(Failure {
                 token_rejected: classify::token_rejected(status, body.as_ref()),
-                report: Report { outcome, status: Some(status), detail },
+                report: Report { outcome, status: Some(status), detail, pause: None },
             }),
         }
     }
@@ -226,6 +228,7 @@ impl Matrix {
                 },
                 status: Some(200),
                 detail: None,
+                pause: None,
             });
         };
         self.session().token = Some(token.to_owned());
@@ -275,6 +278,7 @@ impl Matrix {
                 },
                 status: Some(200),
                 detail: None,
+                pause: None,
             });
         };
         self.session().room_id = Some(room.to_owned());
@@ -315,6 +319,7 @@ impl Matrix {
                 },
                 status: Some(200),
                 detail: None,
+                pause: None,
             },
         })
     }
@@ -325,6 +330,7 @@ fn delivered(event_id: &str) -> Report {
         outcome: Outcome::delivered(Some(event_id.to_owned())),
         status: Some(200),
         detail: None,
+        pause: None,
     }
 }
 

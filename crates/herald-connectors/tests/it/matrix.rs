@@ -43,6 +43,7 @@ async fn attempt(connector: &dyn Connector, request: &Request<'_>, limit: Durati
             outcome: Outcome::Unknown { reason: "timed out".to_owned() },
             status: None,
             detail: None,
+            pause: None,
         },
     }
 }

@@ -8,4 +8,5 @@
 mod circuit;
 mod harness;
 mod lease;
+mod pause;
 mod scenarios;
