@@ -116,6 +116,8 @@ enum Command {
     },
     /// Show each destination's health.
     Destinations,
+    /// Show the herald nodes sharing the database and the lanes each one drives.
+    Nodes,
     /// Validate a configuration file and report every problem.
     CheckConfig {
         /// The configuration file.
@@ -285,6 +287,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         None => println!("  circuit {}: {reason}", text("circuit")),
                     }
                 }
+            }
+        }
+        Command::Nodes => {
+            let view = client.get("/v1/nodes").await?;
+            println!(
+                "{:<24} {:<6} {:<22} {:<24} LANES",
+                "NODE", "ALIVE", "ADDRESS", "LAST HEARTBEAT"
+            );
+            for node in view.get("nodes").and_then(Value::as_array).into_iter().flatten() {
+                let text =
+                    |key: &str| node.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+                let flag = |key: &str| node.get(key).and_then(Value::as_bool).unwrap_or(false);
+                let lanes: Vec<&str> = node
+                    .get("lanes")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let mut id = text("id");
+                if flag("this") {
+                    id.push_str(" (this)");
+                }
+                println!(
+                    "{:<24} {:<6} {:<22} {:<24} {}",
+                    id,
+                    if flag("alive") { "yes" } else { "NO" },
+                    text("address"),
+                    text("heartbeat_at"),
+                    if lanes.is_empty() { "-".to_string() } else { lanes.join(", ") }
+                );
             }
         }
         Command::Demo => return demo::run(&mut out).await,

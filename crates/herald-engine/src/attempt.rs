@@ -141,6 +141,15 @@ pub(crate) async fn run(
                 reason = %reason,
                 "The destination is unusable until an operator acts; pausing it. Its deliveries wait until it is resumed."
             );
+            // Every node must stop, and the next beat must not read "not paused" back.
+            if let Some(membership) = &shared.membership
+                && let Err(error) = membership
+                    .cluster
+                    .set_paused(&destination.name, true, Some(reason.clone()))
+                    .await
+            {
+                tracing::warn!(%error, destination = %destination.name, "Could not pause the destination for the whole cluster; other nodes pause it when they meet the same answer.");
+            }
         }
         if let Some(reason) = report.outcome.reason() {
             tracing::info!(

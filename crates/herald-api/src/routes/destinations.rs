@@ -43,7 +43,7 @@ async fn set_paused(
     name: &str,
     paused: bool,
 ) -> Result<Json<DestinationJson>, ApiError> {
-    if !state.engine.set_paused(name, paused) {
+    if !state.engine.set_paused(name, paused).await? {
         return Err(ApiError::NotFound(format!(
             "destination `{name}` is not configured; configured: {}",
             state.engine.destinations().join(", ")

@@ -64,7 +64,7 @@ async fn a_destination_that_is_gone_pauses_its_lane_and_the_rest_waits_for_resum
     assert_eq!(by_destination("bystander").state, State::Delivered);
     assert_eq!(states(&fx, &[&third.id]).await, ["pending"]);
 
-    assert!(fx.engine.set_paused("target", false));
+    assert!(fx.engine.set_paused("target", false).await.unwrap());
     assert_eq!(health(&fx, "target").pause_reason, None, "resume clears the reason");
     fx.settle(&second.id).await;
     fx.settle(&third.id).await;
@@ -88,14 +88,14 @@ async fn a_pause_hands_back_claimed_work_still_waiting_for_the_rate_limit() {
     lane.concurrency = 3;
     let mut fx = Fixture::start(vec![(target.clone(), lane)]);
     // Paused while the three are submitted, so that the resume claims them in one batch.
-    fx.engine.set_paused("target", true);
+    fx.engine.set_paused("target", true).await.unwrap();
     let mut ids = Vec::new();
     for n in 0..3 {
         ids.push(fx.submit(&format!("m{n}"), &["target"]).await.id);
     }
     fx.idle().await;
     assert_eq!(health(&fx, "target").pause_reason, None, "an operator's pause has no reason");
-    fx.engine.set_paused("target", false);
+    fx.engine.set_paused("target", false).await.unwrap();
     wait_calls(&target, 1).await;
     fx.idle().await;
     // The first went out and failed; the two others are claimed, waiting for a permit.
@@ -109,7 +109,7 @@ async fn a_pause_hands_back_claimed_work_still_waiting_for_the_rate_limit() {
     assert_eq!(target.calls().len(), 1, "nothing more was sent to a gone destination");
 
     // The first goes at once; the rate limit spaces the second by 10 s.
-    fx.engine.set_paused("target", false);
+    fx.engine.set_paused("target", false).await.unwrap();
     wait_calls(&target, 2).await;
     fx.idle().await;
     fx.clock.advance(Duration::from_secs(10));
