@@ -306,6 +306,34 @@ impl Synapse {
         self.reader_token = self.log_in("READER").await;
     }
 
+    /// Sends `n` plain messages as [`USER`] from the reader's device, all at once: newer
+    /// traffic of herald's own user that a look-up must read past.
+    pub(crate) async fn chatter(&self, n: usize) {
+        let mut sends = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let mut url = reqwest::Url::parse(&self.url).unwrap();
+            url.path_segments_mut().unwrap().extend([
+                "_matrix",
+                "client",
+                "v3",
+                "rooms",
+                &self.room_id,
+                "send",
+                "m.room.message",
+                &format!("chatter-{i}"),
+            ]);
+            let request = self
+                .http
+                .put(url)
+                .bearer_auth(&self.reader_token)
+                .json(&json!({"msgtype": "m.text", "body": format!("chatter {i}")}));
+            sends.spawn(async move { request.send().await.unwrap().error_for_status().unwrap() });
+        }
+        while let Some(sent) = sends.join_next().await {
+            sent.unwrap();
+        }
+    }
+
     /// The room's `m.room.message` events, oldest first.
     pub(crate) async fn messages(&self) -> Vec<Value> {
         let mut url = reqwest::Url::parse(&self.url).unwrap();
