@@ -188,6 +188,7 @@ impl Matrix {
             },
             status: Some(200),
             detail: None,
+            pause: None,
         })
     }
 }

@@ -316,6 +316,7 @@ impl Matrix {
                 },
                 status: Some(200),
                 detail: None,
+                pause: None,
             });
         };
         self.session().user_id = Some(user.to_owned());

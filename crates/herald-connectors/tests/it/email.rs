@@ -430,6 +430,7 @@ async fn attempt(connector: &Email, request: &Request<'_>, limit: Duration) -> R
             outcome: Outcome::Unknown { reason: "the engine's timeout".to_owned() },
             status: None,
             detail: None,
+            pause: None,
         },
     }
 }
