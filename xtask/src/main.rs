@@ -48,9 +48,13 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
 
 /// Python packages the tests run against, installed when missing: the Standard Webhooks
 /// project's own library (the webhook signature test verifies herald's signatures with
-/// it) and `aiosmtpd`, the real SMTP server of the e-mail tests.
-const PYTHON_PACKAGES: &[(&str, &str)] =
-    &[("standardwebhooks", "standardwebhooks"), ("aiosmtpd", "aiosmtpd")];
+/// it), `aiosmtpd`, the real SMTP server of the e-mail tests, and `cryptography`, with
+/// which those tests make a throwaway CA for TLS.
+const PYTHON_PACKAGES: &[(&str, &str)] = &[
+    ("standardwebhooks", "standardwebhooks"),
+    ("aiosmtpd", "aiosmtpd"),
+    ("cryptography", "cryptography"),
+];
 
 fn ensure_python_packages() -> Result<(), String> {
     for (module, package) in PYTHON_PACKAGES {

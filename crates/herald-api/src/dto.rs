@@ -9,6 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use herald_core::{BroadcastState, Link, Message, Severity, State, Timestamp};
 use herald_engine::{Event, LaneHealth};
+use herald_store::cluster::NodeView;
 use herald_store::{AttemptView, BroadcastView, DeliveryView, DestinationStats};
 use serde::{Deserialize, Serialize};
 
@@ -263,6 +264,8 @@ pub(crate) struct DestinationJson {
     circuit_reason: Option<String>,
     circuit_open_until: Option<String>,
     paused: bool,
+    paused_reason: Option<String>,
+    driven_here: bool,
     throttled: bool,
     pending: u64,
     in_flight: u64,
@@ -289,6 +292,8 @@ impl DestinationJson {
             circuit_reason: health.circuit_reason.clone(),
             circuit_open_until: rfc3339_opt(health.circuit_open_until),
             paused: health.paused,
+            paused_reason: health.pause_reason.clone(),
+            driven_here: health.driven_here,
             throttled: health.throttled,
             pending: stats.pending,
             in_flight: stats.in_flight,
@@ -332,4 +337,39 @@ impl<'a> From<&'a Event> for DeliveryEventJson<'a> {
 #[derive(Debug, Serialize)]
 pub(crate) struct StatusJson {
     pub(crate) status: &'static str,
+}
+
+/// `GET /v1/nodes`.
+#[derive(Debug, Serialize)]
+pub(crate) struct NodesJson {
+    pub(crate) nodes: Vec<NodeJson>,
+}
+
+/// One herald process sharing the store.
+#[derive(Debug, Serialize)]
+pub(crate) struct NodeJson {
+    id: String,
+    address: String,
+    version: String,
+    started_at: String,
+    heartbeat_at: String,
+    alive: bool,
+    this: bool,
+    lanes: Vec<String>,
+}
+
+impl NodeJson {
+    /// `node` as shown; `this` marks the node that answers.
+    pub(crate) fn new(node: &NodeView, this: bool) -> NodeJson {
+        NodeJson {
+            id: node.node_id.clone(),
+            address: node.address.clone(),
+            version: node.version.clone(),
+            started_at: rfc3339(node.started_at),
+            heartbeat_at: rfc3339(node.heartbeat_at),
+            alive: node.alive,
+            this,
+            lanes: node.lanes.clone(),
+        }
+    }
 }

@@ -122,6 +122,8 @@ enum Command {
         #[arg(long, short, default_value = "herald.toml")]
         config: PathBuf,
     },
+    /// Show the herald nodes sharing the database and the lanes each one drives.
+    Nodes,
     /// Validate a configuration file and report every problem.
     CheckConfig {
         /// The configuration file.
@@ -280,6 +282,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     n("delivered"),
                     n("failed")
                 );
+                // Why the destination paused itself, and what brings it back.
+                if let Some(reason) = d.get("paused_reason").and_then(Value::as_str) {
+                    println!("  paused by the destination: {reason}");
+                    println!("  resume with: POST /v1/destinations/{}/resume", text("name"));
+                }
                 // Why the breaker holds the destination back, on a line of its own.
                 if let Some(reason) = d.get("circuit_reason").and_then(Value::as_str) {
                     match d.get("circuit_open_until").and_then(Value::as_str) {
@@ -290,6 +297,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         None => println!("  circuit {}: {reason}", text("circuit")),
                     }
                 }
+            }
+        }
+        Command::Nodes => {
+            let view = client.get("/v1/nodes").await?;
+            println!(
+                "{:<24} {:<6} {:<22} {:<24} LANES",
+                "NODE", "ALIVE", "ADDRESS", "LAST HEARTBEAT"
+            );
+            for node in view.get("nodes").and_then(Value::as_array).into_iter().flatten() {
+                let text =
+                    |key: &str| node.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+                let flag = |key: &str| node.get(key).and_then(Value::as_bool).unwrap_or(false);
+                let lanes: Vec<&str> = node
+                    .get("lanes")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let mut id = text("id");
+                if flag("this") {
+                    id.push_str(" (this)");
+                }
+                println!(
+                    "{:<24} {:<6} {:<22} {:<24} {}",
+                    id,
+                    if flag("alive") { "yes" } else { "NO" },
+                    text("address"),
+                    text("heartbeat_at"),
+                    if lanes.is_empty() { "-".to_string() } else { lanes.join(", ") }
+                );
             }
         }
         Command::Demo => return demo::run(&mut out).await,

@@ -108,6 +108,11 @@ pub struct Report {
     pub status: Option<u16>,
     /// A short, secret-free excerpt of what the destination said.
     pub detail: Option<String>,
+    /// Set when the answer says the destination itself is unusable until an operator
+    /// acts (a deleted webhook, a revoked token, an archived channel), never for a
+    /// problem of this one message: the engine then pauses the destination's lane, with
+    /// this reason, so its other deliveries wait instead of failing one by one.
+    pub pause: Option<String>,
 }
 
 /// A destination kind's implementation.

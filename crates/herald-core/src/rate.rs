@@ -9,7 +9,7 @@ use crate::time::Timestamp;
 /// At most `count` attempts started per `per`, e.g. `10/s`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
-    /// Attempts allowed per period (also the burst).
+    /// Attempts allowed in any window of length `per` (also the burst).
     pub count: NonZeroU32,
     /// The period.
     pub per: Duration,
@@ -22,47 +22,42 @@ impl RateLimit {
     }
 }
 
-/// A rate limit being enforced: the generic cell rate algorithm (GCRA), a token bucket
-/// of `count` tokens refilled one per `interval` kept as a single instant, the
-/// theoretical arrival time of the next attempt. Pure: the lane asks when the next
-/// permit is due, sleeps on its own clock until then, and takes it.
+/// A rate limit being enforced as a sliding window: an attempt may start once fewer than
+/// `count` attempts started in the `per` before it. So any window of length `per` holds
+/// at most `count` starts, which is what an operator who writes `5/s` means and what a
+/// destination counting requests per second checks; a full window allows a burst of
+/// `count`. (A token bucket refilled one token per `per / count` would allow nearly twice
+/// `count` in the second after a burst.) It keeps the last `count` start times. Pure: the
+/// lane asks when the next permit is due, sleeps on its own clock until then, and takes
+/// it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pacer {
-    /// Microseconds per attempt, so limits like 3/s keep their precision.
-    interval_us: i64,
-    /// How far ahead of the arrival time an attempt may start: the burst.
-    tolerance_us: i64,
-    /// The theoretical arrival time in microseconds since the epoch; `None` until the
-    /// first attempt (a full bucket).
-    tat_us: Option<i64>,
+    limit: RateLimit,
+    /// The latest starts, oldest first; at most `count`.
+    starts: std::collections::VecDeque<Timestamp>,
 }
 
 impl Pacer {
-    /// A full bucket for `limit`.
+    /// A pacer with no recent attempts.
     pub fn new(limit: RateLimit) -> Pacer {
-        let interval_us = i64::try_from(limit.interval().as_micros()).unwrap_or(i64::MAX).max(1);
-        let per_us = i64::try_from(limit.per.as_micros()).unwrap_or(i64::MAX);
-        Pacer { interval_us, tolerance_us: per_us.saturating_sub(interval_us).max(0), tat_us: None }
+        Pacer { limit, starts: std::collections::VecDeque::new() }
     }
 
     /// The earliest instant, not before `now`, at which an attempt may start.
     pub fn next_permit_at(&self, now: Timestamp) -> Timestamp {
-        let now_us = now.as_millis().saturating_mul(1000);
-        let Some(tat_us) = self.tat_us else { return now };
-        let earliest_us = tat_us.saturating_sub(self.tolerance_us);
-        if earliest_us <= now_us {
-            now
-        } else {
-            // Round up to the next millisecond, the resolution of `Timestamp`.
-            Timestamp::from_millis(earliest_us.saturating_add(999) / 1000)
+        let count = usize::try_from(self.limit.count.get()).unwrap_or(usize::MAX);
+        match self.starts.front() {
+            Some(oldest) if self.starts.len() >= count => oldest.add(self.limit.per).max(now),
+            _ => now,
         }
     }
 
-    /// Takes a permit for an attempt starting at `at` (at or after
-    /// [`Pacer::next_permit_at`]).
+    /// Records an attempt starting at `at` (at or after [`Pacer::next_permit_at`]).
     pub fn take(&mut self, at: Timestamp) {
-        let at_us = at.as_millis().saturating_mul(1000);
-        let tat_us = self.tat_us.map_or(at_us, |tat| tat.max(at_us));
-        self.tat_us = Some(tat_us.saturating_add(self.interval_us));
+        let count = usize::try_from(self.limit.count.get()).unwrap_or(usize::MAX);
+        self.starts.push_back(at);
+        while self.starts.len() > count {
+            self.starts.pop_front();
+        }
     }
 }

@@ -130,6 +130,27 @@ pub(crate) async fn run(
         lane.metrics.attempt(report.outcome.class());
         lane.metrics.duration.observe(elapsed.as_secs_f64());
         note_health(&lane, &report.outcome, now);
+        // Paused before the slot is freed below, so the lane claims nothing more for a
+        // destination that is gone; deliveries already in flight end as they end.
+        if let Some(reason) = &report.pause
+            && lane.pause_for(reason)
+        {
+            tracing::warn!(
+                destination = %destination.name,
+                delivery_id = %work.delivery_id,
+                reason = %reason,
+                "The destination is unusable until an operator acts; pausing it. Its deliveries wait until it is resumed."
+            );
+            // Every node must stop, and the next beat must not read "not paused" back.
+            if let Some(membership) = &shared.membership
+                && let Err(error) = membership
+                    .cluster
+                    .set_paused(&destination.name, true, Some(reason.clone()))
+                    .await
+            {
+                tracing::warn!(%error, destination = %destination.name, "Could not pause the destination for the whole cluster; other nodes pause it when they meet the same answer.");
+            }
+        }
         if let Some(reason) = report.outcome.reason() {
             tracing::info!(
                 delivery_id = %work.delivery_id,
@@ -206,7 +227,7 @@ fn humantime(d: Duration) -> String {
 }
 
 fn unknown(reason: String) -> Report {
-    Report { outcome: Outcome::Unknown { reason }, status: None, detail: None }
+    Report { outcome: Outcome::Unknown { reason }, status: None, detail: None, pause: None }
 }
 
 /// Feeds the outcome to the lane's breaker and health summary.

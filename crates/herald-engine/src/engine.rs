@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald_core::{Circuit, Throttle, Timestamp};
+use herald_store::cluster::NodeView;
 use herald_store::{Change, Store, StoreError};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
@@ -14,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::clock::Clock;
 use crate::destination::{Destination, LaneSettings};
 use crate::events::Event;
+use crate::membership::{self, Membership, Ownership};
 use crate::metrics::{EngineMetrics, LaneMetrics};
 use crate::retention::{self, Retention};
 use crate::{lane, recovery};
@@ -38,6 +40,10 @@ pub struct EngineConfig {
     /// Pruning of old terminal broadcasts; `None` keeps everything (the default here;
     /// `herald serve` always sets it from `[retention]`).
     pub retention: Option<Retention>,
+    /// This node's id in a cluster (`[server] node_id`) and in `GET /v1/nodes`.
+    pub node_id: String,
+    /// Where this node's API listens, as other nodes and `herald nodes` show it.
+    pub node_address: String,
 }
 
 impl Default for EngineConfig {
@@ -50,6 +56,8 @@ impl Default for EngineConfig {
             shutdown_grace: Duration::from_secs(10),
             seed: 0x6865_7261_6c64,
             retention: None,
+            node_id: "herald".to_owned(),
+            node_address: String::new(),
         }
     }
 }
@@ -68,6 +76,9 @@ pub(crate) struct Health {
     pub(crate) circuit: Circuit,
     pub(crate) throttle: Throttle,
     pub(crate) paused: bool,
+    /// Why the destination itself asked to be paused (see `Report::pause`); `None` while
+    /// running or when only an operator paused it. Cleared on resume.
+    pub(crate) pause_reason: Option<String>,
     pub(crate) last_success_at: Option<Timestamp>,
     pub(crate) last_error: Option<String>,
     /// The outcomes of the latest attempts (true = destination failure), newest last.
@@ -91,8 +102,14 @@ pub struct LaneHealth {
     pub circuit_reason: Option<String>,
     /// When an open circuit lets its next probe through.
     pub circuit_open_until: Option<Timestamp>,
-    /// Whether an operator paused it.
+    /// Whether it is paused: by an operator, or because the destination said it is
+    /// unusable until an operator acts (then `pause_reason` says why).
     pub paused: bool,
+    /// Why the destination paused itself, e.g. "Discord says the webhook no longer
+    /// exists …"; `None` when running or paused by an operator. Cleared on resume.
+    pub pause_reason: Option<String>,
+    /// Whether this node drives the destination's lane now (always, without a cluster).
+    pub driven_here: bool,
     /// Whether the destination throttled it recently and the lane is slowed down.
     pub throttled: bool,
     /// The last successful delivery seen by this process.
@@ -112,11 +129,34 @@ pub(crate) struct Lane {
     pub(crate) health: Mutex<Health>,
     pub(crate) in_flight: std::sync::atomic::AtomicUsize,
     pub(crate) metrics: LaneMetrics,
+    pub(crate) ownership: Mutex<Ownership>,
 }
 
 impl Lane {
     pub(crate) fn health(&self) -> std::sync::MutexGuard<'_, Health> {
         self.health.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Pauses the lane because its destination said it is unusable until an operator
+    /// acts. `true` if this is news: the lane was running or paused only by an operator
+    /// (later answers of attempts already in flight keep the first reason).
+    pub(crate) fn pause_for(&self, reason: &str) -> bool {
+        let mut health = self.health();
+        health.paused = true;
+        if health.pause_reason.is_some() {
+            return false;
+        }
+        health.pause_reason = Some(reason.to_owned());
+        true
+    }
+
+    /// Whether this node may drive the lane (see `membership`).
+    pub(crate) fn ownership(&self) -> Ownership {
+        *self.ownership.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn set_ownership(&self, ownership: Ownership) {
+        *self.ownership.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = ownership;
     }
 }
 
@@ -169,6 +209,14 @@ pub(crate) struct Shared {
     pub(crate) sending: Mutex<InHand>,
     /// Work in progress, for [`Engine::idle`].
     pub(crate) activity: Arc<Activity>,
+    /// The cluster this node is part of; `None` for a single-process store.
+    pub(crate) membership: Option<Membership>,
+    /// Random per process (see `Beat::incarnation`).
+    pub(crate) incarnation: String,
+    /// When this engine started.
+    pub(crate) started_at: Timestamp,
+    /// A lane finished draining and can be handed back.
+    pub(crate) drained: Notify,
 }
 
 /// The deliveries this process holds, each with how many of its attempts hold it: a
@@ -209,14 +257,23 @@ impl Shared {
     /// Wakes the lanes that have new due work and publishes the changes as events.
     pub(crate) fn publish(&self, changes: &[Change]) {
         let now = self.clock.now();
+        let mut announce: Vec<String> = Vec::new();
         for change in changes {
-            if change.state == herald_core::State::Pending
-                && let Some(lane) = self.lanes.get(&change.destination)
-            {
-                lane.wake.notify_one();
+            if change.state == herald_core::State::Pending {
+                if let Some(lane) = self.lanes.get(&change.destination) {
+                    lane.wake.notify_one();
+                }
+                if self.membership.is_some() && !announce.contains(&change.destination) {
+                    announce.push(change.destination.clone());
+                }
             }
             // No subscriber is fine: events are a convenience, the store is the truth.
             let _ = self.events.send(Event::from_change(change, now));
+        }
+        if let Some(membership) = &self.membership
+            && !announce.is_empty()
+        {
+            membership.cluster.announce(&announce);
         }
     }
 }
@@ -235,7 +292,8 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Starts one lane per destination and the lease recovery task.
+    /// Starts one lane per destination and the lease recovery task, as the only node
+    /// of its store.
     ///
     /// # Errors
     /// `DuplicateDestination` when two destinations share a name.
@@ -245,6 +303,22 @@ impl Engine {
         clock: Arc<dyn Clock>,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
+        Engine::start_in(store, destinations, clock, config, None)
+    }
+
+    /// [`Engine::start`] as one node of a cluster sharing the store: lanes run only
+    /// while this node holds them (`membership`). `None` is a single node.
+    ///
+    /// # Errors
+    /// `DuplicateDestination` when two destinations share a name.
+    pub fn start_in(
+        store: Arc<dyn Store>,
+        destinations: Vec<Destination>,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+        membership: Option<Membership>,
+    ) -> Result<Engine, EngineError> {
+        let ownership = if membership.is_some() { Ownership::Not } else { Ownership::Always };
         let metrics = EngineMetrics::default();
         let mut lanes = HashMap::new();
         for destination in destinations {
@@ -253,6 +327,7 @@ impl Engine {
                 circuit: Circuit::new(&destination.settings.circuit, &destination.settings.policy),
                 throttle: Throttle::default(),
                 paused: false,
+                pause_reason: None,
                 last_success_at: None,
                 last_error: None,
                 recent: std::collections::VecDeque::with_capacity(RECENT_WINDOW),
@@ -263,12 +338,19 @@ impl Engine {
                 health: Mutex::new(health),
                 in_flight: std::sync::atomic::AtomicUsize::new(0),
                 metrics: LaneMetrics::new(&metrics, &name),
+                ownership: Mutex::new(ownership),
             };
             if lanes.insert(name.clone(), Arc::new(lane)).is_some() {
                 return Err(EngineError::DuplicateDestination(name));
             }
         }
         let (events, _) = broadcast::channel(4096);
+        let mut seed = fastrand::Rng::with_seed(config.seed);
+        // Identity, not behaviour: it must differ between processes that share a seed
+        // (and, in containers, a pid), so it comes from the unseeded generator.
+        #[allow(clippy::disallowed_methods)]
+        let incarnation = format!("{:016x}", fastrand::u64(..));
+        let started_at = clock.now();
         let shared = Arc::new(Shared {
             store,
             clock,
@@ -280,9 +362,12 @@ impl Engine {
             abort: CancellationToken::new(),
             sending: Mutex::new(InHand::default()),
             activity: Arc::default(),
+            membership: membership.clone(),
+            incarnation,
+            started_at,
+            drained: Notify::new(),
         });
         let tracker = TaskTracker::new();
-        let mut seed = fastrand::Rng::with_seed(shared.config.seed);
         for lane in shared.lanes.values() {
             tracker.spawn(lane::run(
                 Arc::clone(&shared),
@@ -292,6 +377,9 @@ impl Engine {
             ));
         }
         tracker.spawn(recovery::run(Arc::clone(&shared), seed.u64(..)));
+        if let Some(membership) = membership {
+            tracker.spawn(membership::run(Arc::clone(&shared), membership));
+        }
         if let Some(retention) = shared.config.retention.clone() {
             tracker.spawn(retention::run(Arc::clone(&shared), retention));
         }
@@ -356,6 +444,8 @@ impl Engine {
                     circuit_reason,
                     circuit_open_until,
                     paused: health.paused,
+                    pause_reason: health.pause_reason.clone(),
+                    driven_here: lane.ownership().permits(now),
                     throttled: health.throttle.is_pacing(),
                     last_success_at: health.last_success_at,
                     last_error: health.last_error.clone(),
@@ -401,12 +491,51 @@ impl Engine {
         }
     }
 
-    /// Stops (or restarts) claiming new work for a destination. `false` if unknown.
-    pub fn set_paused(&self, destination: &str, paused: bool) -> bool {
-        let Some(lane) = self.shared.lanes.get(destination) else { return false };
-        lane.health().paused = paused;
+    /// Stops (or restarts) claiming new work for a destination, on every node of a
+    /// cluster. `Ok(false)` if the destination is unknown. Resuming also clears the
+    /// reason a destination gave for pausing itself; pausing one that is already paused
+    /// keeps it.
+    ///
+    /// # Errors
+    /// The store's error when a cluster-wide pause could not be stored; nothing changed.
+    pub async fn set_paused(&self, destination: &str, paused: bool) -> Result<bool, StoreError> {
+        let Some(lane) = self.shared.lanes.get(destination) else { return Ok(false) };
+        let reason = if paused { lane.health().pause_reason.clone() } else { None };
+        if let Some(membership) = &self.shared.membership {
+            membership.cluster.set_paused(destination, paused, reason.clone()).await?;
+        }
+        {
+            let mut health = lane.health();
+            health.paused = paused;
+            health.pause_reason = reason;
+        }
         lane.wake.notify_one();
-        true
+        Ok(true)
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.shared.config.node_id
+    }
+
+    /// The nodes sharing the store, by id: this one alone without a cluster.
+    ///
+    /// # Errors
+    /// The store's error when the cluster's nodes cannot be read.
+    pub async fn nodes(&self) -> Result<Vec<NodeView>, StoreError> {
+        let now = self.shared.clock.now();
+        if let Some(membership) = &self.shared.membership {
+            return membership.cluster.nodes(now).await;
+        }
+        Ok(vec![NodeView {
+            node_id: self.shared.config.node_id.clone(),
+            address: self.shared.config.node_address.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: self.shared.started_at,
+            heartbeat_at: now,
+            alive: true,
+            lanes: self.destinations(),
+        }])
     }
 
     /// Stops claiming, lets in-flight attempts finish within the shutdown grace, cuts the
@@ -419,6 +548,12 @@ impl Engine {
             tracing::warn!(grace = ?grace, "In-flight attempts did not finish in time; cutting them short.");
             self.shared.abort.cancel();
             self.tracker.wait().await;
+        }
+        // Nothing runs here any more: free the lanes now rather than when they expire.
+        if let Some(membership) = &self.shared.membership
+            && let Err(error) = membership.cluster.leave(&self.shared.config.node_id).await
+        {
+            tracing::warn!(%error, "Could not leave the cluster; this node's lanes move when their lease runs out.");
         }
     }
 }

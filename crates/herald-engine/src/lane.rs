@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::attempt;
 use crate::engine::{Lane, Shared};
+use crate::membership::Ownership;
 
 /// What woke the lane up; the loop reacts the same way to each, by looking again.
 enum Event {
@@ -37,6 +38,11 @@ pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker
     let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
     let mut rng = fastrand::Rng::with_seed(seed);
+    let concurrency = settings.concurrency.max(1);
+    // In a cluster: whether this node drove the lane at the last look, and until when a
+    // lane just taken over rests (see below).
+    let mut was_driven = false;
+    let mut rest_until: Option<Timestamp> = None;
 
     loop {
         if shared.stop.is_cancelled() {
@@ -44,6 +50,20 @@ pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker
         }
         while done_rx.try_recv().is_ok() {}
         let now = shared.clock.now();
+        let ownership = lane.ownership();
+        if ownership == Ownership::Draining && slots.available_permits() == concurrency {
+            lane.set_ownership(Ownership::Drained);
+            shared.drained.notify_one();
+        }
+        let driven = ownership.permits(now);
+        if driven && !was_driven && shared.membership.is_some() {
+            // The node that drove the lane before may have spent the rate limit's whole
+            // burst just before it let go; waiting one period keeps the limit for the
+            // cluster across the handover.
+            rest_until = settings.rate_limit.map(|rate| now.add(rate.per));
+        }
+        was_driven = driven;
+        let resting = rest_until.is_some_and(|until| now < until);
         let (paused, circuit_permits, throttle_permits, hold_until) = {
             let mut health = lane.health();
             let circuit = health.circuit.permits(now);
@@ -55,7 +75,7 @@ pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker
             (health.paused, circuit, throttle, hold_until)
         };
         let free = slots.available_permits();
-        let want = if paused {
+        let want = if paused || !driven || resting {
             0
         } else {
             free.min(shared.config.claim_batch)
@@ -96,20 +116,34 @@ pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker
                     }
                     let mut work = claimed.work.into_iter();
                     while let Some(item) = work.next() {
-                        if let Some(pacer) = &mut pacer {
-                            let permit_at = pacer.next_permit_at(shared.clock.now());
-                            if permit_at > shared.clock.now() {
-                                // Waiting for time to pass is not work in progress.
-                                busy = None;
-                                tokio::select! {
-                                    _ = shared.clock.sleep_until(permit_at) => {}
-                                    _ = shared.stop.cancelled() => {
-                                        release(&shared, std::iter::once(item).chain(work)).await;
-                                        break;
-                                    }
+                        let permit_at =
+                            pacer.as_ref().map(|p| p.next_permit_at(shared.clock.now()));
+                        if let Some(permit_at) = permit_at
+                            && permit_at > shared.clock.now()
+                        {
+                            // Waiting for time to pass is not work in progress.
+                            busy = None;
+                            tokio::select! {
+                                _ = shared.clock.sleep_until(permit_at) => {}
+                                _ = shared.stop.cancelled() => {
+                                    release(&shared, std::iter::once(item).chain(work)).await;
+                                    break;
                                 }
-                                busy = Some(shared.activity.begin());
                             }
+                            busy = Some(shared.activity.begin());
+                        }
+                        if lane.health().paused || !lane.ownership().permits(shared.clock.now()) {
+                            // Paused while this batch waited for the rate limit (by an
+                            // operator, or by an attempt whose destination is gone), or
+                            // another node may drive the lane now: hand back what has not
+                            // started rather than send it.
+                            if probe {
+                                lane.health().circuit.on_abandoned();
+                            }
+                            release(&shared, std::iter::once(item).chain(work)).await;
+                            break;
+                        }
+                        if let (Some(pacer), Some(permit_at)) = (&mut pacer, permit_at) {
                             pacer.take(permit_at.max(shared.clock.now()));
                         }
                         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
@@ -151,7 +185,8 @@ pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker
         let saturated = slots.available_permits() == 0;
         // A finished attempt matters when it frees the only way forward: a slot of a
         // saturated lane, or the breaker's probe.
-        let listen_done = saturated || circuit_permits.is_some();
+        let listen_done =
+            saturated || circuit_permits.is_some() || ownership == Ownership::Draining;
         let poll = shared.config.fallback_poll.mul_f64(0.8 + 0.4 * rng.f64());
         let mut wake_at = now.add(poll);
         // Nothing becomes due before a saturated lane frees a slot, and a paused lane
@@ -163,6 +198,9 @@ pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker
             wake_at = wake_at.min(due.max(now));
         }
         if let Some(until) = hold_until {
+            wake_at = wake_at.min(until);
+        }
+        if let Some(until) = rest_until.filter(|until| *until > now) {
             wake_at = wake_at.min(until);
         }
         let event = tokio::select! {
@@ -178,7 +216,7 @@ pub(crate) async fn run(shared: Arc<Shared>, lane: Arc<Lane>, seed: u64, tracker
     }
 }
 
-/// Hands claimed, never-started work back to `pending`.
+/// Hands claimed, never-started work back to `pending` and announces it.
 async fn release(shared: &Shared, work: impl Iterator<Item = Work>) {
     let now = shared.clock.now();
     let releases: Vec<Release> = work
@@ -187,8 +225,9 @@ async fn release(shared: &Shared, work: impl Iterator<Item = Work>) {
     if releases.is_empty() {
         return;
     }
-    if let Err(error) = shared.store.release(releases).await {
+    match shared.store.release(releases).await {
+        Ok(changes) => shared.publish(&changes),
         // The leases will expire and recovery will pick the deliveries up.
-        tracing::warn!(%error, "Could not release claimed deliveries.");
+        Err(error) => tracing::warn!(%error, "Could not release claimed deliveries."),
     }
 }

@@ -9,8 +9,12 @@
 //!   neither content nor embeds → 400 code 50006 `Cannot send an empty message`.
 //! - **Edit** `PATCH …/messages/{message_id}` (and `GET`): the message; an unknown id →
 //!   404 code 10008 `Unknown Message`.
-//! - **Tokens**: the token `bad` → 401 code 50027 `Invalid Webhook Token`; after
-//!   [`SimView::discord_delete_webhook`] every call → 404 code 10015 `Unknown Webhook`.
+//! - **Tokens**: the token `bad` → 401 code 50027 `Invalid Webhook Token`.
+//! - **Delete** `DELETE …/webhooks/{id}/{token}` (Discord's "Delete Webhook with Token")
+//!   → 204, or [`SimView::discord_delete_webhook`]: from then on every call → 404
+//!   `{"message": "Unknown Webhook", "code": 10015}`, until
+//!   [`SimView::discord_restore_webhook`] (a test's stand-in for the operator's new
+//!   webhook) brings it back with its messages.
 //! - **Rate limit**: every answer carries `X-RateLimit-Limit/-Remaining/-Reset/
 //!   -Reset-After/-Bucket`; the plan's bucket answers 429 with `Retry-After`,
 //!   `X-RateLimit-Scope: user` and `{"message":"You are being rate limited.",
@@ -96,7 +100,7 @@ impl DiscordState {
 /// The dialect's routes.
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
-        .route("/discord/{name}/api/webhooks/{id}/{token}", post(execute))
+        .route("/discord/{name}/api/webhooks/{id}/{token}", post(execute).delete(delete_webhook))
         .route("/discord/{name}/api/webhooks/{id}/{token}/messages/{message}", any(message))
 }
 
@@ -325,6 +329,22 @@ async fn execute(
     }
 }
 
+/// `DELETE …/webhooks/{id}/{token}`: 204, and the webhook is gone.
+async fn delete_webhook(
+    State(shared): State<Arc<Shared>>,
+    Path((name, _id, token)): Path<(String, String, String)>,
+) -> Response {
+    if !shared.endpoints.contains_key(&name) {
+        return error(404, 10015, "Unknown Webhook");
+    }
+    if let Some(response) = refused(&shared, &name, &token) {
+        return response;
+    }
+    shared.discord.with(&name, |c| c.deleted = true);
+    shared.notify_change();
+    StatusCode::NO_CONTENT.into_response()
+}
+
 async fn message(
     State(shared): State<Arc<Shared>>,
     Path((name, _id, token, id)): Path<(String, String, String, String)>,
@@ -423,6 +443,15 @@ impl SimView {
         self.shared.discord.with(name, |c| c.deleted = true);
     }
 
+    /// Undoes [`SimView::discord_delete_webhook`]: the webhook answers again, with the
+    /// messages it had, and its count of calls after the deletion starts over.
+    pub fn discord_restore_webhook(&self, name: &str) {
+        self.shared.discord.with(name, |c| {
+            c.deleted = false;
+            c.after_delete = 0;
+        });
+    }
+
     /// How many calls reached endpoint `name`'s webhook after it was deleted.
     pub fn discord_calls_after_delete(&self, name: &str) -> u64 {
         self.shared.discord.with(name, |c| c.after_delete)
@@ -493,11 +522,21 @@ mod tests {
         let messages = view.discord_messages("dc");
         assert_eq!(messages.len(), 2);
         assert_eq!(messages[1].edits.len(), 1);
-        // A deleted webhook: 10015 for everything.
+        // A deleted webhook: 10015 for everything, as Discord documents it.
         view.discord_delete_webhook("dc");
-        let (status, _, body) = call(post, &waited, &json!({ "content": "d" })).await;
-        assert_eq!((status, body["code"].as_i64()), (404, Some(10015)));
+        let (status, _, body) = call(post.clone(), &waited, &json!({ "content": "d" })).await;
+        assert_eq!(status, 404);
+        assert_eq!(body, json!({ "message": "Unknown Webhook", "code": 10015 }));
         assert_eq!(view.discord_calls_after_delete("dc"), 1);
+        // Restored, it posts again; Discord's own DELETE deletes it again.
+        view.discord_restore_webhook("dc");
+        let (status, _, _) = call(post.clone(), &waited, &json!({ "content": "e" })).await;
+        assert_eq!(status, 200);
+        let response = reqwest::Client::new().delete(&url).send().await.expect("answers");
+        assert_eq!(response.status().as_u16(), 204);
+        let (status, _, body) = call(post, &waited, &json!({ "content": "f" })).await;
+        assert_eq!((status, body["code"].as_i64()), (404, Some(10015)));
+        assert_eq!(view.discord_messages("dc").len(), 3, "a, b and e");
         sim.shutdown().await;
     }
 

@@ -11,6 +11,7 @@
 //! transaction with `herald_core::thread::settle`, so it can never be lost between two
 //! transactions.
 
+pub mod cluster;
 mod model;
 pub mod postgres;
 pub mod sqlite;

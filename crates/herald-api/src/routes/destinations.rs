@@ -29,7 +29,8 @@ pub(super) async fn pause(
     set_paused(&state, &name, true).await
 }
 
-/// `POST /v1/destinations/{name}/resume`: the lane claims again at once.
+/// `POST /v1/destinations/{name}/resume`: the lane claims again at once, and the reason
+/// a destination gave for pausing itself is cleared.
 pub(super) async fn resume(
     State(state): State<Shared>,
     Path(name): Path<String>,
@@ -42,7 +43,7 @@ async fn set_paused(
     name: &str,
     paused: bool,
 ) -> Result<Json<DestinationJson>, ApiError> {
-    if !state.engine.set_paused(name, paused) {
+    if !state.engine.set_paused(name, paused).await? {
         return Err(ApiError::NotFound(format!(
             "destination `{name}` is not configured; configured: {}",
             state.engine.destinations().join(", ")

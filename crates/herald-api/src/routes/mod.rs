@@ -7,6 +7,7 @@ mod broadcasts;
 mod deliveries;
 mod destinations;
 mod events;
+mod nodes;
 mod ops;
 
 use std::sync::Arc;
@@ -61,6 +62,7 @@ fn table() -> Vec<Route> {
         route("/v1/destinations", &["GET"], get(destinations::list)),
         route("/v1/destinations/{name}/pause", &["POST"], post(destinations::pause)),
         route("/v1/destinations/{name}/resume", &["POST"], post(destinations::resume)),
+        route("/v1/nodes", &["GET"], get(nodes::list)),
         route("/healthz", &["GET"], get(ops::healthz)),
         route("/readyz", &["GET"], get(ops::readyz)),
         route("/metrics", &["GET"], get(ops::metrics)),

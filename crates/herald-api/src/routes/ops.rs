@@ -41,7 +41,9 @@ pub(super) async fn readyz(State(state): State<Shared>) -> Result<Json<StatusJso
 }
 
 /// `GET /metrics`: the engine's counters plus `herald_pending_deliveries`, the
-/// non-terminal deliveries per destination as the store counts them now.
+/// non-terminal deliveries per destination as the store counts them now, and
+/// `herald_destination_paused`, 1 while a destination is paused (by an operator or
+/// because the destination said it is gone), so an alert can catch work piling up.
 pub(super) async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
     let stats = state.store.destination_stats().await?;
     let mut registry = Registry::default();
@@ -60,6 +62,17 @@ pub(super) async fn metrics(State(state): State<Shared>) -> Result<Response, Api
         "herald_pending_deliveries",
         "Deliveries not yet delivered, failed or cancelled, per destination",
         pending,
+    );
+    let paused = Family::<DestinationLabels, Gauge>::default();
+    for health in state.engine.health() {
+        paused
+            .get_or_create(&DestinationLabels { destination: health.destination })
+            .set(i64::from(health.paused));
+    }
+    registry.register(
+        "herald_destination_paused",
+        "1 while the destination is paused (by an operator, or because it said it is gone)",
+        paused,
     );
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)

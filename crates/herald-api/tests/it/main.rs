@@ -42,6 +42,9 @@ struct Scripted {
     script: Mutex<VecDeque<Outcome>>,
     default: Outcome,
     calls: AtomicUsize,
+    /// While set, the destination is gone: every call fails and asks for a pause with
+    /// this reason.
+    gone: Mutex<Option<String>>,
 }
 
 impl Scripted {
@@ -51,6 +54,7 @@ impl Scripted {
             script: Mutex::new(VecDeque::new()),
             default,
             calls: AtomicUsize::new(0),
+            gone: Mutex::new(None),
         })
     }
 }
@@ -67,6 +71,14 @@ impl Connector for Scripted {
 
     async fn send(&self, request: &Attempt<'_>) -> Report {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(reason) = self.gone.lock().unwrap().clone() {
+            return Report {
+                outcome: Outcome::Permanent { reason: format!("HTTP 404: {reason}") },
+                status: Some(404),
+                detail: None,
+                pause: Some(reason),
+            };
+        }
         let outcome =
             self.script.lock().unwrap().pop_front().unwrap_or_else(|| self.default.clone());
         let status = match &outcome {
@@ -81,7 +93,12 @@ impl Connector for Scripted {
             },
             other => other,
         };
-        Report { outcome, status: Some(status), detail: Some(format!("scripted {status}")) }
+        Report {
+            outcome,
+            status: Some(status),
+            detail: Some(format!("scripted {status}")),
+            pause: None,
+        }
     }
 }
 

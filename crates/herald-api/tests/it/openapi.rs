@@ -131,6 +131,16 @@ async fn schemas_name_the_fields_of_real_responses() {
     matches_schema(&doc, "DestinationList", &destinations.json);
     matches_schema(&doc, "Destination", &destinations.json["destinations"][0]);
     matches_schema(&doc, "Status", &t.get("/healthz").await.json);
+    let nodes = t.get("/v1/nodes").await.json;
+    matches_schema(&doc, "NodeList", &nodes);
+    matches_schema(&doc, "Node", &nodes["nodes"][0]);
+    // On SQLite the answering node is the whole cluster and drives every lane.
+    assert_eq!(nodes["nodes"].as_array().unwrap().len(), 1, "{nodes}");
+    assert_eq!(nodes["nodes"][0]["this"], true);
+    assert_eq!(
+        nodes["nodes"][0]["lanes"],
+        serde_json::json!(["broken", "jira-ops", "slack-incidents", "teams-ops"])
+    );
 
     // A problem carries the required members and only documented ones.
     let problem = t.get("/v1/broadcasts/b_nope").await.json;

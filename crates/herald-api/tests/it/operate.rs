@@ -145,6 +145,61 @@ async fn destinations_show_an_open_circuit_with_its_reason() {
     assert!(t.calls("teams-ops") <= 24, "an open circuit let attempts through");
 }
 
+/// A destination that says it is gone pauses itself: `GET /v1/destinations` and the
+/// metrics show it paused and why, its next delivery waits, and resume clears the reason.
+#[tokio::test]
+async fn a_destination_that_is_gone_shows_why_it_paused_until_resumed() {
+    let t = TestApp::new();
+    let reason = "the webhook no longer exists: replace `url` and resume the destination";
+    *t.connectors["teams-ops"].gone.lock().unwrap() = Some(reason.into());
+    let teams = |json: &serde_json::Value| {
+        let list = json["destinations"].as_array().unwrap();
+        list.iter().find(|d| d["name"] == "teams-ops").cloned().unwrap()
+    };
+    let running = teams(&t.get("/v1/destinations").await.json);
+    assert_eq!(running["paused"], false);
+    assert_eq!(running["paused_reason"], serde_json::Value::Null);
+
+    let first = t.submit(&["teams-ops"], "into the void").await;
+    let first = t.settle(str_of(&first, "id")).await;
+    assert_eq!(delivery(&first, "teams-ops", 0)["state"], "failed");
+    let paused = teams(&t.get("/v1/destinations").await.json);
+    assert_eq!(paused["paused"], true, "{paused}");
+    assert_eq!(paused["paused_reason"], reason);
+    let metrics = t.get("/metrics").await.text;
+    assert!(
+        metrics.contains("herald_destination_paused{destination=\"teams-ops\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("herald_destination_paused{destination=\"jira-ops\"} 0"), "{metrics}");
+
+    let second = t.submit(&["teams-ops"], "waits for the operator").await;
+    let second = str_of(&second, "id");
+    t.engine.idle().await.unwrap();
+    let waiting = t.get(&format!("/v1/broadcasts/{second}")).await.json;
+    assert_eq!(delivery(&waiting, "teams-ops", 0)["state"], "pending", "{waiting}");
+    assert_eq!(t.calls("teams-ops"), 1);
+
+    // The operator replaces the webhook, then resumes.
+    *t.connectors["teams-ops"].gone.lock().unwrap() = None;
+    let resumed = t.post_empty("/v1/destinations/teams-ops/resume").await;
+    assert_eq!(resumed.status, StatusCode::OK, "{}", resumed.text);
+    assert_eq!(resumed.json["paused"], false);
+    assert_eq!(resumed.json["paused_reason"], serde_json::Value::Null);
+    assert_eq!(t.settle(second).await["state"], "delivered");
+    assert_eq!(t.calls("teams-ops"), 2);
+    let metrics = t.get("/metrics").await.text;
+    assert!(
+        metrics.contains("herald_destination_paused{destination=\"teams-ops\"} 0"),
+        "{metrics}"
+    );
+
+    // An operator's own pause gives no reason.
+    let by_hand = t.post_empty("/v1/destinations/teams-ops/pause").await;
+    assert_eq!(by_hand.json["paused"], true);
+    assert_eq!(by_hand.json["paused_reason"], serde_json::Value::Null);
+}
+
 #[tokio::test]
 async fn destinations_report_health_and_counts() {
     let t = TestApp::new();

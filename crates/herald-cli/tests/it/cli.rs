@@ -6,7 +6,8 @@ use herald_simulator::{FaultPlan, Simulator};
 
 use crate::process::{Server, herald};
 
-async fn run(args: &[&str]) -> std::process::Output {
+/// Runs the `herald` command with `args` and waits for it (bounded).
+pub async fn run(args: &[&str]) -> std::process::Output {
     let child = tokio::process::Command::new(herald()).args(args).env("RUST_LOG", "error").output();
     tokio::time::timeout(Duration::from_secs(120), child).await.expect("command timed out").unwrap()
 }

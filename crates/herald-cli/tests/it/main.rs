@@ -9,6 +9,7 @@ mod crash;
 mod hold;
 mod matrix;
 mod paging;
+mod pause;
 mod postgres;
 mod process;
 mod reliability;

@@ -9,12 +9,20 @@
 //! | 2xx without an id | `Unknown` (it may have posted; nothing to refer to) |
 //! | 429 | `Throttled` after the body's `retry_after`, else `Retry-After`, else `X-RateLimit-Reset-After` |
 //! | 400 (50035 invalid form body, embed limits, …) | `Permanent` |
-//! | 401, 403 | `Permanent` (never retried: they count toward the invalid-request ban) |
-//! | 404 10015 `Unknown Webhook` | `Permanent`: the webhook is gone; replace the URL |
+//! | 401 50027 `Invalid Webhook Token` | `Permanent` **and pause**: no message can pass until the URL is fixed |
+//! | 401, 403 (other codes) | `Permanent` (never retried: they count toward the invalid-request ban) |
+//! | 404 10015 `Unknown Webhook` | `Permanent` **and pause**: the webhook was deleted; replace the URL |
 //! | 404 10008 `Unknown Message` (an edit of a deleted message) | `Permanent` |
 //! | other 4xx | `Permanent` |
 //! | 5xx | `Retry` |
 //! | timeout after sending (transport, not here) | `Unknown`; `on_unknown` decides |
+//!
+//! "Pause" ([`pause`]): the answer is about the webhook itself, so every other delivery
+//! would get the same answer; the engine pauses the destination and they wait, where
+//! failing each would spend a request that counts toward Discord's ban (DESTINATIONS.md
+//! §8: "after a webhook 404, stop using it", 10015 ⇒ disable the destination). Only
+//! these two codes pause: a 400 or a 10008 concerns one message, and a 403 `Missing
+//! Permissions` may concern only a thread the message was sent to.
 
 use std::time::Duration;
 
@@ -28,6 +36,8 @@ use crate::http;
 pub const UNKNOWN_WEBHOOK: i64 = 10015;
 /// Discord's JSON error code for a message that does not exist (deleted).
 pub const UNKNOWN_MESSAGE: i64 = 10008;
+/// Discord's JSON error code for a webhook token that is not the webhook's.
+pub const INVALID_WEBHOOK_TOKEN: i64 = 50027;
 /// Discord's JSON error code for an invalid form body.
 pub const INVALID_FORM_BODY: i64 = 50035;
 
@@ -109,9 +119,8 @@ pub fn classify(
         }
         404 if code == Some(UNKNOWN_WEBHOOK) => Outcome::Permanent {
             reason: format!(
-                "Discord error {quoted} (HTTP 404): the webhook was deleted; herald sends \
-                 nothing more to it than it must, as Discord asks; give the destination a new \
-                 webhook URL (or pause it)"
+                "Discord error {quoted} (HTTP 404): the webhook was deleted; herald pauses the \
+                 destination so nothing more is sent to it, as Discord asks"
             ),
         },
         404 if code == Some(UNKNOWN_MESSAGE) => Outcome::Permanent {
@@ -124,6 +133,26 @@ pub fn classify(
             reason: format!("Discord error {quoted} (HTTP {status}): {}", words(status, code)),
         },
         _ => http::classify(status, http::retry_after(headers, now), &quoted),
+    }
+}
+
+/// Why the destination itself is unusable until an operator acts, if the answer says
+/// so (see the module's table): the webhook was deleted (404, code 10015) or its token
+/// is not the webhook's (401, code 50027). `None` for every other answer.
+pub fn pause(status: u16, body: Option<&Value>) -> Option<String> {
+    let code = body.and_then(|b| b.get("code")).and_then(Value::as_i64);
+    match (status, code) {
+        (404, Some(UNKNOWN_WEBHOOK)) => Some(
+            "Discord says the webhook no longer exists (404 Unknown Webhook, code 10015): \
+             replace `url` and resume the destination"
+                .to_owned(),
+        ),
+        (401, Some(INVALID_WEBHOOK_TOKEN)) => Some(
+            "Discord refuses the webhook's token (401 Invalid Webhook Token, code 50027): \
+             replace `url` with the webhook's current URL and resume the destination"
+                .to_owned(),
+        ),
+        _ => None,
     }
 }
 

@@ -6,9 +6,11 @@
 //! timeout the destination's `on_unknown` decides (shared/DESTINATIONS.md §8).
 //!
 //! An edit is idempotent (the same PATCH twice leaves the same message), so an update
-//! needs no reconciliation. A `404 Unknown Webhook` is permanent at once, and 401/403/404
-//! are never retried: Discord bans an IP for a while after 10,000 invalid requests
-//! (401, 403, 429) in 10 minutes.
+//! needs no reconciliation. 401/403/404 are never retried: Discord bans an IP for a
+//! while after 10,000 invalid requests (401, 403, 429) in 10 minutes. A `404 Unknown
+//! Webhook` or a `401 Invalid Webhook Token` also pauses the destination
+//! ([`pause`]), so its other deliveries wait for the operator instead of
+//! each spending a request on a webhook that is gone.
 
 mod classify;
 mod config;
@@ -24,7 +26,10 @@ use async_trait::async_trait;
 use herald_core::{Capabilities, Outcome, RateLimit};
 use serde_json::Value;
 
-pub use classify::{INVALID_FORM_BODY, UNKNOWN_MESSAGE, UNKNOWN_WEBHOOK, classify, throttle_wait};
+pub use classify::{
+    INVALID_FORM_BODY, INVALID_WEBHOOK_TOKEN, UNKNOWN_MESSAGE, UNKNOWN_WEBHOOK, classify, pause,
+    throttle_wait,
+};
 pub use config::DiscordConfig;
 use render::Role;
 
@@ -135,6 +140,7 @@ impl Discord {
                     outcome: http::classify_error(&error),
                     status: None,
                     detail: None,
+                    pause: None,
                 };
             }
         };
@@ -155,12 +161,13 @@ impl Discord {
             if complete { serde_json::from_slice(&bytes).ok() } else { None };
         let excerpt = http::excerpt(&bytes, http::EXCERPT_LIMIT);
         let outcome = classify(status, &headers, parsed.as_ref(), &excerpt, req.now);
+        let pause = pause(status, parsed.as_ref());
         let detail = match &outcome {
             // The message object echoes our own text: not worth keeping.
             Outcome::Delivered { .. } => None,
             _ => (!excerpt.is_empty()).then_some(excerpt),
         };
-        Report { outcome, status: Some(status), detail }
+        Report { outcome, status: Some(status), detail, pause }
     }
 }
 
@@ -198,6 +205,7 @@ impl Connector for Discord {
                         },
                         status: None,
                         detail: None,
+                        pause: None,
                     };
                 };
                 let body = render::payload(request.message, Role::Edit { seq });

@@ -137,6 +137,38 @@ fn every_row_of_the_classification_table() {
     }
 }
 
+/// (status, body, what the pause reason must contain; `None`: no pause)
+const PAUSES: &[(u16, &str, Option<&str>)] = &[
+    (404, r#"{"code":10015,"message":"Unknown Webhook"}"#, Some("replace `url` and resume")),
+    (401, r#"{"code":50027,"message":"Invalid Webhook Token"}"#, Some("Invalid Webhook Token")),
+    // About one message, or not clearly about the webhook: no pause.
+    (404, r#"{"code":10008,"message":"Unknown Message"}"#, None),
+    (404, "<html>not found</html>", None),
+    (404, r#"{"code":0,"message":"404: Not Found"}"#, None),
+    (401, r#"{"code":0,"message":"401: Unauthorized"}"#, None),
+    (403, r#"{"code":50013,"message":"Missing Permissions"}"#, None),
+    (400, r#"{"code":50035,"message":"Invalid Form Body"}"#, None),
+    (400, r#"{"code":10015,"message":"Unknown Webhook"}"#, None),
+    (429, r#"{"message":"You are being rate limited.","retry_after":1.0,"global":false}"#, None),
+    (200, r#"{"id":"1100000000000000001"}"#, None),
+    (503, "", None),
+];
+
+#[test]
+fn only_a_webhook_that_is_gone_pauses_the_destination() {
+    for &(status, body, expected) in PAUSES {
+        let parsed: Option<Value> = serde_json::from_str(body).ok();
+        let pause = super::pause(status, parsed.as_ref());
+        match (expected, &pause) {
+            (Some(needle), Some(reason)) => {
+                assert!(reason.contains(needle), "{status} {body}: {reason}")
+            }
+            (None, None) => {}
+            _ => panic!("{status} {body}: expected {expected:?}, got {pause:?}"),
+        }
+    }
+}
+
 #[test]
 fn a_huge_or_odd_retry_after_is_capped_or_ignored() {
     let body = json!({ "retry_after": 1e12, "global": false });

@@ -6,7 +6,8 @@
 //! | 2yz after the final `.` | `Delivered` (remote ref: our `Message-ID`) |
 //! | 4yz anywhere (`421` closing, `450`/`451`, `452 4.2.2` mailbox full) | `Retry`: "can be successful if repeated" |
 //! | 5yz anywhere (`550 5.1.1` bad mailbox, `554 5.7.x` policy, `552 5.3.4` too big, `535` auth) | `Permanent` |
-//! | refused or lost connection, TLS failure, before the final `.` | `Retry`: nothing was accepted |
+//! | refused or lost connection, TLS failure, or a step unanswered within `command_timeout`, before the final `.` | `Retry`: nothing was accepted |
+//! | a server certificate herald does not trust (unknown CA, wrong name, expired) | `Permanent`, naming `tls_ca`: it will not fix itself |
 //! | connection lost or timed out after the final `.`, before its reply | `Unknown`: the server may have taken it (RFC 5321 §4.5.3.2.6) |
 //! | RCPT refused for some recipients only | per recipient: 5yz refused for good, 4yz retried, the others delivered |
 
@@ -30,6 +31,8 @@ pub enum Step {
     Rcpt,
     /// The DATA command, before any content.
     Data,
+    /// Writing the content, before the final `.`: nothing can have been accepted yet.
+    Content,
     /// The content and the final `.`: the server's reply is its acceptance.
     EndOfData,
 }
@@ -43,6 +46,7 @@ impl fmt::Display for Step {
             Step::MailFrom => "MAIL FROM",
             Step::Rcpt => "RCPT TO",
             Step::Data => "DATA",
+            Step::Content => "the message content",
             Step::EndOfData => "the end of the message",
         })
     }

@@ -14,6 +14,13 @@
 //! whose transaction already ended in a 2yz. That memory lives in this process: after a
 //! restart a retry goes to every recipient not yet known to be served, with the same
 //! `Message-ID`. It is forgotten when the delivery ends here.
+//!
+//! Time: every step before the content is handed over (connecting with the greeting and
+//! EHLO, STARTTLS, AUTH, MAIL FROM, each RCPT TO, DATA, writing the content) must end
+//! within `command_timeout`, else the attempt is a `Retry`: nothing was handed over, so
+//! it is safe to send again. Once the content and the final `.` are written, herald waits
+//! for the reply as long as the engine's `timeout` allows, whose expiry records the
+//! attempt `Unknown`: the server may hold the message.
 
 mod classify;
 mod config;
@@ -24,6 +31,7 @@ mod tests;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -34,7 +42,7 @@ use lettre::transport::smtp::commands::{Data, Mail, Quit, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
 pub use classify::{Progress, Step, lost, reply, settle};
-pub use config::{EmailConfig, Tls};
+pub use config::{DEFAULT_COMMAND_TIMEOUT, EmailConfig, Tls, TlsCa};
 pub use render::{compose, escape, html, markdown, message_id, subject, text};
 
 use crate::{Connector, ConnectorError, Report, Request};
@@ -54,10 +62,6 @@ pub const KIND: crate::Kind = crate::Kind {
 pub const CAPABILITIES: Capabilities =
     Capabilities { dedupe_by_key: false, lookup: false, edit: false, thread_reply: true };
 
-/// How long connecting (TCP and implicit TLS) may take; the engine's timeout bounds the
-/// whole attempt.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// How long QUIT may take once the message is accepted: its answer changes nothing.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -68,6 +72,8 @@ const REMEMBERED: usize = 10_000;
 /// An e-mail destination.
 pub struct Email {
     config: EmailConfig,
+    /// The TLS settings (public roots plus `tls_ca`), built once.
+    tls: TlsParameters,
     /// Per delivery id: the recipients served or refused so far.
     progress: Mutex<HashMap<String, (u64, Progress)>>,
     /// Orders `progress` entries by first use, to forget the oldest when full.
@@ -93,6 +99,8 @@ struct Transaction {
     failure: Option<Outcome>,
     /// The final reply's words (the queue id, when the server names one).
     queued: Option<String>,
+    /// A step went unanswered: the connection is dropped rather than politely closed.
+    stalled: bool,
 }
 
 impl Email {
@@ -105,7 +113,8 @@ impl Email {
         if let Some((_, problem)) = config.problems().into_iter().next() {
             return Err(ConnectorError::InvalidSetting(problem));
         }
-        Ok(Email { config, progress: Mutex::new(HashMap::new()), counter: Mutex::new(0) })
+        let tls = config::tls_parameters(&config).map_err(ConnectorError::InvalidSetting)?;
+        Ok(Email { config, tls, progress: Mutex::new(HashMap::new()), counter: Mutex::new(0) })
     }
 
     fn progress_of(&self, delivery_id: &str) -> Progress {
@@ -134,16 +143,44 @@ impl Email {
         }
     }
 
-    fn tls_parameters(&self) -> Result<TlsParameters, Outcome> {
-        TlsParameters::new_rustls(self.config.host.clone()).map_err(|e| Outcome::Permanent {
-            reason: format!("cannot set up TLS for {}: {e}", self.config.host),
+    /// Runs `step`'s exchange `future` within `command_timeout`; a stall is a `Retry`.
+    async fn within<T>(
+        &self,
+        step: Step,
+        done: &mut Transaction,
+        future: impl Future<Output = Result<T, lettre::transport::smtp::Error>>,
+    ) -> Result<Result<T, lettre::transport::smtp::Error>, Outcome> {
+        tokio::time::timeout(self.config.command_timeout, future).await.map_err(|_| {
+            done.stalled = true;
+            stalled(step, self.config.command_timeout)
         })
+    }
+
+    /// The outcome of a failed TLS set-up at `step`: a certificate herald does not trust
+    /// is permanent (it will not fix itself), anything else is a lost connection.
+    fn tls_failed(&self, step: Step, error: &lettre::transport::smtp::Error) -> Outcome {
+        match certificate_problem(error) {
+            Some(why) => Outcome::Permanent {
+                reason: format!(
+                    "the SMTP server {}'s TLS certificate is not trusted ({why}): if the relay \
+                     uses a private certificate authority, give its certificate in `tls_ca = \
+                     \"file:/path/ca.pem\"`{}; if the name does not match, `smtp` must name a \
+                     host the certificate covers",
+                    self.config.host,
+                    match &self.config.tls_ca {
+                        Some(ca) => format!(" (now: {})", ca.source),
+                        None => String::new(),
+                    }
+                ),
+            },
+            None => failed(step, error),
+        }
     }
 
     /// One SMTP transaction to `recipients` carrying `email`.
     async fn transaction(&self, email: &[u8], recipients: &[String]) -> Transaction {
         let mut done = Transaction::default();
-        let mut connection = match self.open().await {
+        let mut connection = match self.open(&mut done).await {
             Ok(connection) => connection,
             Err(failure) => {
                 done.failure = Some(failure);
@@ -154,28 +191,34 @@ impl Email {
         if let Err(failure) = outcome {
             done.failure = Some(failure);
         }
-        // QUIT in the background: its answer changes nothing, and waiting for it would
-        // let the engine's timeout turn an accepted message into an `Unknown`.
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(QUIT_TIMEOUT, connection.command(Quit)).await;
-        });
+        // A server that left a command unanswered gets no QUIT: closing the connection
+        // ends its transaction, and a late reply could be taken for QUIT's.
+        if !done.stalled {
+            // QUIT in the background: its answer changes nothing, and waiting for it
+            // would let the engine's timeout turn an accepted message into an `Unknown`.
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(QUIT_TIMEOUT, connection.command(Quit)).await;
+            });
+        }
         done
     }
 
     /// Connects, says EHLO, protects the connection as configured and logs in.
-    async fn open(&self) -> Result<AsyncSmtpConnection, Outcome> {
+    async fn open(&self, done: &mut Transaction) -> Result<AsyncSmtpConnection, Outcome> {
         let config = &self.config;
-        let implicit = if config.implicit_tls { Some(self.tls_parameters()?) } else { None };
+        let implicit = config.implicit_tls.then(|| self.tls.clone());
         let hello = ClientId::default();
-        let mut connection = AsyncSmtpConnection::connect_tokio1(
+        let connect = AsyncSmtpConnection::connect_tokio1(
             (config.host.as_str(), config.port),
-            Some(CONNECT_TIMEOUT),
+            Some(config.command_timeout),
             &hello,
             implicit,
             None,
-        )
-        .await
-        .map_err(|e| failed(Step::Connect, &e))?;
+        );
+        let mut connection = self
+            .within(Step::Connect, done, connect)
+            .await?
+            .map_err(|e| self.tls_failed(Step::Connect, &e))?;
         if !config.implicit_tls {
             let offered = connection.can_starttls();
             match config.tls {
@@ -189,11 +232,10 @@ impl Email {
                     });
                 }
                 Tls::Required | Tls::Opportunistic if offered => {
-                    let parameters = self.tls_parameters()?;
-                    connection
-                        .starttls(parameters, &hello)
-                        .await
-                        .map_err(|e| failed(Step::StartTls, &e))?;
+                    let upgrade = connection.starttls(self.tls.clone(), &hello);
+                    self.within(Step::StartTls, done, upgrade)
+                        .await?
+                        .map_err(|e| self.tls_failed(Step::StartTls, &e))?;
                 }
                 _ => {}
             }
@@ -209,10 +251,8 @@ impl Email {
                 });
             }
             let credentials = Credentials::new(username.clone(), password.clone());
-            connection
-                .auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
-                .await
-                .map_err(|e| failed(Step::Auth, &e))?;
+            let login = connection.auth(&[Mechanism::Plain, Mechanism::Login], &credentials);
+            self.within(Step::Auth, done, login).await?.map_err(|e| failed(Step::Auth, &e))?;
         }
         Ok(connection)
     }
@@ -241,16 +281,15 @@ impl Email {
         if !email.is_ascii() && info.supports_feature(Extension::EightBitMime) {
             parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
-        connection
-            .command(Mail::new(Some(self.config.from.email.clone()), parameters))
-            .await
-            .map_err(|e| failed(Step::MailFrom, &e))?;
+        let mail = connection.command(Mail::new(Some(self.config.from.email.clone()), parameters));
+        self.within(Step::MailFrom, done, mail).await?.map_err(|e| failed(Step::MailFrom, &e))?;
         let mut accepted = Vec::new();
         for recipient in recipients {
             let address = recipient.parse().map_err(|e| Outcome::Permanent {
                 reason: format!("{recipient} is not an address: {e}"),
             })?;
-            match connection.command(Rcpt::new(address, Vec::new())).await {
+            let rcpt = connection.command(Rcpt::new(address, Vec::new()));
+            match self.within(Step::Rcpt, done, rcpt).await? {
                 Ok(_) => accepted.push(recipient.clone()),
                 Err(error) => match error.status() {
                     Some(code) => {
@@ -276,10 +315,30 @@ impl Email {
             list.extend(accepted.iter().map(|r| (r.clone(), format!("{said} at {step}"))));
             Ok(())
         };
-        if let Err(error) = connection.command(Data).await {
+        if let Err(error) = self.within(Step::Data, done, connection.command(Data)).await? {
             return refuse_all(done, &error, Step::Data);
         }
-        match connection.message(email).await {
+        // The content is bounded like a command until it is all written; from the final
+        // `.` on the server may take the message, so its reply is awaited as long as the
+        // engine's timeout allows.
+        let handed_over = AtomicBool::new(false);
+        let parts = std::iter::once(email).chain(std::iter::from_fn(|| {
+            handed_over.store(true, Ordering::Release);
+            None
+        }));
+        let content = connection.message_iter(parts);
+        tokio::pin!(content);
+        let reply = match tokio::time::timeout(self.config.command_timeout, &mut content).await {
+            Ok(reply) => reply,
+            Err(_) if handed_over.load(Ordering::Acquire) => content.await,
+            Err(_) => {
+                done.stalled = true;
+                return Err(stalled(Step::Content, self.config.command_timeout));
+            }
+        };
+        let step =
+            if handed_over.load(Ordering::Acquire) { Step::EndOfData } else { Step::Content };
+        match reply {
             Ok(response) => {
                 done.queued = Some(format!(
                     "{} {}",
@@ -289,7 +348,7 @@ impl Email {
                 done.delivered = accepted.clone();
                 Ok(())
             }
-            Err(error) => refuse_all(done, &error, Step::EndOfData),
+            Err(error) => refuse_all(done, &error, step),
         }
     }
 }
@@ -298,6 +357,32 @@ impl Email {
 fn words(error: &lettre::transport::smtp::Error) -> String {
     let text = std::error::Error::source(error).map(ToString::to_string).unwrap_or_default();
     crate::text::cut(text.trim(), 200).into_owned()
+}
+
+/// A step left unanswered for `limit`: nothing was handed over, so it is a `Retry`.
+fn stalled(step: Step, limit: Duration) -> Outcome {
+    Outcome::Retry {
+        reason: format!(
+            "the SMTP server did not answer {step} within {} (`command_timeout`); nothing was \
+             handed over",
+            crate::settings::format_duration(limit)
+        ),
+        after: None,
+    }
+}
+
+/// What was wrong with the server's certificate, if that is why TLS failed: rustls says
+/// `invalid peer certificate: …` (lettre keeps its error as the source).
+fn certificate_problem(error: &lettre::transport::smtp::Error) -> Option<String> {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if let Some(at) = text.find("invalid peer certificate") {
+            return Some(crate::text::cut(text[at..].trim(), 200).into_owned());
+        }
+        source = cause.source();
+    }
+    None
 }
 
 /// The outcome of `error` at `step`: a reply's class if the server answered, else a
@@ -328,6 +413,7 @@ impl Connector for Email {
                     outcome: Outcome::Permanent { reason },
                     status: None,
                     detail: None,
+                    pause: None,
                 };
             }
         };
@@ -356,6 +442,6 @@ impl Connector for Email {
             (Some(queued), Some(refusals)) => Some(format!("{queued}; {refusals}")),
             (queued, refusals) => queued.or(refusals),
         };
-        Report { outcome, status: None, detail }
+        Report { outcome, status: None, detail, pause: None }
     }
 }

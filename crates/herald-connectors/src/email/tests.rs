@@ -5,11 +5,15 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use herald_core::{Message, Outcome, Timestamp};
 
 use super::config::parse_server;
-use super::{EmailConfig, Progress, Step, Tls, compose, lost, markdown, message_id, reply, settle};
+use super::{
+    DEFAULT_COMMAND_TIMEOUT, Email, EmailConfig, Progress, Step, Tls, compose, lost, markdown,
+    message_id, reply, settle,
+};
 use crate::settings::{Entry, Item, Table, Value};
 use crate::{Request, Thread};
 
@@ -77,6 +81,7 @@ fn every_row_of_the_classification_table() {
         ("TLS handshake failed: nothing sent", Step::StartTls, None, "retry"),
         ("lost at RCPT: nothing sent", Step::Rcpt, None, "retry"),
         ("lost at DATA: nothing sent", Step::Data, None, "retry"),
+        ("lost while writing the content: no final dot", Step::Content, None, "retry"),
     ];
     for &(line, step, answer, class) in table {
         let outcome = match answer {
@@ -284,6 +289,104 @@ fn unsafe_or_wrong_settings_are_refused_with_the_key() {
     assert_eq!(loopback.tls, Tls::None);
     let single = base(vec![("to", string("a@example.com"))]).unwrap();
     assert_eq!(single.to.len(), 1, "a single string is a list of one");
+}
+
+/// A CA certificate (EC P-256, self-signed, `CN=herald unit-test CA`), only parsed here.
+const CA_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBozCCAUmgAwIBAgIUIjsjFsWLXNWrVjtCa/XUWjKIRTMwCgYIKoZIzj0EAwIw
+HjEcMBoGA1UEAwwTaGVyYWxkIHVuaXQtdGVzdCBDQTAgFw0yNjEyMDMwMTA5MDNa
+GA8yMTI2MTEwOTAxMDkwM1owHjEcMBoGA1UEAwwTaGVyYWxkIHVuaXQtdGVzdCBD
+QTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABLLG2ISoxkOMSMn5uUay4zX+f3QB
+tTD64Bs6tsyvAiCzjJl9ZtVr7oDdl51n4Zc/uqHBwmXOMOuo4DJqG0+LIgejYzBh
+MB0GA1UdDgQWBBSfwSOtsSUggE87q9nJBNNQ58uJrzAfBgNVHSMEGDAWgBSfwSOt
+sSUggE87q9nJBNNQ58uJrzAPBgNVHRMBAf8EBTADAQH/MA4GA1UdDwEB/wQEAwIC
+BDAKBggqhkjOPQQDAgNIADBFAiEA8ARAG2In/y0x4V8Ja1uVlgCuFvM8A/uJbhfq
+6zKdA3cCIGuef/w6rGAZ7wdevyW7OUSgbvt9H6VsJUcJTjD3GSAN
+-----END CERTIFICATE-----
+";
+
+fn base_entries() -> Vec<(&'static str, Value)> {
+    vec![
+        ("smtp", string("smtp://mail.example.com")),
+        ("from", string("herald@example.com")),
+        ("to", list(&["a@example.com"])),
+    ]
+}
+
+#[test]
+fn a_private_ca_is_read_from_a_file_and_checked_at_configuration_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        format!("file:{}", path.display())
+    };
+    let good = write("ca.pem", CA_PEM);
+    let mut entries = base_entries();
+    entries.push(("tls_ca", string(&good)));
+    let config = parsed(&entries).unwrap();
+    let ca = config.tls_ca.clone().unwrap();
+    assert_eq!(ca.pem.trim(), CA_PEM.trim());
+    assert!(ca.source.contains("ca.pem"), "{ca:?}");
+    let shown = format!("{config:?}");
+    assert!(shown.contains("1 certificate(s)") && !shown.contains("MIIB"), "{shown}");
+    assert_eq!(config.command_timeout, DEFAULT_COMMAND_TIMEOUT);
+    Email::new(config).unwrap();
+
+    let missing = format!("file:{}", dir.path().join("absent.pem").display());
+    let key_only =
+        write("key.pem", "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n");
+    let damaged = write(
+        "damaged.pem",
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+    );
+    let table = [
+        (missing.as_str(), "cannot read"),
+        (key_only.as_str(), "holds no certificate"),
+        (damaged.as_str(), "cannot be a trust root"),
+        ("/etc/herald/mail-ca.pem", "the inline secret holds no certificate"),
+    ];
+    for (value, words) in table {
+        let mut entries = base_entries();
+        entries.push(("tls_ca", string(value)));
+        let problems = parsed(&entries).unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.starts_with("tls_ca: ") && p.contains(words)),
+            "{value}: {problems:?}"
+        );
+        let shows_fix =
+            problems.iter().any(|p| p.contains("tls_ca = \"file:/etc/herald/mail-ca.pem\""));
+        assert!(shows_fix || value == missing, "{value}: the fix is shown: {problems:?}");
+    }
+}
+
+#[test]
+fn the_command_timeout_is_a_duration_and_a_ca_needs_tls() {
+    let mut entries = base_entries();
+    entries.push(("command_timeout", string("250ms")));
+    assert_eq!(parsed(&entries).unwrap().command_timeout, Duration::from_millis(250));
+    let table: Vec<ProblemRow> = vec![
+        ("zero", vec![("command_timeout", string("0s"))], "command_timeout: "),
+        ("not a duration", vec![("command_timeout", Value::Integer(5))], "command_timeout: "),
+        (
+            "a CA without TLS",
+            vec![
+                ("smtp", string("smtp://127.0.0.1:2525")),
+                ("tls", string("none")),
+                ("tls_ca", string(CA_PEM)),
+            ],
+            "tls_ca: `tls_ca` has no use",
+        ),
+    ];
+    for (case, extra, words) in table {
+        let mut entries = base_entries();
+        for (key, value) in extra {
+            entries.retain(|(k, _)| *k != key);
+            entries.push((key, value));
+        }
+        let problems = parsed(&entries).unwrap_err();
+        assert!(problems.iter().any(|p| p.contains(words)), "{case}: {problems:?}");
+    }
 }
 
 fn request<'a>(message: &'a Message, thread: Thread<'a>) -> Request<'a> {

@@ -6,6 +6,11 @@
 //! `RateLimit-Reason`) go into the attempt's detail.
 //!
 //! Pure: the caller reads the answer, this decides.
+//!
+//! No answer pauses the destination (`Report::pause`): a 403, 404 or 410 may concern
+//! one issue (a comment on a deleted or restricted issue, a removed endpoint), and
+//! Jira documents no answer as "this site or project is gone"; each delivery fails on
+//! its own.
 
 use std::time::Duration;
 
@@ -163,11 +168,12 @@ pub(super) fn report(failure: &Failure, what: &str) -> Report {
         outcome: outcome(failure, what),
         status: Some(failure.status),
         detail: (!detail.is_empty()).then_some(detail),
+        pause: None,
     }
 }
 
 /// The report of a step that got no answer (timeouts are ambiguous, refused connections
 /// retried), per the shared rules.
 pub(super) fn unanswered(error: &reqwest::Error) -> Report {
-    Report { outcome: http::classify_error(error), status: None, detail: None }
+    Report { outcome: http::classify_error(error), status: None, detail: None, pause: None }
 }

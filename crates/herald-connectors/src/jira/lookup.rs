@@ -122,6 +122,7 @@ fn unreadable(why: &str) -> Box<Report> {
         },
         status: None,
         detail: None,
+        pause: None,
     })
 }
 

@@ -151,6 +151,7 @@ impl Jira {
                     },
                     status: Some(status),
                     detail: Some(excerpt),
+                    pause: None,
                 })
             });
         }
@@ -182,6 +183,7 @@ impl Jira {
                             },
                             status: None,
                             detail: None,
+                            pause: None,
                         };
                     }
                 }
@@ -212,6 +214,7 @@ impl Jira {
                     },
                     status: Some(201),
                     detail: None,
+                    pause: None,
                 },
             },
             Err(report) => *report,
@@ -230,6 +233,7 @@ impl Jira {
                 },
                 status: None,
                 detail: None,
+                pause: None,
             };
         };
         let marker = render::marker(request.delivery_id);
@@ -343,6 +347,7 @@ impl Jira {
             },
             status: None,
             detail: None,
+            pause: None,
         }))
     }
 }
@@ -353,6 +358,7 @@ fn delivered(remote_ref: String, how: &str) -> Report {
         outcome: Outcome::delivered(Some(remote_ref)),
         status: None,
         detail: Some(how.to_owned()),
+        pause: None,
     }
 }
 

@@ -3,13 +3,24 @@
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
+
+use super::lookup::{DEFAULT_LOOKUP_AFTER, TXN_MEMORY};
 
 use crate::settings::Table;
 use crate::{Connector, ConnectorConfig, ConnectorError, KindSettings};
 
 /// The kind's own keys (besides the common policy keys).
-pub(super) const KEYS: &[&str] =
-    &["homeserver", "user", "password", "access_token", "device_id", "room", "update_mode"];
+pub(super) const KEYS: &[&str] = &[
+    "homeserver",
+    "user",
+    "password",
+    "access_token",
+    "device_id",
+    "room",
+    "update_mode",
+    "lookup_after",
+];
 
 /// The device herald logs in as unless `device_id` says otherwise. Matrix scopes a
 /// transaction id to one device, so a fixed device is what makes a resend harmless.
@@ -59,6 +70,9 @@ pub struct MatrixConfig {
     pub room: String,
     /// Thread replies or edits.
     pub update_mode: UpdateMode,
+    /// How old a delivery must be before an ambiguous attempt looks for its event
+    /// instead of trusting the txnId (`lookup`).
+    pub lookup_after: Duration,
 }
 
 impl MatrixConfig {
@@ -76,7 +90,14 @@ impl MatrixConfig {
             device_id: DEFAULT_DEVICE_ID.to_owned(),
             room: room.into(),
             update_mode: UpdateMode::Thread,
+            lookup_after: DEFAULT_LOOKUP_AFTER,
         }
+    }
+
+    /// The same settings with `lookup_after` (tests force the look-up with zero).
+    pub fn with_lookup_after(mut self, lookup_after: Duration) -> MatrixConfig {
+        self.lookup_after = lookup_after;
+        self
     }
 
     /// The same settings with `update_mode`.
@@ -107,6 +128,9 @@ impl MatrixConfig {
         if self.device_id.trim().is_empty() {
             problems.push("`device_id` is empty".to_owned());
         }
+        if let Some(problem) = lookup_after_problem(self.lookup_after) {
+            problems.push(format!("`lookup_after` {problem}"));
+        }
         problems
     }
 }
@@ -117,6 +141,17 @@ fn room_problem(room: &str) -> Option<&'static str> {
         && !room.chars().any(char::is_whitespace);
     (!ok)
         .then_some("must be a room id (\"!abcdef:example.org\") or an alias (\"#ops:example.org\")")
+}
+
+fn lookup_after_problem(lookup_after: Duration) -> Option<String> {
+    (lookup_after > TXN_MEMORY).then(|| {
+        format!(
+            "is longer than the {} a homeserver (Synapse) remembers a transaction id: a \
+             resend after that is a new event; leave it out for {}",
+            crate::settings::format_duration(TXN_MEMORY),
+            crate::settings::format_duration(DEFAULT_LOOKUP_AFTER)
+        )
+    })
 }
 
 fn user_problem(user: &str) -> Option<&'static str> {
@@ -133,6 +168,7 @@ impl fmt::Debug for MatrixConfig {
             .field("device_id", &self.device_id)
             .field("room", &self.room)
             .field("update_mode", &self.update_mode)
+            .field("lookup_after", &self.lookup_after)
             .finish()
     }
 }
@@ -150,6 +186,10 @@ pub(super) fn parse(table: &mut Table<'_>) -> Option<ConnectorConfig> {
         Some("edit") => UpdateMode::Edit,
         _ => UpdateMode::Thread,
     };
+    let lookup_after = table.duration("lookup_after");
+    if let Some(problem) = lookup_after.and_then(lookup_after_problem) {
+        table.problem("lookup_after", problem);
+    }
     if let Some(problem) = room.as_deref().and_then(room_problem) {
         table.problem("room", problem);
     }
@@ -185,7 +225,8 @@ pub(super) fn parse(table: &mut Table<'_>) -> Option<ConnectorConfig> {
         return None;
     }
     let mut config = MatrixConfig::new(&homeserver?, user.unwrap_or_default(), auth?, room?)
-        .with_update_mode(update_mode);
+        .with_update_mode(update_mode)
+        .with_lookup_after(lookup_after.unwrap_or(DEFAULT_LOOKUP_AFTER));
     if let Some(device_id) = device_id {
         config = config.with_device_id(device_id);
     }

@@ -2,12 +2,15 @@
 //! `PUT /_matrix/client/v3/rooms/{roomId}/send/m.room.message/{txnId}`, the txnId being
 //! the delivery id. A homeserver treats a repeated txnId from the same device as a
 //! retransmission and answers with the first event id, so herald logs in with a fixed
-//! `device_id` and simply resends after an ambiguous attempt: exactly one event. Updates
-//! are `m.thread` replies to, or `m.replace` edits of, the original event. The remote ref
-//! is the event id. (DESTINATIONS.md §5.)
+//! `device_id` and simply resends after an ambiguous attempt: exactly one event. Past the
+//! time a homeserver remembers a txnId (`lookup_after`, see `lookup`), an ambiguous
+//! attempt first looks for the event in the room. Updates are `m.thread` replies to, or
+//! `m.replace` edits of, the original event. The remote ref is the event id.
+//! (DESTINATIONS.md §5.)
 
 mod classify;
 mod config;
+pub mod lookup;
 pub mod render;
 
 #[cfg(test)]
@@ -19,6 +22,7 @@ use serde_json::{Value, json};
 
 pub use classify::{PERMANENT, RESOURCE_LIMIT_BACKOFF, classify, throttle_wait};
 pub use config::{Auth, DEFAULT_DEVICE_ID, MatrixConfig, UpdateMode};
+pub use lookup::DEFAULT_LOOKUP_AFTER;
 use render::Role;
 
 use crate::{Connector, ConnectorError, Report, Request, Thread, http};
@@ -34,7 +38,10 @@ pub const KIND: crate::Kind = crate::Kind {
     capabilities: CAPABILITIES,
 };
 
-/// Matrix deduplicates by transaction id (per device), and allows edits and threads.
+/// Matrix deduplicates by transaction id (per device), and allows edits and threads. The
+/// look-up past the txnId window extends that deduplication rather than replacing it,
+/// so `lookup` stays false: with `dedupe = false` an operator says the txnId cannot be
+/// trusted, and the look-up alone (which runs only after `lookup_after`) would not do.
 pub const CAPABILITIES: Capabilities =
     Capabilities { dedupe_by_key: true, lookup: false, edit: true, thread_reply: true };
 
@@ -47,11 +54,13 @@ pub fn txn_id(delivery_id: &str) -> String {
     format!("herald-{delivery_id}")
 }
 
-/// What herald learned on the way: the access token and the room id.
+/// What herald learned on the way: the access token, the room id and, for a given
+/// token, whose it is.
 #[derive(Default)]
 struct Session {
     token: Option<String>,
     room_id: Option<String>,
+    user_id: Option<String>,
 }
 
 /// A Matrix room destination.
@@ -83,7 +92,7 @@ impl From<Report> for Failure {
 }
 
 fn permanent(reason: String) -> Report {
-    Report { outcome: Outcome::Permanent { reason }, status: None, detail: None }
+    Report { outcome: Outcome::Permanent { reason }, status: None, detail: None, pause: None }
 }
 
 impl Matrix {
@@ -101,6 +110,7 @@ impl Matrix {
                 Auth::Password(_) => None,
             },
             room_id: settings.room.starts_with('!').then(|| settings.room.clone()),
+            user_id: (!settings.user.is_empty()).then(|| settings.user.clone()),
         };
         Ok(Matrix {
             settings,
@@ -114,8 +124,8 @@ impl Matrix {
         self.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// `homeserver/_matrix/client/v3/{segments…}`, each segment percent-encoded.
-    fn url(&self, segments: &[&str]) -> Result<reqwest::Url, Report> {
+    /// `homeserver/_matrix/client/v3/{segments…}?{query}`, each part percent-encoded.
+    fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<reqwest::Url, Report> {
         let mut url = reqwest::Url::parse(&self.settings.homeserver)
             .map_err(|_| permanent("`homeserver` is not a URL".to_owned()))?;
         url.path_segments_mut()
@@ -123,6 +133,9 @@ impl Matrix {
             .pop_if_empty()
             .extend(["_matrix", "client", "v3"])
             .extend(segments);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
         Ok(url)
     }
 
@@ -130,12 +143,12 @@ impl Matrix {
     async fn call(
         &self,
         method: reqwest::Method,
-        segments: &[&str],
+        (segments, query): (&[&str], &[(&str, &str)]),
         body: Option<&Value>,
         token: Option<&str>,
         now: Timestamp,
     ) -> Result<Value, Failure> {
-        let mut request = self.client.request(method, self.url(segments)?);
+        let mut request = self.client.request(method, self.url(segments, query)?);
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -151,6 +164,7 @@ impl Matrix {
                     outcome: http::classify_error(&error),
                     status: None,
                     detail: None,
+                    pause: None,
                 }
                 .into());
             }
@@ -174,12 +188,13 @@ impl Matrix {
                     },
                     status: Some(status),
                     detail,
+                    pause: None,
                 }
                 .into()),
             },
             outcome => Err(Failure {
                 token_rejected: classify::token_rejected(status, body.as_ref()),
-                report: Report { outcome, status: Some(status), detail },
+                report: Report { outcome, status: Some(status), detail, pause: None },
             }),
         }
     }
@@ -215,7 +230,7 @@ impl Matrix {
             "initial_device_display_name": "herald",
         });
         let answer = self
-            .call(reqwest::Method::POST, &["login"], Some(&body), None, now)
+            .call(reqwest::Method::POST, (&["login"], &[]), Some(&body), None, now)
             .await
             .map_err(|failure| login_failed(&self.settings.user, failure.report))?;
         let Some(token) = answer.get("access_token").and_then(Value::as_str) else {
@@ -226,6 +241,7 @@ impl Matrix {
                 },
                 status: Some(200),
                 detail: None,
+                pause: None,
             });
         };
         self.session().token = Some(token.to_owned());
@@ -238,11 +254,13 @@ impl Matrix {
         &self,
         method: reqwest::Method,
         segments: &[&str],
+        query: &[(&str, &str)],
         body: Option<&Value>,
         now: Timestamp,
     ) -> Result<Value, Report> {
         let token = self.token(now).await?;
-        match self.call(method.clone(), segments, body, Some(&token), now).await {
+        let path = (segments, query);
+        match self.call(method.clone(), path, body, Some(&token), now).await {
             Ok(answer) => Ok(answer),
             Err(Failure { token_rejected: true, report })
                 if matches!(self.settings.auth, Auth::Password(_)) =>
@@ -253,7 +271,7 @@ impl Matrix {
                 );
                 drop(report);
                 let token = self.log_in(Some(&token), now).await?;
-                self.call(method, segments, body, Some(&token), now).await.map_err(|f| f.report)
+                self.call(method, path, body, Some(&token), now).await.map_err(|f| f.report)
             }
             Err(failure) => Err(failure.report),
         }
@@ -265,8 +283,8 @@ impl Matrix {
             return Ok(room);
         }
         let alias = self.settings.room.clone();
-        let answer =
-            self.authed(reqwest::Method::GET, &["directory", "room", &alias], None, now).await?;
+        let segments = ["directory", "room", alias.as_str()];
+        let answer = self.authed(reqwest::Method::GET, &segments, &[], None, now).await?;
         let Some(room) = answer.get("room_id").and_then(Value::as_str) else {
             return Err(Report {
                 outcome: Outcome::Retry {
@@ -275,10 +293,34 @@ impl Matrix {
                 },
                 status: Some(200),
                 detail: None,
+                pause: None,
             });
         };
         self.session().room_id = Some(room.to_owned());
         Ok(room.to_owned())
+    }
+
+    /// herald's user id: the configured `user`, or for a given token the server's answer
+    /// to `whoami`, asked once.
+    async fn user_id(&self, now: Timestamp) -> Result<String, Report> {
+        if let Some(user) = self.session().user_id.clone() {
+            return Ok(user);
+        }
+        let answer =
+            self.authed(reqwest::Method::GET, &["account", "whoami"], &[], None, now).await?;
+        let Some(user) = answer.get("user_id").and_then(Value::as_str) else {
+            return Err(Report {
+                outcome: Outcome::Retry {
+                    reason: "the homeserver's whoami answer has no user_id".to_owned(),
+                    after: None,
+                },
+                status: Some(200),
+                detail: None,
+                pause: None,
+            });
+        };
+        self.session().user_id = Some(user.to_owned());
+        Ok(user.to_owned())
     }
 
     async fn deliver(&self, request: &Request<'_>) -> Result<Report, Report> {
@@ -300,10 +342,23 @@ impl Matrix {
         };
         let content = render::content(request.message, request.delivery_id, role);
         let room = self.room_id(request.now).await?;
+        let (created_at, now) = (request.created_at, request.now);
+        let look = lookup::due(request.ambiguous, created_at, now, self.settings.lookup_after);
+        if look && let Some(event) = self.find(&room, request.delivery_id, created_at, now).await? {
+            let mut report = match role {
+                Role::Edit { root, .. } => delivered(root),
+                _ => delivered(&event),
+            };
+            report.detail = Some(format!(
+                "found {event} in the room: the delivery is older than `lookup_after`, when \
+                 the homeserver may have forgotten the transaction id"
+            ));
+            return Ok(report);
+        }
         let txn = txn_id(request.delivery_id);
         let segments = ["rooms", room.as_str(), "send", "m.room.message", txn.as_str()];
         let answer =
-            self.authed(reqwest::Method::PUT, &segments, Some(&content), request.now).await?;
+            self.authed(reqwest::Method::PUT, &segments, &[], Some(&content), request.now).await?;
         // An edit's remote ref stays the original: later updates relate to it.
         let event = answer.get("event_id").and_then(Value::as_str);
         Ok(match (event, role) {
@@ -315,6 +370,7 @@ impl Matrix {
                 },
                 status: Some(200),
                 detail: None,
+                pause: None,
             },
         })
     }
@@ -325,6 +381,7 @@ fn delivered(event_id: &str) -> Report {
         outcome: Outcome::delivered(Some(event_id.to_owned())),
         status: Some(200),
         detail: None,
+        pause: None,
     }
 }
 

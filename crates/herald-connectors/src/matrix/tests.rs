@@ -1,17 +1,18 @@
 //! Unit tests of the Matrix connector's pure parts: one classification row per line of
-//! shared/DESTINATIONS.md §5, the event content per role, the size limit, and
-//! secret-free `Debug`.
+//! shared/DESTINATIONS.md §5, the event content per role, the size limit, secret-free
+//! `Debug`, and when and how the look-up past the txnId window decides.
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use herald_core::{Link, Message, Severity};
+use herald_core::{Link, Message, Severity, Timestamp};
 use serde_json::{Value, json};
 
+use super::lookup::{Scanned, Wanted, due, scan};
 use super::render::{self, CONTENT_LIMIT_BYTES, Role};
-use super::{Auth, MatrixConfig, RESOURCE_LIMIT_BACKOFF, classify, txn_id};
+use super::{Auth, DEFAULT_LOOKUP_AFTER, MatrixConfig, RESOURCE_LIMIT_BACKOFF, classify, txn_id};
 use crate::text::TRUNCATION_MARKER;
 
 /// (HTTP status, Retry-After seconds, body, expected class, expected wait in ms, the
@@ -253,4 +254,107 @@ fn unusable_settings_are_named() {
     for key in ["`homeserver`", "`room`", "`user`"] {
         assert!(problems.contains(key), "{problems}");
     }
+}
+
+#[test]
+fn the_look_up_is_due_only_for_an_ambiguous_delivery_past_lookup_after() {
+    let created = Timestamp::from_millis(1_764_700_000_000);
+    let hour = Duration::from_secs(3600);
+    let table = [
+        (true, 11, false, "inside the window: the txnId dedupes"),
+        (true, 12, true, "from lookup_after on"),
+        (true, 30, true, "long after"),
+        (false, 30, false, "not ambiguous: nothing to reconcile"),
+    ];
+    for (ambiguous, hours, expected, case) in table {
+        let now = created.add(hour * hours);
+        assert_eq!(due(ambiguous, created, now, DEFAULT_LOOKUP_AFTER), expected, "{case}");
+    }
+    assert!(due(true, created, created, Duration::ZERO), "zero forces the look-up (tests)");
+}
+
+fn event(id: &str, sender: &str, ts: i64, txn: Option<&str>, delivery: Option<&str>) -> Value {
+    let mut event = json!({
+        "event_id": id,
+        "type": "m.room.message",
+        "sender": sender,
+        "origin_server_ts": ts,
+        "content": { "msgtype": "m.text", "body": "x" },
+    });
+    if let Some(txn) = txn {
+        event["unsigned"] = json!({ "transaction_id": txn });
+    }
+    if let Some(delivery) = delivery {
+        event["content"]["org.herald.delivery"] = json!(delivery);
+    }
+    event
+}
+
+#[test]
+fn a_page_finds_the_event_by_its_txn_id_or_by_herald_s_marker_within_the_window() {
+    const HERALD: &str = "@herald:x";
+    let wanted =
+        Wanted { txn_id: "herald-d_1", delivery_id: "d_1", sender: HERALD, since_ms: 1_000 };
+    let other = event("$other", HERALD, 5_000, Some("herald-d_2"), Some("d_2"));
+    let table: Vec<(&str, Vec<Value>, Option<&str>, Scanned)> = vec![
+        (
+            "the same device sees its txnId",
+            vec![other.clone(), event("$e", HERALD, 4_000, Some("herald-d_1"), None)],
+            Some("t1"),
+            Scanned::Found("$e".into()),
+        ),
+        (
+            "another device sees herald's marker",
+            vec![event("$e", HERALD, 4_000, None, Some("d_1")), other.clone()],
+            Some("t1"),
+            Scanned::Found("$e".into()),
+        ),
+        (
+            "someone else's event with the marker does not count",
+            vec![event("$fake", "@mallory:x", 4_000, None, Some("d_1"))],
+            Some("t1"),
+            Scanned::Next("t1".into()),
+        ),
+        (
+            "nothing yet, the page is inside the window: read on",
+            vec![other.clone()],
+            Some("t1"),
+            Scanned::Next("t1".into()),
+        ),
+        (
+            "an empty page of a filtered read: read on",
+            vec![],
+            Some("t1"),
+            Scanned::Next("t1".into()),
+        ),
+        (
+            "the page reaches events older than the window",
+            vec![other.clone(), event("$old", HERALD, 999, None, None)],
+            Some("t1"),
+            Scanned::NotThere,
+        ),
+        ("the room's beginning", vec![other.clone()], None, Scanned::NotThere),
+    ];
+    for (case, chunk, end, expected) in table {
+        let mut page = json!({ "chunk": chunk, "start": "t0" });
+        if let Some(end) = end {
+            page["end"] = json!(end);
+        }
+        assert_eq!(scan(&page, &wanted), expected, "{case}");
+    }
+}
+
+#[test]
+fn lookup_after_longer_than_synapse_remembers_a_txn_id_is_refused() {
+    let config = MatrixConfig::new(
+        "https://m.example.org",
+        "@h:m.example.org",
+        Auth::Token("t".into()),
+        "!r",
+    );
+    assert_eq!(config.lookup_after, DEFAULT_LOOKUP_AFTER);
+    assert!(config.problems().is_empty());
+    let long = config.with_lookup_after(Duration::from_secs(25 * 3600));
+    let problems = long.problems().join("\n");
+    assert!(problems.contains("`lookup_after` is longer than the 24h"), "{problems}");
 }

@@ -11,6 +11,11 @@
 //! | 500 `api.post.deduplicate_create_post.pending` | `Retry` (a create with the same `pending_post_id` is in flight; resend the same id) |
 //! | 5xx | `Retry` |
 //! | timeout after sending (transport, not here) | `Unknown`; the next attempt looks up first |
+//!
+//! No answer pauses the destination (`Report::pause`): a 403 or 404 may concern one
+//! post (an edit or reply of a deleted original), and the AppError ids that would say
+//! the token or channel is gone are not documented as a stable contract
+//! (DESTINATIONS.md §11); each delivery fails on its own.
 
 use std::time::Duration;
 

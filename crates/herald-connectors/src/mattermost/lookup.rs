@@ -85,6 +85,7 @@ impl Mattermost {
                 },
                 status: Some(200),
                 detail: None,
+                pause: None,
             });
         };
         let found = posts.values().find(|post| {
@@ -107,6 +108,7 @@ impl Mattermost {
                 },
                 status: Some(200),
                 detail: None,
+                pause: None,
             }),
             None => Ok(Found::No),
         }

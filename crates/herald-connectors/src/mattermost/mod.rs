@@ -99,6 +99,7 @@ impl Mattermost {
                     outcome: http::classify_error(&error),
                     status: None,
                     detail: None,
+                    pause: None,
                 });
             }
         };
@@ -119,6 +120,7 @@ impl Mattermost {
                     },
                     status: Some(status),
                     detail: None,
+                    pause: None,
                 }),
             };
         }
@@ -129,6 +131,7 @@ impl Mattermost {
                 outcome,
                 status: Some(status),
                 detail: (!excerpt.is_empty()).then_some(excerpt),
+                pause: None,
             }),
         }
     }
@@ -172,6 +175,7 @@ impl Mattermost {
                 },
                 status: None,
                 detail: None,
+                pause: None,
             };
         };
         match self.settings.update_mode {
@@ -203,7 +207,12 @@ impl Mattermost {
 }
 
 fn delivered(id: &str) -> Report {
-    Report { outcome: Outcome::delivered(Some(id.to_owned())), status: Some(201), detail: None }
+    Report {
+        outcome: Outcome::delivered(Some(id.to_owned())),
+        status: Some(201),
+        detail: None,
+        pause: None,
+    }
 }
 
 #[async_trait]

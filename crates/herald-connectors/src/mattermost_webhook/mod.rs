@@ -14,6 +14,9 @@
 //! | 429 | `Throttled` after `Retry-After` / `X-Ratelimit-Reset` |
 //! | 5xx | `Retry` |
 //! | timeout after sending (transport) | `Unknown`; `on_unknown` decides |
+//!
+//! No answer pauses the destination (`Report::pause`): DESTINATIONS.md §11 lists the
+//! webhook's errors only as permanent, with no code documented as "this hook is gone".
 
 mod config;
 
@@ -131,11 +134,14 @@ impl Connector for MattermostWebhook {
                 let answer = http::read_answer(response, request.now).await;
                 let outcome = classify(answer.status, &headers, &answer.excerpt, request.now);
                 let detail = (!answer.excerpt.is_empty()).then_some(answer.excerpt);
-                Report { outcome, status: Some(answer.status), detail }
+                Report { outcome, status: Some(answer.status), detail, pause: None }
             }
-            Err(error) => {
-                Report { outcome: http::classify_error(&error), status: None, detail: None }
-            }
+            Err(error) => Report {
+                outcome: http::classify_error(&error),
+                status: None,
+                detail: None,
+                pause: None,
+            },
         }
     }
 }

@@ -4,6 +4,10 @@
 //! `X-RateLimit-State`, `X-RateLimit-Reason` and `X-RateLimit-Period-In-Sec` quoted in
 //! the reason and the detail (the period is the wait when no `Retry-After` came); 5xx is
 //! retried; no answer in time is ambiguous. Pure.
+//!
+//! No answer pauses the destination (`Report::pause`): a 404 or 422 may concern one
+//! alert (a note on an alert already closed), and Opsgenie documents no answer as
+//! "this integration is gone"; each delivery fails on its own.
 
 use std::time::Duration;
 
@@ -158,10 +162,11 @@ pub(super) fn report(failure: &Failure, what: &str) -> Report {
         outcome: outcome(failure, what),
         status: Some(failure.status),
         detail: (!detail.is_empty()).then_some(detail),
+        pause: None,
     }
 }
 
 /// The report of a step that got no answer (timeouts ambiguous, refused retried).
 pub(super) fn unanswered(error: &reqwest::Error) -> Report {
-    Report { outcome: http::classify_error(error), status: None, detail: None }
+    Report { outcome: http::classify_error(error), status: None, detail: None, pause: None }
 }

@@ -208,6 +208,7 @@ impl Opsgenie {
                 },
                 status: Some(202),
                 detail: Some(words),
+                pause: None,
             },
             Confirmed::NotYet => delivered(
                 alias,
@@ -317,6 +318,7 @@ impl Opsgenie {
                 },
                 status: None,
                 detail: None,
+                pause: None,
             }));
         };
         Ok(notes.iter().any(|n| {
@@ -338,6 +340,7 @@ fn delivered(alias: &str, unconfirmed: bool, how: &str) -> Report {
         outcome: Outcome::Delivered { remote_ref: Some(alias.to_owned()), unconfirmed },
         status: None,
         detail: Some(how.to_owned()),
+        pause: None,
     }
 }
 

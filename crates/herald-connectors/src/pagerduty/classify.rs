@@ -3,6 +3,9 @@
 //! (PagerDuty names no delay and suggests retrying 30 s apart), 5xx retried, other 4xx
 //! permanent, no answer in time ambiguous (a resend carries the same dedup key, so it is
 //! harmless). Pure: the caller reads the answer, this decides.
+//!
+//! No answer pauses the destination (`Report::pause`): PagerDuty answers 400 for an
+//! invalid event, and documents no answer as "this integration is gone".
 
 use std::time::Duration;
 
@@ -89,10 +92,10 @@ pub(super) fn answered(
         (Outcome::Delivered { .. }, None) => Some("event processed".to_owned()),
         (_, detail) => detail,
     };
-    Report { outcome, status: Some(status), detail }
+    Report { outcome, status: Some(status), detail, pause: None }
 }
 
 /// The report of a request that got no answer (timeouts ambiguous, refused retried).
 pub(super) fn unanswered(error: &reqwest::Error) -> Report {
-    Report { outcome: http::classify_error(error), status: None, detail: None }
+    Report { outcome: http::classify_error(error), status: None, detail: None, pause: None }
 }

@@ -12,6 +12,17 @@
 //! | a code of [`PERMANENT`] | `Permanent`, naming the code |
 //! | any other code | `Retry` (an error herald does not know is not proof that retrying is useless) |
 //! | not Slack's JSON | the shared HTTP rules (`crate::http::classify`); a 2xx without `ok` is `Unknown` |
+//!
+//! Some permanent codes are about the destination, not the message, and also **pause**
+//! it ([`pause`]), so its other deliveries wait for the operator instead of failing one
+//! by one with the same code:
+//!
+//! | code | pauses |
+//! |---|---|
+//! | a code of [`TOKEN_GONE`] (`invalid_auth`, `not_authed`, `account_inactive`, `token_revoked`, `token_expired`) | always: no call can succeed with this token |
+//! | a code of [`CHANNEL_GONE`] (`channel_not_found`, `is_archived`, `not_in_channel`) | when the call named the configured `channel`; an update of a message in another channel (the configuration changed since) fails alone |
+//! | `missing_scope`, `no_permission`, `access_denied` | no: the scope may be one only the look-up needs, and posts still work |
+//! | any other | no |
 
 use std::time::Duration;
 
@@ -61,6 +72,14 @@ pub const PERMANENT: &[&str] = &[
     "invalid_cursor",
 ];
 
+/// Codes that say the token is unusable: every call fails until an operator replaces it.
+pub const TOKEN_GONE: &[&str] =
+    &["invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired"];
+
+/// Codes that say nothing can be posted to the channel until an operator acts (creates
+/// it or lets the bot see it, unarchives it, invites the bot).
+pub const CHANNEL_GONE: &[&str] = &["channel_not_found", "is_archived", "not_in_channel"];
+
 /// Codes after which the request may have been applied.
 pub const AMBIGUOUS: &[&str] = &["internal_error", "fatal_error"];
 
@@ -107,6 +126,22 @@ fn reason(code: &str, tail: &str) -> String {
         shown = shown.chars().take(CODE_CHARS).chain(['…']).collect();
     }
     format!("Slack error {shown}{said}{tail}")
+}
+
+/// Why the destination itself is unusable until an operator acts, for an error `code`
+/// of a call that named the destination's configured channel (`configured_channel`) or
+/// another one; `None` when the code concerns one message or call.
+pub fn pause(code: &str, configured_channel: bool) -> Option<String> {
+    if TOKEN_GONE.contains(&code) {
+        Some(reason(code, ": set a working `token` and resume the destination"))
+    } else if configured_channel && CHANNEL_GONE.contains(&code) {
+        Some(reason(
+            code,
+            ": make the channel postable again (or change `channel`) and resume the destination",
+        ))
+    } else {
+        None
+    }
 }
 
 /// The `error` code of an `ok:false` body.

@@ -121,6 +121,7 @@ impl Slack {
             },
             status: None,
             detail: None,
+            pause: None,
         })
     }
 
@@ -159,6 +160,7 @@ impl Slack {
             },
             status: None,
             detail: None,
+            pause: None,
         })
     }
 
@@ -198,6 +200,7 @@ fn matching(page: &Value, delivery_id: &str) -> Result<Option<String>, Report> {
             },
             status: Some(200),
             detail: None,
+            pause: None,
         });
     };
     Ok(messages

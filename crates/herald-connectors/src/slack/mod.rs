@@ -16,7 +16,9 @@ use async_trait::async_trait;
 use herald_core::{Capabilities, Outcome, Timestamp};
 use serde_json::{Value, json};
 
-pub use classify::{AMBIGUOUS, PERMANENT, RETRYABLE, THROTTLED, classify};
+pub use classify::{
+    AMBIGUOUS, CHANNEL_GONE, PERMANENT, RETRYABLE, THROTTLED, TOKEN_GONE, classify, pause,
+};
 pub use config::{DEFAULT_BASE_URL, DEFAULT_HISTORY_RATE_LIMIT, SlackConfig, UpdateMode};
 use lookup::Found;
 pub use lookup::MARGIN as LOOKUP_MARGIN;
@@ -101,7 +103,7 @@ impl Slack {
             .bearer_auth(&self.settings.token)
             .header(reqwest::header::CONTENT_TYPE, JSON_UTF8)
             .body(body.to_string());
-        self.answer(request, now).await
+        self.answer(request, body.get("channel").and_then(Value::as_str), now).await
     }
 
     /// A read method with query arguments.
@@ -135,17 +137,22 @@ impl Slack {
                 },
                 status: None,
                 detail: None,
+                pause: None,
             });
         }
         let request =
             self.client.get(self.url(method)).bearer_auth(&self.settings.token).query(query);
-        self.answer(request, now).await
+        let channel = query.iter().find(|(key, _)| *key == "channel").map(|(_, value)| *value);
+        self.answer(request, channel, now).await
     }
 
-    /// Sends `request`; `Ok` with the body when Slack said `ok:true`, else the report.
+    /// Sends `request`, a call about `channel`; `Ok` with the body when Slack said
+    /// `ok:true`, else the report (asking for a pause when the code says the token or
+    /// the configured channel is unusable).
     async fn answer(
         &self,
         request: reqwest::RequestBuilder,
+        channel: Option<&str>,
         now: Timestamp,
     ) -> Result<Value, Report> {
         let mut response = match request.send().await {
@@ -155,6 +162,7 @@ impl Slack {
                     outcome: http::classify_error(&error),
                     status: None,
                     detail: None,
+                    pause: None,
                 });
             }
         };
@@ -167,11 +175,19 @@ impl Slack {
         let outcome = classify(status, retry_after, body.as_ref(), &excerpt);
         match (outcome, body) {
             (Outcome::Delivered { .. }, Some(body)) => Ok(body),
-            (outcome, _) => Err(Report {
-                outcome,
-                status: Some(status),
-                detail: (!excerpt.is_empty()).then_some(excerpt),
-            }),
+            (outcome, body) => {
+                let configured = channel == Some(self.settings.channel.as_str());
+                let pause = body
+                    .as_ref()
+                    .and_then(classify::error_code)
+                    .and_then(|code| pause(code, configured));
+                Err(Report {
+                    outcome,
+                    status: Some(status),
+                    detail: (!excerpt.is_empty()).then_some(excerpt),
+                    pause,
+                })
+            }
         }
     }
 
@@ -216,6 +232,7 @@ impl Slack {
                 },
                 status: None,
                 detail: None,
+                pause: None,
             };
         };
         match self.settings.update_mode {
@@ -259,6 +276,7 @@ fn delivered(channel: &str, ts: &str) -> Report {
         outcome: Outcome::delivered(Some(remote_ref(channel, ts))),
         status: Some(200),
         detail: None,
+        pause: None,
     }
 }
 
@@ -281,6 +299,7 @@ fn delivered_from(answer: &Value, configured: &str) -> Report {
             },
             status: Some(200),
             detail: None,
+            pause: None,
         },
     }
 }

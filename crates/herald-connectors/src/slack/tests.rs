@@ -8,7 +8,9 @@ use herald_core::{Link, Message, Severity};
 use serde_json::{Value, json};
 
 use super::render::{self, Role};
-use super::{SlackConfig, classify, parse_remote_ref, remote_ref};
+use super::{
+    CHANNEL_GONE, PERMANENT, SlackConfig, TOKEN_GONE, classify, parse_remote_ref, pause, remote_ref,
+};
 use crate::text::TRUNCATION_MARKER;
 
 /// (HTTP status, Retry-After seconds, body, expected class, the reason must contain).
@@ -101,6 +103,25 @@ fn every_row_of_the_classification_table() {
 
 /// An error code from outside is quoted shortened and on one line: a megabyte "code"
 /// must not become a megabyte `last_error`.
+#[test]
+fn token_codes_always_pause_and_channel_codes_only_for_the_configured_channel() {
+    for code in PERMANENT {
+        let token = TOKEN_GONE.contains(code);
+        let channel = CHANNEL_GONE.contains(code);
+        assert_eq!(pause(code, true).is_some(), token || channel, "{code}");
+        assert_eq!(pause(code, false).is_some(), token, "{code}");
+    }
+    for code in TOKEN_GONE.iter().chain(CHANNEL_GONE) {
+        assert!(PERMANENT.contains(code), "{code} pauses but is not permanent");
+    }
+    let reason = pause("is_archived", true).unwrap_or_default();
+    assert!(
+        reason.contains("is_archived") && reason.contains("resume the destination"),
+        "{reason}"
+    );
+    assert_eq!(pause("ratelimited", true), None);
+}
+
 #[test]
 fn a_huge_or_multiline_error_code_is_quoted_short() {
     let body = serde_json::json!({"ok": false, "error": format!("x\n{}", "y".repeat(1 << 20))});

@@ -14,7 +14,7 @@ mod tests;
 use async_trait::async_trait;
 use herald_core::Capabilities;
 
-pub use classify::classify;
+pub use classify::{PAUSING, classify, pause};
 pub use config::SlackWebhookConfig;
 pub use render::payload;
 
@@ -79,12 +79,16 @@ impl Connector for SlackWebhook {
             Ok(response) => {
                 let answer = http::read_answer(response, request.now).await;
                 let outcome = classify(answer.status, answer.retry_after, &answer.excerpt);
+                let pause = pause(answer.status, &answer.excerpt);
                 let detail = (!answer.excerpt.is_empty()).then_some(answer.excerpt);
-                Report { outcome, status: Some(answer.status), detail }
+                Report { outcome, status: Some(answer.status), detail, pause }
             }
-            Err(error) => {
-                Report { outcome: http::classify_error(&error), status: None, detail: None }
-            }
+            Err(error) => Report {
+                outcome: http::classify_error(&error),
+                status: None,
+                detail: None,
+                pause: None,
+            },
         }
     }
 }

@@ -10,6 +10,11 @@
 //! | no answer in time | `Unknown`: look up the marker before any resend |
 //! | token endpoint `400 invalid_grant` (and other OAuth errors) | `Permanent`, naming the error |
 //! | token endpoint 5xx, 429, unreachable | `Retry` / `Throttled`: nothing was posted |
+//!
+//! No answer pauses the destination (`Report::pause`): a 403 or 404 may concern one
+//! message (a reply to a deleted original), and Entra ID's `invalid_grant` also covers
+//! conditions an interactive sign-in clears (consent, MFA) that DESTINATIONS.md §3c
+//! does not sort out; each delivery fails on its own, naming the error.
 
 use std::time::Duration;
 

@@ -116,7 +116,7 @@ impl Reply {
     fn report(&self, outcome: Outcome) -> Report {
         let excerpt = self.excerpt();
         let detail = (!excerpt.is_empty()).then_some(excerpt);
-        Report { outcome, status: Some(self.status), detail }
+        Report { outcome, status: Some(self.status), detail, pause: None }
     }
 }
 
@@ -231,7 +231,7 @@ impl TeamsGraph {
             Ok(response) => read_reply(response, now).await,
             Err(error) => {
                 let outcome = classify::token_unreachable(&error);
-                return Err(Report { outcome, status: None, detail: None });
+                return Err(Report { outcome, status: None, detail: None, pause: None });
             }
         };
         if reply.status != 200 {
@@ -247,6 +247,7 @@ impl TeamsGraph {
                 outcome: Outcome::Retry { reason, after: None },
                 status: Some(200),
                 detail: None,
+                pause: None,
             });
         };
         // `expires_in` is a number, but some proxies and older endpoints send a string.
@@ -313,6 +314,7 @@ impl TeamsGraph {
                         outcome: Outcome::Unknown { reason },
                         status: None,
                         detail: None,
+                        pause: None,
                     });
                 }
             };
@@ -330,6 +332,7 @@ impl TeamsGraph {
                         outcome: Outcome::Delivered { remote_ref: Some(id), unconfirmed: false },
                         status: Some(reply.status),
                         detail,
+                        pause: None,
                     });
                 }
                 lookup::Page::Next(Some(next)) => url = next,
@@ -345,6 +348,7 @@ impl TeamsGraph {
             ),
             status: None,
             detail: None,
+            pause: None,
         })
     }
 }
@@ -411,14 +415,18 @@ impl Connector for TeamsGraph {
                 outcome: classify::posted(&reply.body),
                 status: Some(reply.status),
                 detail: None,
+                pause: None,
             },
             Ok(reply) => {
                 reply.report(classify::failed(reply.status, reply.retry_after, &reply.excerpt()))
             }
             Err(CallError::Token(report)) => report,
-            Err(CallError::Transport(error)) => {
-                Report { outcome: http::classify_error(&error), status: None, detail: None }
-            }
+            Err(CallError::Transport(error)) => Report {
+                outcome: http::classify_error(&error),
+                status: None,
+                detail: None,
+                pause: None,
+            },
         }
     }
 }

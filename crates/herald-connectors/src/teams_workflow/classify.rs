@@ -8,6 +8,10 @@
 //! | 429 | `Throttled` until `Retry-After` |
 //! | 5xx | `Retry` (`Throttled` for a 503 with `Retry-After`) |
 //! | no answer in time, connection lost after sending | `Unknown`: `on_unknown` decides |
+//!
+//! No answer pauses the destination (`Report::pause`): Power Automate documents no
+//! status as "this workflow is gone" (a 404 or 401 may come from a flow's own Response
+//! action about one message), so each delivery fails on its own.
 
 use herald_core::Outcome;
 
@@ -26,12 +30,12 @@ pub(super) fn answered(mut answer: Answer, secret: Option<&str>) -> Report {
         _ => with_code(answer.outcome(), error_code(&answer.excerpt).as_deref()),
     };
     let detail = (!answer.excerpt.is_empty()).then_some(answer.excerpt);
-    Report { outcome, status: Some(answer.status), detail }
+    Report { outcome, status: Some(answer.status), detail, pause: None }
 }
 
 /// The report for an attempt that got no answer (a timeout is `Unknown`).
 pub(super) fn unanswered(error: &reqwest::Error) -> Report {
-    Report { outcome: http::classify_error(error), status: None, detail: None }
+    Report { outcome: http::classify_error(error), status: None, detail: None, pause: None }
 }
 
 /// `error.code` of a Power Automate / Graph error body (`{"error":{"code":…}}`).

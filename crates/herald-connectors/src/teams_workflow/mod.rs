@@ -115,6 +115,7 @@ impl Connector for TeamsWorkflow {
                     outcome: Outcome::Permanent { reason },
                     status: None,
                     detail: None,
+                    pause: None,
                 };
             }
         };

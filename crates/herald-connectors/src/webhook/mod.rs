@@ -79,7 +79,7 @@ impl Connector for Webhook {
                 let outcome = Outcome::Permanent {
                     reason: format!("herald could not build the webhook request: {error}"),
                 };
-                return Report { outcome, status: None, detail: None };
+                return Report { outcome, status: None, detail: None, pause: None };
             }
         };
         let sent = self

@@ -302,3 +302,10 @@ fn excerpts_never_repeat_configured_header_values() {
         r#"{"echo":{"authorization":"[redacted]","x":"short"}}"#
     );
 }
+
+#[test]
+fn only_410_gone_pauses_the_endpoint() {
+    for status in 100..=599 {
+        assert_eq!(classify::pause(status).is_some(), status == 410, "{status}");
+    }
+}

@@ -1,7 +1,8 @@
 //! The `discord` connector against the simulator's Discord dialect on loopback: a post
 //! with `wait=true` delivers with the message id, updates edit the original in order, a
 //! 429's `retry_after` is reported as the wait, `Unknown Webhook` is permanent after one
-//! call, and a hang is `Unknown`.
+//! call and pauses the destination (an edit of a deleted message does not), and a hang
+//! is `Unknown`.
 
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ async fn attempt(connector: &dyn Connector, request: &Request<'_>) -> Report {
             outcome: Outcome::Unknown { reason: "timed out".to_owned() },
             status: None,
             detail: None,
+            pause: None,
         },
     }
 }
@@ -124,21 +126,43 @@ async fn an_unknown_webhook_is_permanent_after_one_call() {
     assert_eq!(report.outcome.class(), "permanent", "{report:?}");
     assert!(report.outcome.reason().unwrap_or("").contains("Unknown Webhook"), "{report:?}");
     assert_eq!(report.status, Some(404));
+    let pause = report.pause.as_deref().unwrap_or_default();
+    assert!(pause.contains("404 Unknown Webhook, code 10015"), "{report:?}");
+    assert!(pause.contains("replace `url` and resume the destination"), "{report:?}");
     assert_eq!(view.discord_calls_after_delete("dc"), 1, "no retry of a 404");
     sim.shutdown().await;
 }
 
 #[tokio::test]
-async fn an_edit_of_a_deleted_message_and_a_bad_token_are_permanent() {
+async fn an_edit_after_the_webhook_was_deleted_pauses_too() {
+    let (sim, view, hook) = simulator(FaultPlan::healthy()).await;
+    let original = message();
+    let original_ref = remote(&attempt(&hook, &request(&original)).await);
+    view.discord_delete_webhook("dc");
+    let report = attempt(&hook, &update(&original, &original, &original_ref, 1, "d_e")).await;
+    assert_eq!((report.outcome.class(), report.status), ("permanent", Some(404)), "{report:?}");
+    assert!(report.pause.is_some(), "{report:?}");
+    // The webhook made again (the operator's new URL): it posts, and pauses nothing.
+    view.discord_restore_webhook("dc");
+    let report = attempt(&hook, &request(&original)).await;
+    assert_eq!(report.outcome.class(), "delivered", "{report:?}");
+    assert_eq!(report.pause, None);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_edit_of_a_deleted_message_is_permanent_and_a_bad_token_pauses() {
     let (sim, view, hook) = simulator(FaultPlan::healthy()).await;
     let original = message();
     let report = attempt(&hook, &update(&original, &original, "1234567", 1, "d_x")).await;
     assert_eq!(report.outcome.class(), "permanent");
     assert!(report.outcome.reason().unwrap_or("").contains("Unknown Message"), "{report:?}");
+    assert_eq!(report.pause, None, "one deleted message says nothing about the webhook");
     let bad = view.discord_hook_url("dc").replace("simtoken", "bad");
     let bad = Discord::new(DiscordConfig::new(bad), http::client()).unwrap();
     let report = attempt(&bad, &request(&original)).await;
     assert_eq!((report.outcome.class(), report.status), ("permanent", Some(401)), "{report:?}");
+    assert!(report.pause.as_deref().unwrap_or_default().contains("code 50027"), "{report:?}");
     let shown = format!("{report:?}");
     assert!(!shown.contains("simtoken") && !shown.contains("/bad"), "{shown}");
     sim.shutdown().await;

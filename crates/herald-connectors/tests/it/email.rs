@@ -1,15 +1,19 @@
 //! The e-mail connector against a real SMTP server: `aiosmtpd` (PyPI), started per test
 //! on 127.0.0.1 by `smtp_server.py`, recording every message and replying as each test's
-//! plan says (451, 550, 552, a reply lost after the final dot). A missing `python3` fails
-//! the test; a missing `aiosmtpd` is installed with pip, as `.ci/run` does.
+//! plan says (451, 550, 552, a reply lost after the final dot, a command never
+//! answered), in clear text, with STARTTLS or with implicit TLS under a certificate from
+//! a CA made for the test. A missing `python3` fails the test; a missing `aiosmtpd` or
+//! `cryptography` (which makes the certificates) is installed with pip, as `.ci/run`
+//! does for aiosmtpd.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
-use herald_connectors::email::{Email, EmailConfig, Tls, message_id};
+use herald_connectors::email::{Email, EmailConfig, Tls, TlsCa, message_id};
 use herald_connectors::{Connector, Report, Request, Thread};
 use herald_core::{Link, Message, Outcome, Severity, Timestamp};
 use serde_json::{Value, json};
@@ -17,48 +21,46 @@ use serde_json::{Value, json};
 const A: &str = "oncall@x.test";
 const B: &str = "cto@x.test";
 
-/// Installs `aiosmtpd` once per run if it is missing.
-fn ensure_aiosmtpd() {
+/// Installs `aiosmtpd` and `cryptography` once per run if they are missing.
+fn ensure_python_packages() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
-        let present = Command::new("python3")
-            .args(["-c", "import aiosmtpd"])
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run python3 ({e}): install Python 3"))
-            .success();
-        if !present {
-            let status = Command::new("python3")
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "aiosmtpd",
-                ])
+        for package in ["aiosmtpd", "cryptography"] {
+            let present = Command::new("python3")
+                .args(["-c", &format!("import {package}")])
                 .status()
-                .unwrap();
-            assert!(status.success(), "pip install aiosmtpd failed");
+                .unwrap_or_else(|e| panic!("cannot run python3 ({e}): install Python 3"))
+                .success();
+            if !present {
+                let status = Command::new("python3")
+                    .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+                    .arg(package)
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "pip install {package} failed");
+            }
         }
     });
 }
 
-/// One running aiosmtpd and the file it records into; stopped on drop.
+/// One running aiosmtpd, the file it records into and, with TLS, its CA's certificate;
+/// stopped on drop.
 struct SmtpServer {
     child: Child,
     port: u16,
     record: PathBuf,
+    ca: PathBuf,
 }
 
 impl SmtpServer {
-    fn start(plan: Value) -> SmtpServer {
-        ensure_aiosmtpd();
+    fn start(mut plan: Value) -> SmtpServer {
+        ensure_python_packages();
         static COUNT: AtomicU32 = AtomicU32::new(0);
-        let record = std::env::temp_dir().join(format!(
-            "herald-smtp-{}-{}.jsonl",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::Relaxed)
-        ));
+        let name =
+            format!("herald-smtp-{}-{}", std::process::id(), COUNT.fetch_add(1, Ordering::Relaxed));
+        let record = std::env::temp_dir().join(format!("{name}.jsonl"));
+        let ca = std::env::temp_dir().join(format!("{name}-ca.pem"));
+        plan["ca_path"] = json!(ca);
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/smtp_server.py");
         let mut child = Command::new("python3")
             .arg(script)
@@ -72,7 +74,25 @@ impl SmtpServer {
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let port = line.trim().strip_prefix("READY ").and_then(|p| p.parse().ok());
         let port = port.unwrap_or_else(|| panic!("the SMTP server did not start: {line:?}"));
-        SmtpServer { child, port, record }
+        SmtpServer { child, port, record, ca }
+    }
+
+    /// The CA that signed this server's certificate, as `tls_ca = "file:…"` reads it.
+    fn tls_ca(&self) -> TlsCa {
+        let pem = std::fs::read_to_string(&self.ca).unwrap();
+        TlsCa::new(format!("the contents of `{}`", self.ca.display()), &pem).unwrap()
+    }
+
+    /// Settings for this server with `tls`, trusting its CA, mailing [`A`].
+    fn tls_config(&self, tls: Tls) -> EmailConfig {
+        let mut config = EmailConfig::loopback(
+            self.port,
+            "herald@example.test".parse().unwrap(),
+            vec![A.parse().unwrap()],
+        );
+        config.tls = tls;
+        config.tls_ca = Some(self.tls_ca());
+        config
     }
 
     /// Everything recorded so far, one JSON object per message that reached DATA.
@@ -100,6 +120,7 @@ impl Drop for SmtpServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.record);
+        let _ = std::fs::remove_file(&self.ca);
     }
 }
 
@@ -372,7 +393,9 @@ async fn required_tls_refuses_a_server_without_starttls_and_opportunistic_sends_
             );
         }
     }
-    assert_eq!(server.records().len(), 1, "only the opportunistic attempt reached DATA");
+    let records = server.records();
+    assert_eq!(records.len(), 1, "only the opportunistic attempt reached DATA");
+    assert_eq!(records[0]["tls"], Value::Null, "sent in clear text");
 }
 
 #[tokio::test]
@@ -396,4 +419,157 @@ async fn logs_in_and_a_refused_login_is_permanent_without_the_password() {
         }
     }
     assert_eq!(server.records().len(), 1);
+}
+
+/// One attempt bounded as the engine bounds it (its `timeout`): past `limit` it is
+/// `Unknown`, as the engine records it.
+async fn attempt(connector: &Email, request: &Request<'_>, limit: Duration) -> Report {
+    match tokio::time::timeout(limit, connector.send(request)).await {
+        Ok(report) => report,
+        Err(_) => Report {
+            outcome: Outcome::Unknown { reason: "the engine's timeout".to_owned() },
+            status: None,
+            detail: None,
+            pause: None,
+        },
+    }
+}
+
+fn tls_version(record: &Value) -> &str {
+    record["tls"].as_str().unwrap_or_else(|| panic!("not over TLS: {record}"))
+}
+
+#[tokio::test]
+async fn starttls_is_used_whenever_the_server_offers_it() {
+    let server = SmtpServer::start(json!({ "tls": "starttls", "require_starttls": true }));
+    let message = message("P1");
+    for tls in [Tls::Required, Tls::Opportunistic] {
+        let report = Email::new(server.tls_config(tls)).unwrap().send(&request(&message, D1)).await;
+        assert_eq!(delivered_ref(&report), expected_id(D1), "{tls:?}");
+    }
+    let records = server.records();
+    assert_eq!(records.len(), 2);
+    for record in &records {
+        assert!(tls_version(record).starts_with("TLSv1."), "{record}");
+        assert_eq!(rcpt(record), [A]);
+    }
+}
+
+#[tokio::test]
+async fn smtps_is_tls_from_the_first_byte() {
+    let server = SmtpServer::start(json!({ "tls": "implicit" }));
+    let mut config = server.tls_config(Tls::Required);
+    config.implicit_tls = true;
+    let message = message("P1");
+    let report = Email::new(config).unwrap().send(&request(&message, D1)).await;
+    assert_eq!(delivered_ref(&report), expected_id(D1));
+    let records = server.records();
+    assert_eq!(records.len(), 1);
+    assert!(tls_version(&records[0]).starts_with("TLSv1."), "{}", records[0]);
+}
+
+#[tokio::test]
+async fn a_certificate_herald_does_not_trust_is_permanent_and_names_tls_ca() {
+    let message = message("P1");
+    let stranger = SmtpServer::start(json!({ "tls": "starttls" }));
+    for (mode, implicit) in [("starttls", false), ("implicit", true)] {
+        let server = SmtpServer::start(json!({ "tls": mode }));
+        // No `tls_ca`, then the CA of another server: the issuer is unknown either way.
+        for ca in [None, Some(stranger.tls_ca())] {
+            let mut config = server.tls_config(Tls::Required);
+            config.implicit_tls = implicit;
+            config.tls_ca = ca.clone();
+            let report = Email::new(config).unwrap().send(&request(&message, D1)).await;
+            let Outcome::Permanent { reason } = &report.outcome else {
+                panic!("{mode}, {ca:?}: {report:?}")
+            };
+            assert!(reason.contains("not trusted") && reason.contains("UnknownIssuer"), "{reason}");
+            assert!(reason.contains("`tls_ca = \"file:/path/ca.pem\"`"), "{reason}");
+            if ca.is_some() {
+                assert!(reason.contains(&stranger.ca.display().to_string()), "{reason}");
+            }
+        }
+        assert!(server.records().is_empty(), "{mode}: nothing was sent");
+    }
+}
+
+#[tokio::test]
+async fn logs_in_over_tls_and_a_wrong_password_is_permanent() {
+    let server = SmtpServer::start(json!({ "tls": "starttls", "login": ["herald", "s3cret-pw"] }));
+    let message = message("P1");
+    for (password, class) in [("s3cret-pw", "delivered"), ("wrong-pw", "permanent")] {
+        let mut config = server.tls_config(Tls::Required);
+        config.username = Some("herald".to_owned());
+        config.password = Some(password.to_owned());
+        let report = Email::new(config).unwrap().send(&request(&message, D1)).await;
+        assert_eq!(report.outcome.class(), class, "{report:?}");
+        assert!(!format!("{report:?}").contains(password), "{report:?}");
+        if class == "permanent" {
+            assert!(report.outcome.reason().unwrap().contains("535"), "{report:?}");
+        }
+    }
+    let records = server.records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["login"], "herald");
+    assert!(tls_version(&records[0]).starts_with("TLSv1."), "{}", records[0]);
+}
+
+/// The `command_timeout` of the stall tests: far below the engine stand-in's limit.
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// The engine stand-in's limit in the stall tests.
+const ATTEMPT_LIMIT: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn a_stall_before_the_message_is_handed_over_is_retried_before_the_engine_times_out() {
+    let message = message("P1");
+    let steps = [
+        ("ehlo", "the greeting"),
+        ("starttls", "STARTTLS"),
+        ("auth", "AUTH"),
+        ("mail", "MAIL FROM"),
+        ("rcpt", "RCPT TO"),
+        ("data", "DATA"),
+    ];
+    for (stall, step) in steps {
+        let server = SmtpServer::start(json!({
+            "tls": "starttls",
+            "login": ["herald", "pw"],
+            "stall": stall,
+        }));
+        let mut config = server.tls_config(Tls::Required);
+        config.username = Some("herald".to_owned());
+        config.password = Some("pw".to_owned());
+        config.command_timeout = COMMAND_TIMEOUT;
+        let connector = Email::new(config).unwrap();
+        let started = Instant::now();
+        let report = attempt(&connector, &request(&message, D1), ATTEMPT_LIMIT).await;
+        let Outcome::Retry { reason, .. } = &report.outcome else { panic!("{stall}: {report:?}") };
+        assert!(reason.contains(&format!("did not answer {step} within 300ms")), "{reason}");
+        assert!(reason.contains("`command_timeout`"), "{reason}");
+        assert!(started.elapsed() < ATTEMPT_LIMIT / 2, "{stall}: {:?}", started.elapsed());
+        assert!(server.records().is_empty(), "{stall}: nothing reached the end of DATA");
+    }
+}
+
+#[tokio::test]
+async fn a_stall_after_the_final_dot_waits_for_the_engine_and_is_unknown() {
+    let server = SmtpServer::start(json!({ "stall": "end_of_data" }));
+    let mut config = EmailConfig::loopback(
+        server.port,
+        "herald@example.test".parse().unwrap(),
+        vec![A.parse().unwrap()],
+    );
+    config.command_timeout = COMMAND_TIMEOUT;
+    let message = message("P1");
+    let limit = Duration::from_secs(2);
+    let started = Instant::now();
+    let report = attempt(&Email::new(config).unwrap(), &request(&message, D1), limit).await;
+    // Not a `Retry` after `command_timeout`: the server holds the message.
+    assert_eq!(report.outcome.reason(), Some("the engine's timeout"), "{report:?}");
+    assert!(started.elapsed() >= limit);
+    let records = server.records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["event"], "stalled");
+    assert_eq!(header(&records[0], "Message-ID"), expected_id(D1));
 }

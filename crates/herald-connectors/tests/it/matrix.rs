@@ -1,12 +1,13 @@
 //! The `matrix` connector against a real Synapse on loopback (see `synapse.rs`):
 //! delivery through an alias, a resend after an attempt whose answer was lost (and from
-//! a new connector, as after a restart) leaving exactly one event, thread replies and
-//! edits in order, Synapse's own rate limiter, a revoked token, and a room herald is
+//! a new connector, as after a restart) leaving exactly one event, the look-up past the
+//! txnId window (found from another device, not found and posted once), thread replies
+//! and edits in order, Synapse's own rate limiter, a revoked token, and a room herald is
 //! not in.
 
 use std::time::Duration;
 
-use herald_connectors::matrix::{Auth, Matrix, MatrixConfig, UpdateMode};
+use herald_connectors::matrix::{Auth, Matrix, MatrixConfig, UpdateMode, lookup};
 use herald_connectors::{Connector, Report, Request, Thread, http};
 use herald_core::{Message, Outcome, Severity};
 use serde_json::Value;
@@ -43,6 +44,7 @@ async fn attempt(connector: &dyn Connector, request: &Request<'_>, limit: Durati
             outcome: Outcome::Unknown { reason: "timed out".to_owned() },
             status: None,
             detail: None,
+            pause: None,
         },
     }
 }
@@ -240,4 +242,67 @@ async fn a_revoked_token_leads_to_one_new_login_and_a_foreign_room_fails_for_goo
     assert_eq!(report.outcome.class(), "permanent", "{report:?}");
     assert!(report.outcome.reason().unwrap().contains("M_FORBIDDEN"), "{report:?}");
     assert_eq!(synapse.messages().await.len(), 2);
+}
+
+/// A connector logged in as `device`, looking for the event of an ambiguous delivery
+/// once it is `lookup_after` old.
+fn on_device(synapse: &Synapse, device: &str, lookup_after: Duration) -> Matrix {
+    let config = MatrixConfig::new(&synapse.url, &synapse.user_id, password(), &synapse.room_id)
+        .with_device_id(device)
+        .with_lookup_after(lookup_after);
+    Matrix::new(config, http::client()).unwrap()
+}
+
+#[tokio::test]
+async fn past_the_txn_window_an_ambiguous_resend_finds_the_event_even_from_another_device() {
+    let synapse = Synapse::start(Limits::Generous).await;
+    let message = message("P1: checkout is down");
+    let first = Request { created_at: wall_clock(), ..request(&message) };
+    let herald = connector(&synapse, &synapse.url, password(), UpdateMode::Thread);
+    let posted = event_id(&attempt(&herald, &first, Duration::from_secs(10)).await);
+    // Newer messages of the same user than one read returns: the look-up follows `end`.
+    synapse.chatter(lookup::PAGE + 20).await;
+
+    // The attempt was ambiguous and the delivery is past `lookup_after` (zero here: the
+    // test cannot wait 12 h), and herald now runs as another device, for which the txnId
+    // means nothing: only the look-up can keep the room at one event.
+    let resend = Request { attempt: 2, ambiguous: true, now: wall_clock(), ..first };
+    let elsewhere = on_device(&synapse, "ELSEWHERE", Duration::ZERO);
+    let report = attempt(&elsewhere, &resend, Duration::from_secs(10)).await;
+    assert_eq!(event_id(&report), posted);
+    assert!(report.detail.as_deref().unwrap_or("").contains("lookup_after"), "{report:?}");
+    // The device that sent it finds it too (by its transaction id as well).
+    let same = on_device(&synapse, "HERALD", Duration::ZERO);
+    assert_eq!(event_id(&attempt(&same, &resend, Duration::from_secs(10)).await), posted);
+    assert_eq!(for_delivery(&synapse.messages().await, first.delivery_id).len(), 1);
+
+    // Inside the window herald resends with the txnId as before; from another device
+    // that is a second event, which is what the look-up prevented above.
+    let within = on_device(&synapse, "WITHIN", lookup::DEFAULT_LOOKUP_AFTER);
+    let report = attempt(&within, &resend, Duration::from_secs(10)).await;
+    assert_ne!(event_id(&report), posted);
+    assert_eq!(for_delivery(&synapse.messages().await, first.delivery_id).len(), 2);
+}
+
+#[tokio::test]
+async fn past_the_txn_window_a_look_up_that_finds_nothing_posts_once() {
+    let synapse = Synapse::start(Limits::Generous).await;
+    let message = message("P1: checkout is down");
+    let herald = connector(&synapse, &synapse.url, password(), UpdateMode::Thread);
+    // Earlier deliveries of herald's in the room, inside the look-up's clock margin.
+    for id in ["d_01JD0000000000000000000031", "d_01JD0000000000000000000032"] {
+        let earlier = Request { delivery_id: id, ..request(&message) };
+        event_id(&attempt(&herald, &earlier, Duration::from_secs(10)).await);
+    }
+
+    let request = Request { ambiguous: true, attempt: 2, ..request(&message) };
+    let elsewhere = on_device(&synapse, "ELSEWHERE", Duration::ZERO);
+    let posted = event_id(&attempt(&elsewhere, &request, Duration::from_secs(10)).await);
+    // Ambiguous again: this time the look-up finds the one event.
+    let again = Request { attempt: 3, now: wall_clock(), ..request };
+    let other = on_device(&synapse, "OTHER", Duration::ZERO);
+    assert_eq!(event_id(&attempt(&other, &again, Duration::from_secs(10)).await), posted);
+    let events = synapse.messages().await;
+    assert_eq!(for_delivery(&events, request.delivery_id).len(), 1, "{events:#?}");
+    assert_eq!(events.len(), 3);
 }

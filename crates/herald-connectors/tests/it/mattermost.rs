@@ -35,6 +35,7 @@ async fn attempt(connector: &dyn Connector, request: &Request<'_>) -> Report {
             outcome: Outcome::Unknown { reason: "timed out".to_owned() },
             status: None,
             detail: None,
+            pause: None,
         },
     }
 }

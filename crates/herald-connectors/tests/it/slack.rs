@@ -37,6 +37,7 @@ async fn attempt(connector: &dyn Connector, request: &Request<'_>) -> Report {
             outcome: Outcome::Unknown { reason: "timed out".to_owned() },
             status: None,
             detail: None,
+            pause: None,
         },
     }
 }
@@ -65,6 +66,8 @@ async fn every_slack_error_code_over_http_is_classified_per_the_table() {
         assert_eq!(report.outcome.class(), class, "{status} {code}: {report:?}");
         assert!(report.outcome.reason().unwrap_or("").contains(code), "{code}: {report:?}");
         assert_eq!(report.status, Some(status));
+        let gone = slack::TOKEN_GONE.contains(&code) || slack::CHANNEL_GONE.contains(&code);
+        assert_eq!(report.pause.is_some(), gone, "{code}: {report:?}");
     }
     assert!(view.slack_messages("ws").is_empty());
     sim.shutdown().await;
@@ -85,6 +88,10 @@ async fn permanent_errors_fail_at_once_with_slacks_code() {
         let report = attempt(&slack, &request(&message)).await;
         let Outcome::Permanent { reason } = &report.outcome else { panic!("{code}: {report:?}") };
         assert!(reason.contains(code), "{reason}");
+        // The token or the configured channel: every delivery would fail alike.
+        let pause = report.pause.as_deref().unwrap_or_default();
+        assert!(pause.contains(code) && pause.contains("resume the destination"), "{report:?}");
+        assert!(!pause.contains(token), "{pause}");
         assert!(!reason.contains(token) && !report.detail.unwrap_or_default().contains("xoxb"));
     }
     assert_eq!(view.slack_stats("ws").refused, 5);
@@ -255,6 +262,37 @@ fn update<'a>(
 }
 
 #[tokio::test]
+async fn only_errors_about_the_token_or_the_configured_channel_pause_the_destination() {
+    let (sim, view) = simulator(FaultPlan::healthy().dedupe(false)).await;
+    let message = message();
+    // An edit of a message in a channel archived since the configuration moved on to
+    // another: that update fails alone.
+    let slack = connector(&view, TOKEN, CHANNEL, UpdateMode::Edit);
+    let old = update(&message, &message, "CARCHIVED42:1700000000.000100", 1, "d_edit_old");
+    let report = attempt(&slack, &old).await;
+    assert_eq!(report.outcome.class(), "permanent", "{report:?}");
+    assert!(report.outcome.reason().unwrap_or("").contains("is_archived"), "{report:?}");
+    assert_eq!(report.pause, None);
+    // The same edit when that channel is the configured one: the destination pauses.
+    let archived = connector(&view, TOKEN, "CARCHIVED42", UpdateMode::Edit);
+    assert!(attempt(&archived, &old).await.pause.is_some());
+    // A look-up refused for the token pauses too.
+    let revoked = connector(&view, "xoxb-revoked", CHANNEL, UpdateMode::Thread);
+    let mut ambiguous = request(&message);
+    ambiguous.ambiguous = true;
+    ambiguous.attempt = 2;
+    let report = attempt(&revoked, &ambiguous).await;
+    assert_eq!(report.outcome.class(), "permanent", "{report:?}");
+    assert!(report.pause.unwrap_or_default().contains("token_revoked"));
+    // A missing scope may be one only the look-up needs: no pause.
+    let no_scope = connector(&view, "xoxb-noscope", CHANNEL, UpdateMode::Thread);
+    let report = attempt(&no_scope, &request(&message)).await;
+    assert_eq!((report.outcome.class(), report.pause), ("permanent", None));
+    assert!(view.slack_messages("ws").is_empty());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn thread_updates_are_replies_and_an_ambiguous_reply_is_found() {
     let (sim, view) = simulator(FaultPlan::healthy().dedupe(false)).await;
     let slack = connector(&view, TOKEN, CHANNEL, UpdateMode::Thread);
@@ -340,19 +378,22 @@ async fn the_incoming_webhook_classifies_its_text_errors() {
     let message = message();
     let ok = attempt(&hook, &request(&message)).await;
     assert_eq!(ok.outcome, Outcome::delivered(None));
-    for (status, code, class) in [
-        (400, "invalid_payload", "permanent"),
-        (403, "action_prohibited", "permanent"),
-        (404, "no_service", "permanent"),
-        (404, "channel_not_found", "permanent"),
-        (410, "channel_is_archived", "permanent"),
-        (500, "rollup_error", "retry"),
-        (429, "rate_limited", "throttled"),
+    // (status, code, class, whether the webhook itself is gone and the destination pauses)
+    for (status, code, class, pauses) in [
+        (400, "invalid_payload", "permanent", false),
+        (403, "action_prohibited", "permanent", false),
+        (403, "invalid_token", "permanent", true),
+        (404, "no_service", "permanent", true),
+        (404, "channel_not_found", "permanent", true),
+        (410, "channel_is_archived", "permanent", true),
+        (500, "rollup_error", "retry", false),
+        (429, "rate_limited", "throttled", false),
     ] {
         view.slack_inject("ws", SlackFault::new("hook", status, code));
         let report = attempt(&hook, &request(&message)).await;
         assert_eq!(report.outcome.class(), class, "{code}: {report:?}");
         assert!(report.outcome.reason().unwrap_or("").contains(code), "{report:?}");
+        assert_eq!(report.pause.is_some(), pauses, "{code}: {report:?}");
     }
     assert_eq!(view.slack_hook_posts("ws").len(), 1);
     sim.shutdown().await;

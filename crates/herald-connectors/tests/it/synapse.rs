@@ -1,6 +1,7 @@
-//! A real Matrix homeserver for tests: Synapse (PyPI `matrix-synapse`) in a virtual
-//! environment cached at `target/synapse-venv` (or `$HERALD_SYNAPSE_VENV`), installed
-//! on first use if `.ci/run` has not done it, started per test on a free loopback port
+//! A real Matrix homeserver for tests: Synapse (PyPI `matrix-synapse`, pinned to
+//! [`SYNAPSE_VERSION`]) in a virtual environment cached at `target/synapse-venv` (or
+//! `$HERALD_SYNAPSE_VENV`), installed on first use if `.ci/run` has not done it and
+//! rebuilt if it holds another version, started per test on a free loopback port
 //! with SQLite in a temporary directory, a user registered through the shared-secret
 //! admin API and a room created. Dropping it stops the server; so does the test process
 //! ending any other way, because a shell watchdog kills Synapse when its stdin closes.
@@ -11,6 +12,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+/// The Synapse version the tests run against: the one shared/DESTINATIONS.md §5 was
+/// verified with. `.ci/run` reads this line to install the same.
+pub(crate) const SYNAPSE_VERSION: &str = "1.163.2";
 
 /// The user herald posts as, and its password.
 pub(crate) const USER: &str = "herald";
@@ -49,28 +54,28 @@ fn run(program: &Path, args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// Installs Synapse into the venv unless it is there, then generates one configuration
-/// (signing key, secrets) that every server of this test run starts from. Once per
-/// process; the venv once per machine.
+/// Installs Synapse [`SYNAPSE_VERSION`] into the venv unless it is there, then generates
+/// one configuration (signing key, secrets) that every server of this test run starts
+/// from. Once per process; the venv once per machine and version.
 fn prepared() -> &'static Result<PathBuf, String> {
     static PREPARED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     PREPARED.get_or_init(|| {
         let python = python();
-        if run(&python, &["-c", "import synapse.app.homeserver"]).is_err() {
+        // The distribution's version: `synapse.__version__` appends git details of
+        // whatever repository the venv sits in.
+        let installed = run(
+            &python,
+            &["-c", "import importlib.metadata as m; print(m.version('matrix-synapse'))"],
+        );
+        if installed.as_deref().map(str::trim) != Ok(SYNAPSE_VERSION) {
             let started = Instant::now();
-            run(Path::new("python3"), &["-m", "venv", &venv().to_string_lossy()])?;
+            run(Path::new("python3"), &["-m", "venv", "--clear", &venv().to_string_lossy()])?;
+            let pinned = format!("matrix-synapse=={SYNAPSE_VERSION}");
             run(
                 &python,
-                &[
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "matrix-synapse",
-                ],
+                &["-m", "pip", "install", "--quiet", "--disable-pip-version-check", &pinned],
             )?;
-            eprintln!("installed matrix-synapse in {:.1?}", started.elapsed());
+            eprintln!("installed {pinned} in {:.1?}", started.elapsed());
         }
         // Generated once per machine (a signing key, secrets); each server overrides
         // every path in it but the signing key's.
@@ -299,6 +304,34 @@ impl Synapse {
     pub(crate) async fn log_out_everywhere(&mut self) {
         self.post("logout/all", &json!({})).await;
         self.reader_token = self.log_in("READER").await;
+    }
+
+    /// Sends `n` plain messages as [`USER`] from the reader's device, all at once: newer
+    /// traffic of herald's own user that a look-up must read past.
+    pub(crate) async fn chatter(&self, n: usize) {
+        let mut sends = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let mut url = reqwest::Url::parse(&self.url).unwrap();
+            url.path_segments_mut().unwrap().extend([
+                "_matrix",
+                "client",
+                "v3",
+                "rooms",
+                &self.room_id,
+                "send",
+                "m.room.message",
+                &format!("chatter-{i}"),
+            ]);
+            let request = self
+                .http
+                .put(url)
+                .bearer_auth(&self.reader_token)
+                .json(&json!({"msgtype": "m.text", "body": format!("chatter {i}")}));
+            sends.spawn(async move { request.send().await.unwrap().error_for_status().unwrap() });
+        }
+        while let Some(sent) = sends.join_next().await {
+            sent.unwrap();
+        }
     }
 
     /// The room's `m.room.message` events, oldest first.

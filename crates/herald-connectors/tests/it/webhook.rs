@@ -70,7 +70,8 @@ async fn a_2xx_is_delivered() {
         Report {
             outcome: Outcome::delivered(None),
             status: Some(200),
-            detail: Some("ok".to_owned())
+            detail: Some("ok".to_owned()),
+            pause: None
         }
     );
 
@@ -135,6 +136,19 @@ async fn a_400_is_permanent() {
         reason,
         r#"HTTP 400 Bad Request from the destination: it rejected the request as invalid (it said: "{"error":"missing field title"}")"#
     );
+}
+
+#[tokio::test]
+async fn a_410_gone_is_permanent_and_pauses_the_destination() {
+    let receiver = TestReceiver::start(vec![Scripted::status(410).body("gone")]).await;
+    let report = send_to(&receiver.url("/hook")).await;
+    assert_eq!((report.outcome.class(), report.status), ("permanent", Some(410)), "{report:?}");
+    let pause = report.pause.unwrap_or_default();
+    assert!(pause.contains("410 Gone") && pause.contains("resume"), "{pause}");
+    // A 404 may be the receiver's answer to this one event: no pause.
+    let receiver = TestReceiver::start(vec![Scripted::status(404)]).await;
+    let report = send_to(&receiver.url("/hook")).await;
+    assert_eq!((report.outcome.class(), report.pause), ("permanent", None));
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
-//! The pacer: a burst of `count`, then one attempt per `per / count`, on the clock it is
-//! given.
+//! The pacer: at most `count` starts in any window of length `per`, as early as that
+//! allows, on the clock it is given.
 
 use std::num::NonZeroU32;
 
@@ -24,38 +24,46 @@ fn starts(pacer: &mut Pacer, from: Timestamp, n: usize) -> Vec<u64> {
 }
 
 #[test]
-fn a_full_bucket_bursts_then_spaces_attempts() {
+fn a_fresh_pacer_bursts_then_waits_for_the_window_to_move() {
     let mut pacer = Pacer::new(limit(20, 1000));
     let res = starts(&mut pacer, T0, 23);
     assert_eq!(res[..20], [0; 20]);
-    assert_eq!(res[20..], [50, 100, 150]);
+    // A token bucket would start the 21st at 50 ms: 21 in the first second.
+    assert_eq!(res[20..], [1000, 1000, 1000]);
 }
 
 #[test]
-fn fractional_intervals_keep_their_precision() {
+fn spread_out_attempts_free_the_window_one_by_one() {
     let mut pacer = Pacer::new(limit(3, 1000));
-    // 333.33 ms apart, rounded up to whole milliseconds but never accumulating drift.
-    assert_eq!(starts(&mut pacer, T0, 9), [0, 0, 0, 334, 667, 1000, 1334, 1667, 2000]);
+    for t in [0, 400, 800] {
+        pacer.take(at(ms(t)));
+    }
+    assert_eq!(pacer.next_permit_at(at(ms(900))), at(ms(1000)));
+    pacer.take(at(ms(1000)));
+    assert_eq!(pacer.next_permit_at(at(ms(1000))), at(ms(1400)));
+    pacer.take(at(ms(1400)));
+    assert_eq!(pacer.next_permit_at(at(ms(1500))), at(ms(1800)));
 }
 
 #[test]
 fn an_idle_pacer_refills_up_to_the_burst_only() {
     let mut pacer = Pacer::new(limit(2, 1000));
-    assert_eq!(starts(&mut pacer, T0, 3), [0, 0, 500]);
-    // An hour later the bucket is full again, but not fuller than 2.
+    assert_eq!(starts(&mut pacer, T0, 3), [0, 0, 1000]);
+    // An hour later the window is empty again, but allows 2, not more.
     let later = at(secs(3600));
     let res = starts(&mut pacer, later, 3);
     let base = 3_600_000;
-    assert_eq!(res, [base, base, base + 500]);
+    assert_eq!(res, [base, base, base + 1000]);
     assert_eq!(pacer.next_permit_at(T0), at(ms(base + 1000)), "never earlier than now");
     assert_eq!(pacer.next_permit_at(at(secs(7200))), at(secs(7200)));
 }
 
 proptest! {
-    /// However attempts are asked for, any stretch of time holds at most the burst plus
-    /// what refilled during it, and nothing starts before it was asked for.
+    /// However attempts are asked for, no window of length `per` holds more than `count`
+    /// starts, nothing starts before it was asked for, and nothing waits longer than the
+    /// window requires.
     #[test]
-    fn never_more_than_the_bucket_allows(
+    fn never_more_than_count_in_any_window(
         count in 1u32..=50,
         per_ms in 1u64..=10_000,
         gaps in prop::collection::vec(0u64..=2_000, 1..200),
@@ -68,21 +76,18 @@ proptest! {
             wanted = wanted.add(ms(gap)).max(started.last().copied().unwrap_or(T0));
             let at = pacer.next_permit_at(wanted);
             prop_assert!(at >= wanted);
+            let n = started.len();
+            let count = count as usize;
+            let earliest =
+                if n >= count { started[n - count].add(rate.per).max(wanted) } else { wanted };
+            prop_assert_eq!(at, earliest, "waited longer than the window requires");
             pacer.take(at);
             started.push(at);
         }
-        let interval_us = rate.interval().as_micros() as f64;
-        for i in 0..started.len() {
-            for j in i..started.len() {
-                let span_us = started[j].since(started[i]).as_micros() as f64;
-                let allowed = f64::from(count) + span_us / interval_us;
-                // An extra attempt would exceed by a whole one; the slack only absorbs
-                // the float error of long spans (169 against 168.999997 was seen).
-                prop_assert!(
-                    (j - i + 1) as f64 <= allowed + 1e-3,
-                    "{} attempts in {} us, allowed {}", j - i + 1, span_us, allowed
-                );
-            }
+        for (i, first) in started.iter().enumerate() {
+            let end = first.add(rate.per);
+            let inside = started[i..].iter().take_while(|t| **t < end).count();
+            prop_assert!(inside <= count as usize, "{} starts within {:?} of {:?}", inside, rate.per, first);
         }
     }
 }

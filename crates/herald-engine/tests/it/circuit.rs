@@ -70,7 +70,7 @@ impl Connector for Ruled {
             circuit,
             delivered: matches!(outcome, Outcome::Delivered { .. }),
         });
-        Report { outcome, status: None, detail: None }
+        Report { outcome, status: None, detail: None, pause: None }
     }
 }
 

@@ -30,6 +30,9 @@ pub struct Call {
 pub enum Step {
     /// Answer with this outcome.
     Answer(Outcome),
+    /// Answer `Permanent` and ask for the destination to be paused with this reason, as
+    /// a connector does when the destination itself is gone.
+    Gone(String),
     /// Never answer (the engine's timeout or shutdown ends the attempt).
     Hang,
     /// Wait for a permit of the gate, then take the inner step.
@@ -98,6 +101,10 @@ pub fn reconciling(after: Duration) -> Step {
     Step::Answer(Outcome::Reconciling { after, reason: "not found yet".into() })
 }
 
+pub fn gone(reason: &str) -> Step {
+    Step::Gone(reason.into())
+}
+
 pub fn unknown() -> Step {
     Step::Answer(Outcome::Unknown { reason: "reset after send".into() })
 }
@@ -142,7 +149,13 @@ impl Connector for Scripted {
             other => other,
         };
         match step {
-            Step::Answer(outcome) => Report { outcome, status: None, detail: None },
+            Step::Answer(outcome) => Report { outcome, status: None, detail: None, pause: None },
+            Step::Gone(reason) => Report {
+                outcome: Outcome::Permanent { reason: format!("HTTP 404: {reason}") },
+                status: Some(404),
+                detail: None,
+                pause: Some(reason),
+            },
             Step::Hang | Step::Gated(..) => std::future::pending().await,
         }
     }

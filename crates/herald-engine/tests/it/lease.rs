@@ -199,10 +199,10 @@ async fn a_lagging_claim_does_not_shorten_the_attempt() {
     let (mut fx, store) = lagging_fixture(hung.clone(), lane, |_| {});
     // The test body runs before the lane task (one-threaded runtime): pause the lane so
     // that the lagging claim is the one that finds the broadcast.
-    fx.engine.set_paused("hung", true);
+    fx.engine.set_paused("hung", true).await.unwrap();
     *store.claim_lag.lock().unwrap() = Some(Duration::from_secs(12));
     let view = fx.submit("hello", &["hung"]).await;
-    fx.engine.set_paused("hung", false);
+    fx.engine.set_paused("hung", false).await.unwrap();
     wait_calls(&hung, 1).await;
     fx.clock.advance(Duration::from_secs(10));
     let view = fx.wait_for(&view.id, |v| v.deliveries[0].progress.ambiguous).await;
@@ -218,7 +218,7 @@ async fn an_attempt_ends_inside_its_lease() {
     let fx = Fixture::start(vec![(hung.clone(), settings())]);
     // A claim whose lease covers 4 s although the timeout is 10 s: what a lane gets when
     // its claim committed late without a clock-stamping store, or another node's lease.
-    fx.engine.set_paused("hung", true);
+    fx.engine.set_paused("hung", true).await.unwrap();
     let view = fx.submit("hello", &["hung"]).await;
     let claimed = fx
         .store

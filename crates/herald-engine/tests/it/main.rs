@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod circuit;
+mod cluster;
 mod harness;
 mod lease;
+mod pause;
 mod scenarios;

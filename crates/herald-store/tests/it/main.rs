@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
+mod cluster;
 mod conformance;
 mod fixture;
 mod overload;
