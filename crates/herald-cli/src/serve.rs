@@ -8,7 +8,7 @@ use anyhow::Context;
 use herald_api::{AppState, Ids, Limits, Targets};
 use herald_connectors::http;
 use herald_core::Timestamp;
-use herald_engine::{Clock, Destination, Engine, EngineConfig, Retention, SystemClock};
+use herald_engine::{Clock, Destination, Engine, EngineConfig, Membership, Retention, SystemClock};
 use herald_store::Store;
 use herald_store::sqlite::SqliteStore;
 use tokio_util::sync::CancellationToken;
@@ -65,13 +65,33 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         failed: config.retention.failed,
         ..Retention::default()
     };
+    // Bound before the engine starts, so the node can tell the others where it listens.
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
     let engine_config = EngineConfig {
         shutdown_grace: config.server.shutdown_grace,
         retention: Some(retention),
+        node_id: config.server.node_id(),
+        node_address: addr.to_string(),
         ..EngineConfig::default()
     };
-    let engine =
-        Engine::start(Arc::clone(&store), destinations, Arc::clone(&clock), engine_config)?;
+    // On PostgreSQL the node joins the cluster of every node on the database: each
+    // destination's lane runs on one of them at a time.
+    let membership = match &backend {
+        database::Backend::Sqlite(_) => None,
+        database::Backend::Postgres(pg) => Some(Membership::new(Arc::new(
+            pg.cluster().await.context("cannot join the cluster on PostgreSQL")?,
+        ))),
+    };
+    let engine = Engine::start_in(
+        Arc::clone(&store),
+        destinations,
+        Arc::clone(&clock),
+        engine_config,
+        membership,
+    )?;
     let state = AppState {
         store,
         engine: engine.clone(),
@@ -88,10 +108,6 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         },
         ids: Ids::new(clock, seed()),
     };
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-    let addr = listener.local_addr()?;
     let stop_http = CancellationToken::new();
     let stop = stop_http.clone();
     let app = herald_api::app(state);

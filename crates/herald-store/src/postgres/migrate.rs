@@ -12,7 +12,10 @@ use sqlx::{Connection, Executor, PgConnection};
 use crate::StoreError;
 
 /// The schema, applied in order; version n is the n-th file.
-pub const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_initial.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_initial.sql"),
+    include_str!("../../migrations/postgres/0002_cluster.sql"),
+];
 
 /// What [`run`] found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]

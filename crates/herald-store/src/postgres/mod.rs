@@ -13,9 +13,10 @@
 //! when its `lease_expires_at` passes, and whichever node's recovery claims it first
 //! records the attempt as ambiguous.
 //!
-//! What it deliberately does not do yet: wake-ups across nodes (`LISTEN/NOTIFY`), node
-//! heartbeats and cluster-wide lane limits; those build on this store.
+//! Heartbeats, lane leases, cluster-wide pauses and wake-ups across nodes
+//! (`LISTEN/NOTIFY`) are [`PgCluster`]'s, on the same database.
 
+mod cluster;
 mod migrate;
 mod rows;
 mod store;
@@ -31,6 +32,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Semaphore;
 
+pub use self::cluster::PgCluster;
 pub use self::migrate::{MIGRATIONS, Migrated};
 use crate::{StoreClock, StoreError};
 
@@ -251,6 +253,15 @@ impl PgStore {
     pub fn with_clock(mut self, clock: Arc<StoreClock>) -> PgStore {
         self.clock = Some(clock);
         self
+    }
+
+    /// This node's handle on the cluster of nodes sharing the database (lane leases,
+    /// heartbeats, pauses, announcements).
+    ///
+    /// # Errors
+    /// `Unavailable` when the database cannot be reached.
+    pub async fn cluster(&self) -> Result<PgCluster, StoreError> {
+        PgCluster::new(self.pool.clone(), &self.node_id).await
     }
 
     /// This node's id, as written to leases and attempts.
