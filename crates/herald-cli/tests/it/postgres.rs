@@ -31,10 +31,10 @@ async fn admin() -> PgConnection {
 }
 
 /// A schema of its own, dropped with everything in it when the test ends.
-struct Schema(String);
+pub(crate) struct Schema(String);
 
 impl Schema {
-    async fn new() -> Schema {
+    pub(crate) async fn new() -> Schema {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let name =
             format!("herald_cli_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
@@ -49,7 +49,7 @@ impl Schema {
 
     /// The database URL whose connections work in this schema, as an operator would
     /// write it in `herald.toml`.
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         let url = database_url();
         let sep = if url.contains('?') { '&' } else { '?' };
         format!("{url}{sep}options=-csearch_path%3D{}", self.0)
