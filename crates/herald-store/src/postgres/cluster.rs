@@ -298,6 +298,7 @@ impl Cluster for PgCluster {
             let mut listener = loop {
                 match listen(&pool, &channel).await {
                     Ok(listener) => break listener,
+                    Err(_) if pool.is_closed() || tx.is_closed() => return,
                     Err(error) => {
                         tracing::warn!(%error, "Cannot listen for other nodes' work yet; retrying.");
                         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -320,6 +321,7 @@ impl Cluster for PgCluster {
                             return;
                         }
                     }
+                    Err(_) if pool.is_closed() || tx.is_closed() => return,
                     Err(error) => {
                         tracing::warn!(%error, "Lost the notification connection; reconnecting.");
                         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
