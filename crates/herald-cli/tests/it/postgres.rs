@@ -215,3 +215,50 @@ async fn wait_converged(server: &Server, id: &str) -> Value {
     }
     panic!("broadcast {id} did not converge");
 }
+
+/// `herald migrate` applies the schema once and then finds it up to date; `check-config`
+/// accepts the URL without connecting, and neither ever prints the password.
+#[tokio::test]
+async fn migrate_applies_the_schema_once_and_check_config_needs_no_connection() {
+    let schema = Schema::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.toml");
+    std::fs::write(&path, format!("[server]\ndatabase = \"{}\"\n", schema.url())).unwrap();
+    let migrate = || {
+        tokio::process::Command::new(crate::process::herald())
+            .args(["migrate", "--config"])
+            .arg(&path)
+            .output()
+    };
+    let first = migrate().await.unwrap();
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(first.status.success(), "{stdout}{}", String::from_utf8_lossy(&first.stderr));
+    assert!(stdout.contains(&format!("schema `{}`: applied version 1", schema.0)), "{stdout}");
+    let again = migrate().await.unwrap();
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.contains("up to date"), "{stdout}");
+    let mut conn = schema.conn().await;
+    let versions: Vec<i32> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(versions, vec![1]);
+
+    // Nothing listens on port 1: check-config does not connect; migrate fails plainly.
+    let unreachable = "postgres://herald:hunter2@127.0.0.1:1/herald";
+    std::fs::write(&path, format!("[server]\ndatabase = \"{unreachable}\"\n")).unwrap();
+    let checked = tokio::process::Command::new(crate::process::herald())
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+    let failed = migrate().await.unwrap();
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success());
+    assert!(stderr.contains("cannot migrate the PostgreSQL database"), "{stderr}");
+    assert!(
+        !stderr.contains("hunter2") && !String::from_utf8_lossy(&failed.stdout).contains("hunter2")
+    );
+}

@@ -225,3 +225,19 @@ async fn updates_added_while_another_node_delivers_the_original_are_never_strand
         );
     }
 }
+
+/// With the engine's clock, a lease runs from when the claim ran, not from when it was
+/// asked for: a claim that waited (for a connection, for locks) keeps its whole lease.
+#[tokio::test]
+async fn a_lease_is_stamped_when_the_claim_runs() {
+    let schema = Schema::new().await;
+    let store = schema.connect("node-a").await.with_clock(Arc::new(|| at(10)));
+    create(&store, broadcast(&["lane"], at(0))).await;
+    let work = store.claim(claim_request("lane", 1, at(1))).await.unwrap().work;
+    assert_eq!(work[0].lease_expires_at, at(10).add(LEASE), "the wait ate into the lease");
+    assert_eq!(store.claim_expired(at(9).add(LEASE), at(100), 10).await.unwrap(), vec![]);
+    assert_eq!(
+        ids(&store.claim_expired(at(10).add(LEASE), at(100), 10).await.unwrap()),
+        ids(&work)
+    );
+}

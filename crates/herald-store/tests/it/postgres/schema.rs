@@ -191,6 +191,7 @@ async fn seed_delivered(schema: &Schema, from: usize, n: usize, created_at: i64)
 /// while submits go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_thousand_terminal_rows_prune_in_small_batches_without_holding_up_submits() {
+    let _alone = HEAVY.lock().await;
     let schema = Schema::new().await;
     let store = std::sync::Arc::new(schema.connect("node-a").await);
     seed_delivered(&schema, 1, 1_000, days_ago(10).0).await;
