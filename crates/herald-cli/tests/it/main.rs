@@ -5,13 +5,16 @@
 
 mod chat;
 mod cli;
+mod cluster;
 mod crash;
+mod database;
 mod hold;
 mod matrix;
 mod paging;
 mod pause;
 mod postgres;
 mod process;
+mod proxy;
 mod reliability;
 mod removed;
 /// The Synapse harness of herald-connectors' tests, shared.
