@@ -14,6 +14,9 @@ mod paging;
 mod pause;
 mod postgres;
 mod process;
+/// The PostgreSQL proxy of herald-store's tests, shared.
+#[allow(dead_code)]
+#[path = "../../../herald-store/tests/it/postgres/proxy.rs"]
 mod proxy;
 mod reliability;
 mod removed;
