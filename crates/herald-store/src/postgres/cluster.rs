@@ -298,6 +298,7 @@ impl Cluster for PgCluster {
             let mut listener = loop {
                 match listen(&pool, &channel).await {
                     Ok(listener) => break listener,
+                    Err(sqlx::Error::PoolClosed) => return,
                     Err(error) => {
                         tracing::warn!(%error, "Cannot listen for other nodes' work yet; retrying.");
                         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -320,6 +321,8 @@ impl Cluster for PgCluster {
                             return;
                         }
                     }
+                    // The node is shutting down: nothing to reconnect to or for.
+                    Err(sqlx::Error::PoolClosed) => return,
                     Err(error) => {
                         tracing::warn!(%error, "Lost the notification connection; reconnecting.");
                         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
