@@ -21,10 +21,15 @@ pub struct Server {
 impl Server {
     /// Starts `herald serve --config config` and waits for its "listening" line.
     pub async fn start(config: &Path) -> Server {
+        Server::start_logging(config, "warn").await
+    }
+
+    /// [`Server::start`] with `RUST_LOG=log` (its log goes to the test's stderr).
+    pub async fn start_logging(config: &Path, log: &str) -> Server {
         let mut child = Command::new(herald())
             .args(["serve", "--config"])
             .arg(config)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
