@@ -34,13 +34,15 @@ const BROADCASTS: usize = 90;
 const LIMIT: usize = 5;
 
 /// The window in which at most `LIMIT` arrivals at the simulator may fall. herald's pacer
-/// keeps at most 5 *starts* in any 1 s, on every node and across handovers; the
-/// simulator timestamps an *arrival*, which trails its start by the loopback request's
-/// own delay (a new or a reused connection, task scheduling on a busy two-core machine).
-/// When one request of a window is delayed more than the one five later, their arrivals
-/// are closer than their starts, so a full second would count such a pair as six. 950 ms
-/// absorbs up to 50 ms of difference in that delay and still catches a sixth request
-/// anywhere near its window (the pacer's own bug would put it at ~800 ms or closer).
+/// allows at most 5 *starts* in any 1 s (a sliding window), on every node and across
+/// handovers; the simulator stamps *arrivals*, which trail their starts by each request's
+/// own loopback delay (a reused or a new connection, scheduling on a busy two-core
+/// machine), so the requests of one burst arrive a few ms apart. When a burst's first
+/// request arrives promptly and a later one late, the next burst (started exactly 1 s
+/// after the first) lands less than 1 s after that late arrival: runs show 6 or 7
+/// arrivals in some 1 s windows from this alone. Counting in 950 ms absorbs up to 50 ms of
+/// such skew; a sixth start the pacer let through would have to fall within 50 ms of the
+/// window's end to slip by.
 const WINDOW: Duration = Duration::from_millis(950);
 
 fn ms(n: u64) -> Duration {
@@ -332,9 +334,9 @@ async fn check_nodes_command(server: &Server, this: &str, ids: &[&str], lanes: &
 /// Issue 8's first proof. Three nodes (configs that differ only in `node_id`) on one
 /// schema; ~90 broadcasts submitted to all three destinations through every node's API;
 /// the node driving `limited` is SIGKILLed mid-run, and the node that took its lane over
-/// is restarted with SIGTERM, so the rate-limited lane changes hands three times (after
-/// the dead node's lane lease, at once on SIGTERM, and when the restarted node takes its
-/// share back).
+/// is restarted with SIGTERM, so the rate-limited lane changes hands after the dead
+/// node's lane lease, at once on SIGTERM, and (as the survivor hands back its surplus)
+/// usually once more when the restarted node takes its share.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_share_the_work_through_a_kill_and_a_restart_and_hold_the_rate_limit() {
     let schema = Schema::new().await;
@@ -421,6 +423,8 @@ async fn three_nodes_share_the_work_through_a_kill_and_a_restart_and_hold_the_ra
     assert_once_each(&sim, "limited", BROADCASTS);
     let unknown = ambiguous(&schema).await;
     let resent = assert_resent_only_when_ambiguous(&sim, &unknown);
+    // By node id: the restarted node's two lives share one, but the first ended its
+    // attempts before it exited (SIGTERM), so they cannot overlap the second's.
     let overlapping = overlapping_attempts(&schema).await;
     assert!(overlapping.is_empty(), "attempted by two nodes at once: {overlapping:?}");
     let per_node = attempts_per_node(&schema).await;
