@@ -45,6 +45,15 @@ const LIMIT: usize = 5;
 /// window's end to slip by.
 const WINDOW: Duration = Duration::from_millis(950);
 
+/// Prints a figure of the run to stderr even when the test passes (the harness captures
+/// `eprintln!` of passing tests), so the CI log keeps the numbers.
+macro_rules! figure {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
@@ -328,7 +337,7 @@ async fn check_nodes_command(server: &Server, this: &str, ids: &[&str], lanes: &
         let on = lines.iter().filter(|l| l.split([' ', ',']).any(|word| word == *lane)).count();
         assert_eq!(on, 1, "lane `{lane}` should be on exactly one node's line:\n{stdout}");
     }
-    eprint!("herald nodes:\n{stdout}");
+    figure!("herald nodes:\n{}", stdout.trim_end());
 }
 
 /// Issue 8's first proof. Three nodes (configs that differ only in `node_id`) on one
@@ -443,29 +452,29 @@ async fn three_nodes_share_the_work_through_a_kill_and_a_restart_and_hold_the_ra
             _ => "n/a".into(),
         }
     };
-    eprintln!(
+    figure!(
         "cluster test: lanes spread over 3 nodes in {spread:?}, back over 2 after the restart in {rejoin:?}"
     );
     for name in LANES {
-        eprintln!(
+        figure!(
             "cluster test: `{name}` got {} requests, stored {}",
             sim.view().requests(name),
             sim.view().stored(name)
         );
     }
-    eprintln!(
+    figure!(
         "cluster test: `limited` max {in_window} requests in any {WINDOW:?} window (asserted <= {LIMIT}), {in_second} in any 1 s"
     );
-    eprintln!(
+    figure!(
         "cluster test: {victim_id} SIGKILLed after {before_kill} requests at `limited`; the lane moved to {heir_id} after {kill_handover:?} (gap at the simulator {})",
         gap(killed_at)
     );
-    eprintln!(
+    figure!(
         "cluster test: {heir_id} SIGTERMed; the lane moved to {third_id} after {term_handover:?} (gap at the simulator {})",
         gap(terminated_at)
     );
-    eprintln!("cluster test: `limited` driven in turn by {}", drivers(&schema, "limited").await);
-    eprintln!(
+    figure!("cluster test: `limited` driven in turn by {}", drivers(&schema, "limited").await);
+    figure!(
         "cluster test: {} deliveries recovered as ambiguous, {resent} extra copies at `counting`; attempts per node {per_node:?}",
         unknown.len()
     );
@@ -823,17 +832,17 @@ async fn a_node_cut_off_from_postgres_refuses_submits_recovers_by_itself_and_los
     );
 
     let (resubmitted, stored_anyway, unknown, extra) = pair.converge(&answers).await;
-    eprintln!(
+    figure!(
         "outage test: {} submits ({} to node A inside the {CUT:?} cut, all 503; node B accepted {b_during} meanwhile), {refused_anywhere} refused in all",
         answers.len(),
         during.len()
     );
-    eprintln!(
+    figure!(
         "outage test: readyz {} probes inside the cut, all 503; ready again {:?} after the restore",
         probes_during.len(),
         ready_at.duration_since(restored_at)
     );
-    eprintln!(
+    figure!(
         "outage test: {resubmitted} resubmitted with their key ({stored_anyway} of them stored despite a timed-out 503), {unknown} deliveries recovered as ambiguous, {extra} extra copies at `counting`; all converged once"
     );
     pair.stop().await;
@@ -878,7 +887,7 @@ async fn terminated_backends_lose_nothing_and_double_nothing() {
     );
     let refused = answers.iter().filter(|a| !a.accepted()).count();
     let (resubmitted, stored_anyway, unknown, extra) = pair.converge(&answers).await;
-    eprintln!(
+    figure!(
         "terminate test: {terminated} of node A's backends terminated in {rounds} rounds over {STORM:?}; {} submits, {refused} refused with 503, {resubmitted} resubmitted ({stored_anyway} stored despite a timed-out 503), {unknown} recovered as ambiguous, {extra} extra copies at `counting`; all converged once",
         answers.len()
     );
