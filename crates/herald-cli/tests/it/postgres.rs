@@ -5,79 +5,16 @@
 //! and the attempt log shows no delivery in the hands of two nodes at once.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use herald_simulator::{FaultPlan, Simulator};
-use serde_json::{Value, json};
-use sqlx::{Connection, PgConnection, Row};
+use serde_json::json;
+use sqlx::Row;
 
+use crate::database::Schema;
 use crate::process::Server;
 
 const BROADCASTS: usize = 80;
-
-fn database_url() -> String {
-    // CI sets it (.ci/run); unset, the machine's server is meant, and a missing server
-    // fails the test naming the URL.
-    std::env::var("HERALD_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-async fn admin() -> PgConnection {
-    let url = database_url();
-    PgConnection::connect(&url).await.unwrap_or_else(|error| {
-        panic!("this test needs PostgreSQL at {url} (HERALD_TEST_DATABASE_URL): {error}")
-    })
-}
-
-/// A schema of its own, dropped with everything in it when the test ends.
-pub(crate) struct Schema(String);
-
-impl Schema {
-    pub(crate) async fn new() -> Schema {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let name =
-            format!("herald_cli_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let mut conn = admin().await;
-        sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&mut conn).await.unwrap();
-        Schema(name)
-    }
-
-    /// The database URL whose connections work in this schema, as an operator would
-    /// write it in `herald.toml`.
-    pub(crate) fn url(&self) -> String {
-        let url = database_url();
-        let sep = if url.contains('?') { '&' } else { '?' };
-        format!("{url}{sep}options=-csearch_path%3D{}", self.0)
-    }
-
-    async fn conn(&self) -> PgConnection {
-        let mut conn = admin().await;
-        sqlx::query(&format!("SET search_path TO {}", self.0)).execute(&mut conn).await.unwrap();
-        conn
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let name = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime =
-                tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let mut conn = admin().await;
-                let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                    .execute(&mut conn)
-                    .await;
-            });
-        })
-        .join();
-    }
-}
 
 fn config(sim: &Simulator, url: &str) -> String {
     format!(
@@ -152,7 +89,7 @@ async fn a_killed_node_on_postgres_loses_nothing_and_its_successor_converges_onc
 
     let mut unknown: BTreeSet<String> = BTreeSet::new();
     for id in &accepted {
-        let view = wait_converged(&server, id).await;
+        let view = server.wait_converged(id).await;
         assert_eq!(view["state"], "delivered", "{view:#}");
         let attempts = server.get(&format!("/v1/broadcasts/{id}/attempts")).await;
         for attempt in attempts["attempts"].as_array().unwrap() {
@@ -205,17 +142,6 @@ async fn a_killed_node_on_postgres_loses_nothing_and_its_successor_converges_onc
     sim.shutdown().await;
 }
 
-async fn wait_converged(server: &Server, id: &str) -> Value {
-    for _ in 0..400 {
-        let view = server.get(&format!("/v1/broadcasts/{id}")).await;
-        if view["state"] != "in_progress" {
-            return view;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("broadcast {id} did not converge");
-}
-
 /// `herald migrate` applies the schema once and then finds it up to date; `check-config`
 /// accepts the URL without connecting, and neither ever prints the password.
 #[tokio::test]
@@ -233,7 +159,13 @@ async fn migrate_applies_the_schema_once_and_check_config_needs_no_connection() 
     let first = migrate().await.unwrap();
     let stdout = String::from_utf8_lossy(&first.stdout);
     assert!(first.status.success(), "{stdout}{}", String::from_utf8_lossy(&first.stderr));
-    assert!(stdout.contains(&format!("schema `{}`: applied version 1", schema.0)), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "schema `{}`: applied version 1, 2; now at version 2",
+            schema.name()
+        )),
+        "{stdout}"
+    );
     let again = migrate().await.unwrap();
     let stdout = String::from_utf8_lossy(&again.stdout);
     assert!(stdout.contains("up to date"), "{stdout}");
@@ -242,7 +174,7 @@ async fn migrate_applies_the_schema_once_and_check_config_needs_no_connection() 
         .fetch_all(&mut conn)
         .await
         .unwrap();
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![1, 2]);
 
     // Nothing listens on port 1: check-config does not connect; migrate fails plainly.
     let unreachable = "postgres://herald:hunter2@127.0.0.1:1/herald";

@@ -43,7 +43,7 @@ async fn a_short_seeded_torture_run_keeps_every_promise() {
 /// after their lease, so converging takes longer than on one node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_seeded_torture_run_on_three_postgres_nodes_keeps_every_promise() {
-    let schema = crate::postgres::Schema::new().await;
+    let schema = crate::database::Schema::new().await;
     let run = tokio::process::Command::new(herald())
         .args(["torture", "--seed", "11", "--duration", "8s", "--kills", "2", "--rate", "5"])
         .args(["--nodes", "3", "--database", &schema.url(), "--converge-within", "90s"])

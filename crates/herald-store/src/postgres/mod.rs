@@ -96,6 +96,8 @@ impl std::fmt::Debug for PgStore {
 #[derive(Debug)]
 pub(super) enum Failure {
     Db(sqlx::Error),
+    /// `COMMIT` itself failed.
+    Commit(sqlx::Error),
     Store(StoreError),
 }
 
@@ -115,7 +117,11 @@ impl Failure {
     /// A deadlock or serialization failure: the transaction was rolled back and running
     /// it again may succeed.
     fn is_transient(&self) -> bool {
-        let Failure::Db(sqlx::Error::Database(error)) = self else { return false };
+        let (Failure::Db(sqlx::Error::Database(error))
+        | Failure::Commit(sqlx::Error::Database(error))) = self
+        else {
+            return false;
+        };
         matches!(error.code().as_deref(), Some("40001" | "40P01"))
     }
 
@@ -123,6 +129,18 @@ impl Failure {
         match self {
             Failure::Store(error) => error,
             Failure::Db(error) => unavailable(&error),
+            // The server answered the COMMIT: it refused, so nothing was written.
+            Failure::Commit(error @ sqlx::Error::Database(_)) => unavailable(&error),
+            // No answer (the connection broke with the COMMIT sent or on its way): the
+            // server may have committed. Saying "unavailable" would tell the client that
+            // nothing was stored, and a retry without the key would store it twice.
+            Failure::Commit(error) => StoreError::Unconfirmed(format!(
+                "the PostgreSQL connection broke before the commit was confirmed: {}",
+                match unavailable(&error) {
+                    StoreError::Unavailable(cause) => cause,
+                    other => other.to_string(),
+                }
+            )),
         }
     }
 }
@@ -299,7 +317,7 @@ impl PgStore {
             let res: Result<R, Failure> = async {
                 let mut tx = self.pool.begin().await?;
                 let res = op(&mut tx).await?;
-                tx.commit().await?;
+                tx.commit().await.map_err(Failure::Commit)?;
                 Ok(res)
             }
             .await;

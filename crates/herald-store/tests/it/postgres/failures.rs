@@ -1,15 +1,17 @@
 //! The shared store under overload and failure: a bounded number of submits in progress
 //! (more are refused at once while outcome records still go through), an unreachable or
-//! misnamed database (`Unavailable`, quickly, no password in the message), and
-//! connections the server terminated (replaced by the pool, never a panic).
+//! misnamed database (`Unavailable`, quickly, no password in the message), connections
+//! the server terminated (replaced by the pool, never a panic), and a `COMMIT` whose
+//! answer was lost (`Unconfirmed`, never "failed").
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald_store::postgres::{PgOptions, PgStore, check_url};
-use herald_store::{Store, StoreError};
+use herald_store::{Store, StoreError, Submitted};
 
-use super::{Schema, admin, admin_in, database_url};
+use super::proxy::Proxy;
+use super::{Schema, admin, admin_in, database_url, database_url_via, server_addr};
 use crate::fixture::*;
 
 /// The test database's URL with `application_name` set, so the test can find (and
@@ -139,4 +141,33 @@ async fn terminated_connections_are_replaced_by_the_pool() {
     assert!(answered.is_some(), "the pool did not reconnect");
     store.ping().await.unwrap();
     assert_eq!(view(&store, &first.id).await, first);
+}
+
+/// The connection breaks after `COMMIT` went out and before its answer came back: the
+/// submit was stored, so the store must not report a failure that means "nothing
+/// changed" (`Unavailable`); it reports `Unconfirmed`, and the pool carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_whose_answer_is_lost_is_unconfirmed_not_failed() {
+    let schema = Schema::new().await;
+    let proxy = Proxy::start(server_addr()).await;
+    let options = PgOptions { max_connections: 1, ..schema.options() };
+    // In clear text, so the proxy can see the `COMMIT` go by.
+    let url = database_url_via(proxy.addr());
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{sep}sslmode=disable");
+    let store = PgStore::connect(&url, "node-a", &options).await.unwrap();
+    let submitted = keyed("k-1", "fingerprint 1", &["lane"], at(0));
+    let id = submitted.id.clone();
+
+    proxy.lose_next_commit_answer();
+    match store.submit(submitted).await {
+        Err(StoreError::Unconfirmed(message)) => eprintln!("lost COMMIT answer: {message}"),
+        res => panic!("expected Unconfirmed, got {res:?}"),
+    }
+    assert!(store.broadcast(&id).await.unwrap().is_some(), "the commit did not happen after all");
+    // The client's retry with the same key finds the original.
+    match store.submit(keyed("k-1", "fingerprint 1", &["lane"], at(1))).await.unwrap() {
+        Submitted::Replayed(view) => assert_eq!(view.id, id),
+        other => panic!("expected the original back, got {other:?}"),
+    }
 }

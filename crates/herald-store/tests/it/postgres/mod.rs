@@ -14,6 +14,9 @@ use crate::conformance;
 
 mod failures;
 mod nodes;
+/// herald-cli's end-to-end tests use all of it, these tests only some.
+#[allow(dead_code)]
+pub mod proxy;
 mod schema;
 
 /// The database the PostgreSQL tests use.
@@ -84,6 +87,28 @@ impl Drop for Schema {
             eprintln!("could not drop test schema {}: {error}", self.name);
         }
     }
+}
+
+/// The test database's URL with its `host:port` replaced by `addr` (a proxy's).
+pub fn database_url_via(addr: std::net::SocketAddr) -> String {
+    let url = database_url();
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let user = authority.rsplit_once('@').map(|(user, _)| format!("{user}@")).unwrap_or_default();
+    format!("{scheme}://{user}{addr}/{path}")
+}
+
+/// The test database server's address, for a proxy in front of it.
+pub fn server_addr() -> std::net::SocketAddr {
+    let url = database_url();
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host_port =
+        if host_port.contains(':') { host_port.to_string() } else { format!("{host_port}:5432") };
+    host_port
+        .parse()
+        .unwrap_or_else(|_| panic!("a proxy needs the test database at an IP address: {host_port}"))
 }
 
 /// A plain connection to the test database, for setting up and looking at tables.
