@@ -86,8 +86,8 @@ pub enum ApiError {
     /// limit is full); nothing was changed. Answered with `Retry-After`.
     #[error("overloaded: {0}")]
     Overloaded(String),
-    /// 503: the store or the request did not finish within its bound. Answered with
-    /// `Retry-After`; a write may still take effect.
+    /// 503: the store or the request did not finish within its bound, or the store's
+    /// write went unconfirmed. Answered with `Retry-After`; a write may still take effect.
     #[error("timed out: {0}")]
     TimedOut(String),
     /// 500: a bug or corrupt data. The text is logged, never sent.
@@ -230,10 +230,11 @@ impl ApiError {
                 Vec::new(),
             ),
             ApiError::TimedOut(_) => (
-                "herald did not finish this request in time (its database is slow or busy). \
-                 A submit or update may still be stored after this answer: retry with the same \
-                 idempotency key, which makes the retry safe (you get the original back), after \
-                 the number of seconds in Retry-After."
+                "herald did not get its database's answer to this request in time (the database \
+                 is slow or busy, or the connection to it broke). A submit or update may still \
+                 be stored after this answer: retry with the same idempotency key, which makes \
+                 the retry safe (you get the original back), after the number of seconds in \
+                 Retry-After."
                     .into(),
                 Vec::new(),
             ),
@@ -278,6 +279,8 @@ impl From<StoreError> for ApiError {
             error @ StoreError::Overloaded { .. } => ApiError::Overloaded(error.to_string()),
             error @ StoreError::TimedOut(_) => ApiError::TimedOut(error.to_string()),
             StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
+            // The answer never came, as with a time-out: the write may be stored.
+            error @ StoreError::Unconfirmed(_) => ApiError::TimedOut(error.to_string()),
             error @ StoreError::Corrupt(_) => ApiError::Internal(error.to_string()),
         }
     }

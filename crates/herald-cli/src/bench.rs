@@ -4,7 +4,9 @@
 //!
 //! Everything runs on loopback in this process: the simulator as the sink, a herald
 //! server on a temporary SQLite file (`synchronous=FULL`: every intent fsync'd before its
-//! 202), and a keep-alive load client. Run it from a release build.
+//! 202), and a keep-alive load client. With `--database postgres://... --nodes 1,2,3` the
+//! throughput phase runs once per node count on PostgreSQL instead. Run it from a release
+//! build.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -41,6 +43,14 @@ pub struct Options {
     /// Duration of the latency phase.
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     pub latency_for: Duration,
+    /// Run the throughput phase on this PostgreSQL database instead of SQLite (it writes
+    /// there: use an empty database or schema).
+    #[arg(long)]
+    pub database: Option<String>,
+    /// With `--database`: the node counts to measure, one run each, e.g. `1,2,3` (the
+    /// nodes run in this process, each with its own pool and engine).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub nodes: Vec<usize>,
 }
 
 /// Percentile `p` (0..=100) of sorted `values`, in milliseconds.
@@ -73,6 +83,10 @@ pub async fn run(options: Options, out: &mut impl Write) -> anyhow::Result<()> {
     // Baseline: the same HTTP client, the same sink, no engine in between.
     let raw = raw_http(&sim.url("raw"), total, options.clients).await?;
     writeln!(out, "  raw HTTP, client -> sink:               {:>9.0} requests/s", raw)?;
+    if let Some(database) = &options.database {
+        sim.shutdown().await;
+        return cluster(&options, database, raw, out).await;
+    }
 
     let dir = tempfile::tempdir()?;
     let mut text = format!(
@@ -282,4 +296,133 @@ fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// The throughput phase on PostgreSQL with 1, 2, ... nodes in this process: the clients
+/// take turns among the nodes' APIs; each run uses its own destination names (and so its
+/// own lanes and sink endpoints), and starts once every lane has its node.
+async fn cluster(
+    options: &Options,
+    database: &str,
+    raw: f64,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let total = options.messages * options.destinations;
+    let run_id = std::process::id();
+    let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    for &nodes in &options.nodes {
+        if nodes == 0 {
+            bail!("--nodes: a run needs at least one node");
+        }
+        let names: Vec<String> =
+            (0..options.destinations).map(|n| format!("b{run_id}-{nodes}-{n}")).collect();
+        let endpoints: Vec<(String, FaultPlan)> =
+            names.iter().map(|n| (n.clone(), FaultPlan::healthy())).collect();
+        let sink = Simulator::start(endpoints).await.context("cannot start the sink")?;
+        let mut servers = Vec::with_capacity(nodes);
+        for i in 0..nodes {
+            let mut text = format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"{database}\"\nnode_id = \"bench-{run_id}-{nodes}-{i}\"\n\n"
+            );
+            for name in &names {
+                text.push_str(&format!(
+                    "[destinations.{name}]\nkind = \"webhook\"\nurl = \"{}\"\nconcurrency = {}\n\n",
+                    sink.url(name),
+                    options.concurrency
+                ));
+            }
+            let config = Config::parse(&text, "bench", &|_| None)
+                .map_err(|errors| anyhow::anyhow!("{errors}"))?;
+            servers.push(serve::start(&config).await?);
+        }
+        let bases: Vec<String> = servers.iter().map(|s| format!("http://{}", s.addr)).collect();
+        balanced(&http, &bases, &names).await?;
+        let next = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut tasks = JoinSet::new();
+        for client in 0..options.clients {
+            let url = format!("{}/v1/broadcasts", bases[client % bases.len()]);
+            let (http, names, next) = (http.clone(), names.clone(), Arc::clone(&next));
+            let messages = options.messages;
+            tasks.spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= messages {
+                        return anyhow::Ok(());
+                    }
+                    submit(&http, &url, &names, n).await?;
+                }
+            });
+        }
+        while let Some(res) = tasks.join_next().await {
+            res??;
+        }
+        let submit_elapsed = started.elapsed();
+        let expected = total as u64;
+        let waiting = names.clone();
+        let done = sink
+            .wait_until(Duration::from_secs(300), move |view| {
+                waiting.iter().map(|n| view.stored(n)).sum::<u64>() >= expected
+            })
+            .await;
+        if !done {
+            bail!("deliveries with {nodes} node(s) did not complete within 5 minutes");
+        }
+        let last = names
+            .iter()
+            .flat_map(|name| sink.received(name))
+            .filter(|r| r.stored)
+            .map(|r| r.at)
+            .max()
+            .unwrap_or_else(Instant::now);
+        let rate = total as f64 / last.duration_since(started).as_secs_f64();
+        writeln!(
+            out,
+            "  herald on PostgreSQL, {nodes} node(s):      {:>9.0} deliveries/s  ({:.1} % of raw HTTP; {:.0} broadcasts/s accepted)",
+            rate,
+            100.0 * rate / raw,
+            options.messages as f64 / submit_elapsed.as_secs_f64()
+        )?;
+        for server in servers {
+            server.shutdown().await;
+        }
+        sink.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Waits (up to 60 s) until every one of `names` is driven by a live node.
+async fn balanced(
+    http: &reqwest::Client,
+    bases: &[String],
+    names: &[String],
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let view: Value = http.get(format!("{}/v1/nodes", bases[0])).send().await?.json().await?;
+        let nodes = view.get("nodes").and_then(Value::as_array).cloned().unwrap_or_default();
+        let live: Vec<&Value> =
+            nodes.iter().filter(|n| n.get("alive") == Some(&Value::Bool(true))).collect();
+        let driven: Vec<&str> = live
+            .iter()
+            .flat_map(|n| n.get("lanes").and_then(Value::as_array).into_iter().flatten())
+            .filter_map(Value::as_str)
+            .collect();
+        let mine = live.iter().filter(|n| {
+            n.get("id").and_then(Value::as_str).is_some_and(|id| id.starts_with("bench-"))
+        });
+        let all_driven = names.iter().all(|name| driven.contains(&name.as_str()));
+        let fair = names.len().div_ceil(bases.len());
+        let spread = mine.clone().all(|n| {
+            let lanes = n.get("lanes").and_then(Value::as_array).map_or(0, Vec::len);
+            lanes <= fair
+        });
+        if all_driven && spread && mine.count() >= bases.len() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the lanes were not spread over {} nodes within 60 s: {view}", bases.len());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -72,6 +72,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Where the intents and delivery states are stored (`sqlite://herald.db`).
     pub database: Database,
+    /// This node's name in a shared (PostgreSQL) database: written to the leases it
+    /// holds and the attempts it makes. `None`: the host name and process id.
+    pub node_id: Option<String>,
     /// How long in-flight attempts may finish after SIGTERM (`10s`).
     pub shutdown_grace: Duration,
     /// The most API requests served at once; more get `503` (`1024`; SSE not counted).
@@ -91,6 +94,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
             database: Database::Sqlite { path: PathBuf::from("herald.db") },
+            node_id: None,
             shutdown_grace: Duration::from_secs(10),
             max_concurrent_requests: 1024,
             request_timeout: Duration::from_secs(10),
@@ -101,13 +105,48 @@ impl Default for ServerConfig {
 }
 
 /// The store behind the engine, from `server.database`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Database {
     /// An SQLite file (`sqlite://herald.db` or `sqlite:///var/lib/herald/herald.db`).
     Sqlite {
         /// The database file, relative to the working directory unless absolute.
         path: PathBuf,
     },
+    /// A PostgreSQL database shared by every node that names it
+    /// (`postgres://herald@db.internal:5432/herald`).
+    Postgres {
+        /// The URL as written; it may carry a password, so `Debug` does not show it.
+        url: String,
+    },
+}
+
+/// Never shows a PostgreSQL URL: it may carry a password.
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Database::Sqlite { path } => f.debug_struct("Sqlite").field("path", path).finish(),
+            Database::Postgres { .. } => f.write_str("Postgres { url: <redacted> }"),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// `node_id`, or this process's default: the host name and process id.
+    pub fn node_id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(default_node_id)
+    }
+}
+
+/// `HOST-PID`: unique among the processes that run at once, different after a restart.
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "herald".into());
+    format!("{host}-{}", std::process::id())
 }
 
 /// One `[destinations.NAME]` table.

@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod database;
 pub mod demo;
 pub mod progress;
 pub mod serve;

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use herald_cli::client::Client;
 use herald_cli::config::Config;
-use herald_cli::{bench, demo, progress, serve, torture};
+use herald_cli::{bench, database, demo, progress, serve, torture};
 use serde_json::{Value, json};
 
 /// herald allocates many small, short-lived buffers per delivery (HTTP, JSON, SQL
@@ -116,6 +116,12 @@ enum Command {
     },
     /// Show each destination's health.
     Destinations,
+    /// Apply the database migrations this version knows (also done by `serve`).
+    Migrate {
+        /// The configuration file.
+        #[arg(long, short, default_value = "herald.toml")]
+        config: PathBuf,
+    },
     /// Show the herald nodes sharing the database and the lanes each one drives.
     Nodes,
     /// Validate a configuration file and report every problem.
@@ -171,6 +177,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => {
             let config = Config::load(&config).map_err(|errors| anyhow::anyhow!("{errors}"))?;
             serve::run(&config).await?;
+        }
+        Command::Migrate { config } => {
+            let config = Config::load(&config).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+            println!("{}", database::migrate(&config).await?);
         }
         Command::CheckConfig { config: path } => match Config::load(&path) {
             Ok(config) => {

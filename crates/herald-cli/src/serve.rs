@@ -8,12 +8,13 @@ use anyhow::Context;
 use herald_api::{AppState, Ids, Limits, Targets};
 use herald_connectors::http;
 use herald_core::Timestamp;
-use herald_engine::{Clock, Destination, Engine, EngineConfig, Retention, SystemClock};
+use herald_engine::{Clock, Destination, Engine, EngineConfig, Membership, Retention, SystemClock};
 use herald_store::Store;
-use herald_store::sqlite::{SqliteOptions, SqliteStore};
+use herald_store::sqlite::SqliteStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Database};
+use crate::database::{self, Backend};
 
 /// A server running in this process: the API listening, the engine working.
 pub struct Running {
@@ -21,8 +22,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The engine, for shutdown.
     pub engine: Engine,
-    /// The SQLite store, watched for a dead writer.
-    sqlite: Arc<SqliteStore>,
+    /// The store by its type, watched for a dead SQLite writer.
+    backend: Backend,
     stop_http: CancellationToken,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -39,15 +40,8 @@ impl std::fmt::Debug for Running {
 /// When the database cannot be opened, a connector cannot be built or the listen
 /// address cannot be bound.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
-    let options = SqliteOptions { submit_queue: config.server.submit_queue };
-    let sqlite = match &config.server.database {
-        Database::Sqlite { path } => Arc::new(
-            SqliteStore::open_with(path, &options)
-                .with_context(|| format!("cannot open the database {}", path.display()))?
-                .with_clock(Arc::new(|| SystemClock.now())),
-        ),
-    };
-    let store: Arc<dyn Store> = Arc::clone(&sqlite) as Arc<dyn Store>;
+    let backend = database::open(config).await?;
+    let store = backend.store();
     for warning in config.warnings() {
         tracing::warn!(%warning, "Configuration warning (see herald check-config).");
     }
@@ -71,13 +65,33 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         failed: config.retention.failed,
         ..Retention::default()
     };
+    // Bound before the engine starts, so the node can tell the others where it listens.
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
     let engine_config = EngineConfig {
         shutdown_grace: config.server.shutdown_grace,
         retention: Some(retention),
+        node_id: config.server.node_id(),
+        node_address: addr.to_string(),
         ..EngineConfig::default()
     };
-    let engine =
-        Engine::start(Arc::clone(&store), destinations, Arc::clone(&clock), engine_config)?;
+    // On PostgreSQL the node joins the cluster of every node on the database: each
+    // destination's lane runs on one of them at a time.
+    let membership = match &backend {
+        database::Backend::Sqlite(_) => None,
+        database::Backend::Postgres(pg) => Some(Membership::new(Arc::new(
+            pg.cluster().await.context("cannot join the cluster on PostgreSQL")?,
+        ))),
+    };
+    let engine = Engine::start_in(
+        Arc::clone(&store),
+        destinations,
+        Arc::clone(&clock),
+        engine_config,
+        membership,
+    )?;
     let state = AppState {
         store,
         engine: engine.clone(),
@@ -94,10 +108,6 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         },
         ids: Ids::new(clock, seed()),
     };
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-    let addr = listener.local_addr()?;
     let stop_http = CancellationToken::new();
     let stop = stop_http.clone();
     let app = herald_api::app(state);
@@ -106,8 +116,21 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await
     });
-    tracing::info!(%addr, destinations = config.destinations.len(), "herald is serving.");
-    Ok(Running { addr, engine, sqlite, stop_http, http })
+    match &config.server.database {
+        Database::Sqlite { path } => tracing::info!(
+            %addr,
+            destinations = config.destinations.len(),
+            database = %path.display(),
+            "herald is serving."
+        ),
+        Database::Postgres { .. } => tracing::info!(
+            %addr,
+            destinations = config.destinations.len(),
+            node_id = %config.server.node_id(),
+            "herald is serving (PostgreSQL)."
+        ),
+    }
+    Ok(Running { addr, engine, backend, stop_http, http })
 }
 
 /// Why a running server must stop.
@@ -154,14 +177,17 @@ impl Running {
     pub async fn until_stopped(&self, signal: impl std::future::Future<Output = ()>) -> Stop {
         tokio::select! {
             () = signal => Stop::Signal,
-            cause = self.sqlite.writer_failure() => Stop::WriterFailed(cause),
+            cause = self.backend.failure() => Stop::WriterFailed(cause),
         }
     }
 
-    /// Test hook: the SQLite store, to stall or kill its writer.
+    /// Test hook: the SQLite store, to stall or kill its writer; `None` on PostgreSQL.
     #[doc(hidden)]
-    pub fn sqlite(&self) -> &SqliteStore {
-        &self.sqlite
+    pub fn sqlite(&self) -> Option<&SqliteStore> {
+        match &self.backend {
+            Backend::Sqlite(store) => Some(store),
+            Backend::Postgres(_) => None,
+        }
     }
 
     /// Stops accepting requests, lets in-flight attempts finish within the grace period
@@ -172,6 +198,7 @@ impl Running {
         // The API stops once open connections close; do not wait on idle keep-alive
         // clients for ever.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.http).await;
+        self.backend.close().await;
     }
 }
 

@@ -61,6 +61,14 @@ pub struct Options {
     /// Circuit breaker setting(s) the scenario runs with.
     #[arg(long, value_enum, default_value_t = Breaker::Both)]
     pub breaker: Breaker,
+    /// The database the servers share: a `postgres://` URL (an empty database or
+    /// schema: the run writes to it) [default: a fresh SQLite file].
+    #[arg(long)]
+    pub database: Option<String>,
+    /// Server processes on that database (more than one needs PostgreSQL); each kill
+    /// picks one of them.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
 }
 
 /// A fixed scenario.
@@ -302,21 +310,27 @@ pub fn destinations(rng: &mut Rng, duration: Duration, rate: u32) -> Vec<Spec> {
     specs
 }
 
-/// Writes `herald.toml` for `specs` on `sim` into `dir`; `common` is added to every
-/// destination (unless a spec sets the same key). Returns its path.
+/// Writes a configuration for `specs` on `sim` into `dir` (`herald.toml`, or
+/// `herald-NODE.toml` for a named node); `common` is added to every destination (unless a
+/// spec sets the same key). Returns its path.
 ///
 /// # Errors
 /// When the file cannot be written.
 pub fn write_config(
     dir: &Path,
+    database: &str,
+    node_id: Option<&str>,
     sim: &SimView,
     specs: &[Spec],
     common: &[(&str, &str)],
 ) -> anyhow::Result<PathBuf> {
     let mut text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\nshutdown_grace = \"1s\"\n\n",
-        dir.join("herald.db").display()
+        "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"{database}\"\nshutdown_grace = \"1s\"\n"
     );
+    if let Some(node_id) = node_id {
+        text.push_str(&format!("node_id = \"{node_id}\"\n"));
+    }
+    text.push('\n');
     for spec in specs {
         text.push_str(&format!(
             "[destinations.{}]\nkind = \"webhook\"\nurl = \"{}\"\n{}",
@@ -333,7 +347,10 @@ pub fn write_config(
         }
         text.push('\n');
     }
-    let path = dir.join("herald.toml");
+    let path = match node_id {
+        Some(node_id) => dir.join(format!("herald-{node_id}.toml")),
+        None => dir.join("herald.toml"),
+    };
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
 }
@@ -549,31 +566,41 @@ async fn update(
     Ok(())
 }
 
-/// How to start the server again after a kill.
+/// How to start a server again after a kill.
 struct Relaunch {
     herald: PathBuf,
-    config: PathBuf,
+    /// One configuration per node.
+    configs: Vec<PathBuf>,
     log: PathBuf,
 }
 
-/// SIGKILLs and restarts the server at each offset from `started`, publishing each new
-/// base URL; the last server and how many kills it took.
+/// SIGKILLs one of the servers (chosen by `rng`) at each offset from `started` and starts
+/// it again on its configuration, publishing the new base URLs; the servers at the end
+/// and how many kills it took.
 async fn killer(
-    mut current: HeraldProcess,
+    mut servers: Vec<HeraldProcess>,
     at: Vec<Duration>,
     started: Instant,
     relaunch: Relaunch,
-    base: watch::Sender<String>,
-) -> anyhow::Result<(HeraldProcess, usize)> {
+    mut rng: Rng,
+    bases: watch::Sender<Vec<String>>,
+) -> anyhow::Result<(Vec<HeraldProcess>, usize)> {
     let mut kills = 0;
     for offset in at {
         tokio::time::sleep_until((started + offset).into()).await;
-        current.kill().await?;
-        kills += 1;
-        current = HeraldProcess::start(&relaunch.herald, &relaunch.config, &relaunch.log).await?;
-        base.send_replace(current.base.clone());
+        let victim = rng.range(0, servers.len() as u64 - 1) as usize;
+        let restarted = {
+            let dead = servers.swap_remove(victim);
+            dead.kill().await?;
+            kills += 1;
+            HeraldProcess::start(&relaunch.herald, &relaunch.configs[victim], &relaunch.log).await?
+        };
+        servers.push(restarted);
+        let last = servers.len() - 1;
+        servers.swap(victim, last);
+        bases.send_replace(servers.iter().map(|s| s.base.clone()).collect());
     }
-    Ok((current, kills))
+    Ok((servers, kills))
 }
 
 /// Faults the receivers injected: answers other than a plain 200, no answer at all, and
@@ -602,6 +629,16 @@ pub async fn run(options: &Options, herald: &Path, out: &mut impl Write) -> anyh
     if options.duration.is_zero() || options.rate == 0 {
         bail!("--duration and --rate must be positive");
     }
+    if options.nodes == 0 {
+        bail!("--nodes must be at least 1");
+    }
+    let shared = options.database.as_deref().filter(|url| url.starts_with("postgres"));
+    if options.nodes > 1 && shared.is_none() {
+        bail!(
+            "--nodes {} needs --database postgres://...: SQLite serves one process",
+            options.nodes
+        );
+    }
     let mut rng = Rng::new(options.seed);
     let specs = destinations(&mut rng, options.duration, options.rate);
     let kills = options.kills.unwrap_or_else(|| (options.duration.as_secs() / 15).max(1) as u32);
@@ -609,6 +646,7 @@ pub async fn run(options: &Options, herald: &Path, out: &mut impl Write) -> anyh
         (0..kills).map(|_| rng.between(options.duration / 10, options.duration * 9 / 10)).collect();
     kill_at.sort();
     let client_rng = Rng::new(rng.next_u64());
+    let kill_rng = Rng::new(rng.next_u64());
 
     let sim = Simulator::start(specs.iter().map(|s| (s.name.clone(), s.plan.clone())).collect())
         .await
@@ -621,30 +659,59 @@ pub async fn run(options: &Options, herald: &Path, out: &mut impl Write) -> anyh
         ("timeout", "\"1s\""),
         ("concurrency", "4"),
     ];
-    let config = write_config(dir.path(), &sim.view(), &specs, &common)?;
+    let database = match &options.database {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", dir.path().join("herald.db").display()),
+    };
+    let mut configs = Vec::with_capacity(options.nodes);
+    if options.nodes == 1 {
+        configs.push(write_config(dir.path(), &database, None, &sim.view(), &specs, &common)?);
+    } else {
+        for n in 0..options.nodes {
+            let node = format!("torture-{n}");
+            configs.push(write_config(
+                dir.path(),
+                &database,
+                Some(&node),
+                &sim.view(),
+                &specs,
+                &common,
+            )?);
+        }
+    }
     let log = dir.path().join("herald.log");
     writeln!(
         out,
-        "herald torture: seed {}, submitting for {:?} at {}/s, {} SIGKILLs at {:.1?}",
-        options.seed, options.duration, options.rate, kills, kill_at
+        "herald torture: seed {}, submitting for {:?} at {}/s, {} node(s) on {}, {} SIGKILLs at {:.1?}",
+        options.seed,
+        options.duration,
+        options.rate,
+        options.nodes,
+        if shared.is_some() { "PostgreSQL" } else { "SQLite" },
+        kills,
+        kill_at
     )?;
     for spec in &specs {
         writeln!(out, "  {:<10} {}", spec.name, spec.describe)?;
     }
 
-    let first = HeraldProcess::start(herald, &config, &log).await?;
-    let (base_tx, base_rx) = watch::channel(first.base.clone());
+    let mut servers = Vec::with_capacity(configs.len());
+    for config in &configs {
+        servers.push(HeraldProcess::start(herald, config, &log).await?);
+    }
+    let (base_tx, base_rx) = watch::channel(servers.iter().map(|s| s.base.clone()).collect());
     let api = Api::new(base_rx)?;
     let started = Instant::now();
-    let relaunch =
-        Relaunch { herald: herald.to_path_buf(), config: config.clone(), log: log.clone() };
-    let killing = tokio::spawn(killer(first, kill_at, started, relaunch, base_tx));
+    let relaunch = Relaunch { herald: herald.to_path_buf(), configs, log: log.clone() };
+    let killing = tokio::spawn(killer(servers, kill_at, started, relaunch, kill_rng, base_tx));
     let submitted = client(&api, client_rng, options, &specs).await;
-    let (server, kills_survived) = killing.await.context("the kill task failed")??;
+    let (servers, kills_survived) = killing.await.context("the kill task failed")??;
     let submitted = match submitted {
         Ok(s) => s,
         Err(e) => {
-            server.kill().await?;
+            for server in servers {
+                server.kill().await?;
+            }
             return Err(e);
         }
     };
@@ -658,17 +725,21 @@ pub async fn run(options: &Options, herald: &Path, out: &mut impl Write) -> anyh
     reported.destinations = submitted.to.clone();
     let findings = check(&sim.view(), &reported, &non_dedupe);
     let elapsed = started.elapsed();
-    server.kill().await?;
+    for server in servers {
+        server.kill().await?;
+    }
 
     let throttled = sim.stats("throttled").throttled;
     // Each 429 pauses the lane for Retry-After and then paces it, one attempt per
     // Retry-After, for CALM_STREAK attempts before it runs at full concurrency again: the
     // lane can overflow the bucket at most once per (CALM_STREAK + 1) x Retry-After, with
     // at most `concurrency` requests in flight then. A restart forgets the throttle, so
-    // each kill allows one more overflow.
+    // each kill allows one more overflow; so does each handover of the lane to another
+    // node (as nodes join at the start, and after each kill).
     let episode = (u64::from(herald_core::throttle::CALM_STREAK) + 1) * RETRY_AFTER_SECS;
+    let handovers = (options.nodes as u64 - 1) * (1 + kills_survived as u64);
     let throttle_bound =
-        CONCURRENCY * (1 + kills_survived as u64 + elapsed.as_secs().div_ceil(episode));
+        CONCURRENCY * (1 + kills_survived as u64 + handovers + elapsed.as_secs().div_ceil(episode));
     let paced_429 = sim.stats("paced").throttled;
     let faults = faults(&sim.view());
 

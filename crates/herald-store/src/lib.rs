@@ -13,12 +13,17 @@
 
 pub mod cluster;
 mod model;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
 use herald_core::{RetryPolicy, Timestamp};
 
 pub use model::*;
+
+/// A store's source of "now" for stamps taken when a transaction runs (leases): the
+/// engine's clock, so tests on simulated time stay consistent.
+pub type StoreClock = dyn Fn() -> Timestamp + Send + Sync;
 
 /// What went wrong in the store. Variants say what the caller can do.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -64,9 +69,15 @@ pub enum StoreError {
     /// effect later; an idempotent retry is safe.
     #[error("the store did not answer within {0:?}")]
     TimedOut(std::time::Duration),
-    /// The database could not be opened, read or written; retrying later may help.
+    /// The database could not be opened, read or written; nothing was written.
+    /// Retrying later may help.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The write was sent, but the connection broke before the database confirmed its
+    /// commit: it may or may not have taken effect. An idempotent retry is safe (it finds
+    /// the write if it was kept).
+    #[error("store write unconfirmed: {0}")]
+    Unconfirmed(String),
     /// Stored data could not be understood (a bug or a manual edit).
     #[error("corrupt record: {0}")]
     Corrupt(String),

@@ -303,23 +303,30 @@ async fn unknown_routes_and_wrong_methods_are_problems() {
     assert_eq!(detail, "/v1/deliveries/d_1/retry does not accept GET; it accepts POST.");
 }
 
-/// A store whose every operation fails, as a database that went away would.
-struct Broken;
+/// A store whose every operation fails with the error its function makes, as a
+/// database that went away would.
+struct Broken(fn() -> StoreError);
 
-fn down<T>() -> Result<T, StoreError> {
-    Err(StoreError::Unavailable("disk I/O error at /var/lib/herald/secret.db".into()))
+impl Broken {
+    fn down<T>(&self) -> Result<T, StoreError> {
+        Err(self.0())
+    }
+}
+
+fn unavailable() -> StoreError {
+    StoreError::Unavailable("disk I/O error at /var/lib/herald/secret.db".into())
 }
 
 #[async_trait]
 impl Store for Broken {
     async fn submit(&self, _: NewBroadcast) -> Result<Submitted, StoreError> {
-        down()
+        self.down()
     }
     async fn add_update(&self, _: NewUpdate) -> Result<UpdateAdded, StoreError> {
-        down()
+        self.down()
     }
     async fn claim(&self, _: ClaimRequest) -> Result<Claimed, StoreError> {
-        down()
+        self.down()
     }
     async fn claim_expired_except(
         &self,
@@ -328,13 +335,13 @@ impl Store for Broken {
         _: usize,
         _: Vec<String>,
     ) -> Result<Vec<Work>, StoreError> {
-        down()
+        self.down()
     }
     async fn record(&self, _: Vec<Record>) -> Result<Vec<Change>, StoreError> {
-        down()
+        self.down()
     }
     async fn release(&self, _: Vec<Release>) -> Result<Vec<Change>, StoreError> {
-        down()
+        self.down()
     }
     async fn retry_delivery(
         &self,
@@ -342,57 +349,44 @@ impl Store for Broken {
         _: &RetryPolicy,
         _: Timestamp,
     ) -> Result<Vec<Change>, StoreError> {
-        down()
+        self.down()
     }
     async fn cancel_delivery(&self, _: &str, _: Timestamp) -> Result<Vec<Change>, StoreError> {
-        down()
+        self.down()
     }
     async fn hold_removed(
         &self,
         _: Vec<String>,
         _: Timestamp,
     ) -> Result<Vec<herald_store::RemovedHolds>, StoreError> {
-        down()
+        self.down()
     }
     async fn delivery(&self, _: &str) -> Result<Option<DeliveryRef>, StoreError> {
-        down()
+        self.down()
     }
     async fn broadcast(&self, _: &str) -> Result<Option<BroadcastView>, StoreError> {
-        down()
+        self.down()
     }
     async fn list(&self, _: ListQuery) -> Result<Page, StoreError> {
-        down()
+        self.down()
     }
     async fn attempts(&self, _: &str) -> Result<Vec<AttemptView>, StoreError> {
-        down()
+        self.down()
     }
     async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
-        down()
+        self.down()
     }
     async fn ping(&self) -> Result<(), StoreError> {
-        down()
+        self.down()
     }
     async fn prune(&self, _: PruneRequest) -> Result<Pruned, StoreError> {
-        down()
+        self.down()
     }
 }
 
 #[tokio::test]
 async fn a_broken_store_is_a_generic_503_that_leaks_nothing() {
-    let store: Arc<dyn Store> = Arc::new(Broken);
-    let clock: Arc<dyn Clock> = Arc::new(FakeClock::new(START));
-    let engine =
-        Engine::start(Arc::clone(&store), Vec::new(), Arc::clone(&clock), EngineConfig::default())
-            .unwrap();
-    let state = AppState {
-        store,
-        engine,
-        clock: Arc::clone(&clock),
-        targets: Targets::new(vec!["teams-ops".into()], Default::default()),
-        limits: Limits::default(),
-        ids: Ids::new(clock, 1),
-    };
-    let router = app(state);
+    let router = broken_app(unavailable);
     let requests = [
         Request::get("/readyz").body(Body::empty()).unwrap(),
         Request::get("/v1/broadcasts/b_1").body(Body::empty()).unwrap(),
@@ -418,4 +412,45 @@ async fn a_broken_store_is_a_generic_503_that_leaks_nothing() {
     // Liveness does not depend on the store.
     let res = router.oneshot(Request::get("/healthz").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// The API over a store failing as `error` says, with one destination, `teams-ops`.
+fn broken_app(error: fn() -> StoreError) -> axum::Router {
+    let store: Arc<dyn Store> = Arc::new(Broken(error));
+    let clock: Arc<dyn Clock> = Arc::new(FakeClock::new(START));
+    let engine =
+        Engine::start(Arc::clone(&store), Vec::new(), Arc::clone(&clock), EngineConfig::default())
+            .unwrap();
+    app(AppState {
+        store,
+        engine,
+        clock: Arc::clone(&clock),
+        targets: Targets::new(vec!["teams-ops".into()], Default::default()),
+        limits: Limits::default(),
+        ids: Ids::new(clock, 1),
+    })
+}
+
+/// The connection broke before the database confirmed the submit's commit: it may be
+/// stored, so the answer is the time-out problem (retry with the same key), never
+/// "unavailable: nothing was changed".
+#[tokio::test]
+async fn a_submit_whose_commit_went_unconfirmed_says_it_may_be_stored() {
+    let router = broken_app(|| StoreError::Unconfirmed("the connection broke".into()));
+    let req = crate::json_request(
+        axum::http::Method::POST,
+        "/v1/broadcasts",
+        &crate::submission(&["teams-ops"], "t"),
+    );
+    let res = router.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.unwrap();
+    let problem: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(problem["type"], "urn:herald:problem:timed-out", "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("may still be stored") && detail.contains("same idempotency key"),
+        "{detail}"
+    );
+    assert!(!detail.contains("nothing was changed"), "{detail}");
 }

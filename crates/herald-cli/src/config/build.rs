@@ -26,6 +26,7 @@ const TOP_LEVEL: &[&str] = &["server", "destinations", "groups", "retention"];
 const SERVER_KEYS: &[&str] = &[
     "listen",
     "database",
+    "node_id",
     "shutdown_grace",
     "max_concurrent_requests",
     "request_timeout",
@@ -225,6 +226,14 @@ impl Checker<'_> {
                     if let Some(text) = self.string(value, &path) {
                         match values::parse_database(text) {
                             Ok(database) => server.database = database,
+                            Err(message) => self.error(value.span().start, &path, message),
+                        }
+                    }
+                }
+                "node_id" => {
+                    if let Some(text) = self.string(value, &path) {
+                        match values::check_node_id(text) {
+                            Ok(()) => server.node_id = Some(text.to_string()),
                             Err(message) => self.error(value.span().start, &path, message),
                         }
                     }

@@ -175,6 +175,22 @@ fn empty_file_is_the_defaults() {
 }
 
 #[test]
+fn a_postgres_database_and_a_node_id() {
+    let config = parse(
+        "[server]\ndatabase = \"postgres://herald:hunter2@db.internal:5432/herald\"\nnode_id = \"herald-a\"\n",
+    )
+    .unwrap();
+    let url = "postgres://herald:hunter2@db.internal:5432/herald".to_string();
+    assert_eq!(config.server.database, Database::Postgres { url });
+    assert_eq!(config.server.node_id(), "herald-a");
+    assert!(!format!("{config:?}").contains("hunter2"), "the password is in Debug output");
+    let config = parse("[server]\ndatabase = \"postgresql://db/herald\"\n").unwrap();
+    assert!(matches!(config.server.database, Database::Postgres { .. }));
+    let default = config.server.node_id();
+    assert!(default.ends_with(&format!("-{}", std::process::id())), "{default}");
+}
+
+#[test]
 fn server_settings_and_relative_sqlite_path() {
     let config = parse(
         "[server]\nlisten = \"[::1]:0\"\ndatabase = \"sqlite://data/herald.db\"\nshutdown_grace = \"0s\"\n",
@@ -214,7 +230,9 @@ fn each_bad_config_reports_key_location_and_advice() {
         ("[server]\ndatabase = \"sqlite://:memory:\"\n".into(), "server.database", "2:12", "in-memory"),
         ("[server]\ndatabase = \"sqlite:herald.db\"\n".into(), "server.database", "2:12", "sqlite://herald.db"),
         ("[server]\ndatabase = \"sqlite://\"\n".into(), "server.database", "2:12", "names no file"),
-        ("[server]\ndatabase = \"postgres://u:pw@db/herald\"\n".into(), "server.database", "2:12", "not supported yet by this build"),
+        ("[server]\ndatabase = \"postgres://u:pw@db:port/herald\"\n".into(), "server.database", "2:12", "not a valid PostgreSQL URL"),
+        ("[server]\nnode_id = \"herald a\"\n".into(), "server.node_id", "2:11", "without spaces"),
+        ("[server]\nnode_id = \"\"\n".into(), "server.node_id", "2:11", "1 to 128"),
         ("[server]\ndatabase = \"mysql://db/herald\"\n".into(), "server.database", "2:12", "unsupported database URL"),
         ("[server]\nshutdown_grace = \"soon\"\n".into(), "server.shutdown_grace", "2:18", "not a duration"),
         ("[server]\nrequest_timeout = \"0s\"\n".into(), "server.request_timeout", "2:19", "longer than zero"),
@@ -461,7 +479,7 @@ fn error_messages_never_contain_a_secret() {
         assert!(!format!("{errors:?}").contains("hunter2"), "secret leaked: {errors:?}");
     }
     // Database URLs may carry passwords; webhook URLs may carry tokens.
-    let errors = problems("[server]\ndatabase = \"postgres://herald:pw-hunter2@db/herald\"\n");
+    let errors = problems("[server]\ndatabase = \"postgres://herald:pw-hunter2@db:x/herald\"\n");
     assert!(!errors[0].message.contains("hunter2"));
     let errors =
         problems("[destinations.x]\nkind = \"webhook\"\nurl = \"ftp://hunter2@x.example\"\n");

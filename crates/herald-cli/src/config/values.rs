@@ -10,7 +10,7 @@ pub(super) use herald_connectors::settings::parse_rate_limit;
 
 /// Parses `server.database`. Messages never repeat the URL: it may hold a password.
 pub(super) fn parse_database(url: &str) -> Result<Database, String> {
-    const FORMS: &str = r#"write "sqlite://herald.db" (relative to the working directory) or "sqlite:///var/lib/herald/herald.db" (absolute)"#;
+    const FORMS: &str = r#"write "sqlite://herald.db" (relative to the working directory), "sqlite:///var/lib/herald/herald.db" (absolute) or "postgres://USER@HOST:5432/DATABASE" (shared by several nodes)"#;
     if let Some(rest) = url.strip_prefix("sqlite:") {
         if rest.contains(":memory:") || rest.contains("mode=memory") {
             return Err(format!(
@@ -30,9 +30,24 @@ pub(super) fn parse_database(url: &str) -> Result<Database, String> {
         return Ok(Database::Sqlite { path: PathBuf::from(path) });
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(format!("PostgreSQL is not supported yet by this build; {FORMS}"));
+        // Checked without connecting: `check-config` must work away from the database.
+        herald_store::postgres::check_url(url)?;
+        return Ok(Database::Postgres { url: url.to_string() });
     }
     Err(format!("unsupported database URL; {FORMS}"))
+}
+
+/// Checks `server.node_id`: a short printable name, as it appears in logs and tables.
+pub(super) fn check_node_id(id: &str) -> Result<(), String> {
+    const RULE: &str =
+        "a node id is 1 to 128 printable characters without spaces, e.g. \"herald-a\"";
+    if id.is_empty() || id.chars().count() > 128 {
+        return Err(format!("{RULE}; found {} characters", id.chars().count()));
+    }
+    if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{RULE}; {id:?} has a space or a control character"));
+    }
+    Ok(())
 }
 
 /// Checks a destination or group name: `[a-z0-9][a-z0-9_-]*`, at most 64 characters.

@@ -1,7 +1,10 @@
-//! The torture client's view of the API: every request is retried until the server
+//! The torture client's view of the API: every request is retried until a server
 //! answers, across kills and restarts (every write carries an idempotency key, so a
-//! retry is always safe).
+//! retry is always safe). With several nodes, requests take turns among them, and a retry
+//! goes to the next node.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -11,28 +14,29 @@ use tokio::sync::watch;
 /// How long one request may go unanswered (the server is down or restarting) in total.
 const ANSWER_WITHIN: Duration = Duration::from_secs(60);
 
-/// A client that follows the server across restarts.
+/// A client that follows the servers across restarts.
 #[derive(Debug, Clone)]
 pub struct Api {
     http: reqwest::Client,
-    base: watch::Receiver<String>,
+    bases: watch::Receiver<Vec<String>>,
+    turn: Arc<AtomicUsize>,
 }
 
 /// One answer: status and JSON body (`Null` if it had none).
 pub type Answer = (u16, Value);
 
 impl Api {
-    /// A client of the server whose current base URL `base` carries.
+    /// A client of the servers whose current base URLs `bases` carries.
     ///
     /// # Errors
     /// When the HTTP client cannot be built.
-    pub fn new(base: watch::Receiver<String>) -> anyhow::Result<Api> {
+    pub fn new(bases: watch::Receiver<Vec<String>>) -> anyhow::Result<Api> {
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(15))
             .tcp_nodelay(true)
             .build()?;
-        Ok(Api { http, base })
+        Ok(Api { http, bases, turn: Arc::default() })
     }
 
     /// `POST path` with `body` (and the `Idempotency-Key` header if given), retried
@@ -64,8 +68,14 @@ impl Api {
         self.retrying(path, || self.http.get(self.url(path))).await
     }
 
+    /// The next node's URL for `path`.
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", *self.base.borrow())
+        let bases = self.bases.borrow();
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        match bases.get(turn % bases.len().max(1)) {
+            Some(base) => format!("{base}{path}"),
+            None => path.to_owned(),
+        }
     }
 
     async fn retrying(

@@ -82,10 +82,11 @@ pub async fn issue5(herald: &Path, run: &Issue5) -> anyhow::Result<Issue5Report>
     if run.breaker_off {
         common.push(("circuit_failures", "1000000"));
     }
-    let config = write_config(dir.path(), &sim.view(), &specs, &common)?;
+    let database = format!("sqlite://{}", dir.path().join("herald.db").display());
+    let config = write_config(dir.path(), &database, None, &sim.view(), &specs, &common)?;
     let log = dir.path().join("herald.log");
     let server = HeraldProcess::start(herald, &config, &log).await?;
-    let (base_tx, base_rx) = watch::channel(server.base.clone());
+    let (base_tx, base_rx) = watch::channel(vec![server.base.clone()]);
     let api = Api::new(base_rx)?;
     let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
 
@@ -100,7 +101,7 @@ pub async fn issue5(herald: &Path, run: &Issue5) -> anyhow::Result<Issue5Report>
         {
             running.kill().await?;
             let restarted = HeraldProcess::start(herald, &config, &log).await?;
-            base_tx.send_replace(restarted.base.clone());
+            base_tx.send_replace(vec![restarted.base.clone()]);
             server = Some(restarted);
         }
         let body = json!({

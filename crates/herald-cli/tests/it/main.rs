@@ -5,12 +5,19 @@
 
 mod chat;
 mod cli;
+mod cluster;
 mod crash;
+mod database;
 mod hold;
 mod matrix;
 mod paging;
 mod pause;
+mod postgres;
 mod process;
+/// The PostgreSQL proxy of herald-store's tests, shared.
+#[allow(dead_code)]
+#[path = "../../../herald-store/tests/it/postgres/proxy.rs"]
+mod proxy;
 mod reliability;
 mod removed;
 /// The Synapse harness of herald-connectors' tests, shared.

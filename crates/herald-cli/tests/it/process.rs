@@ -21,10 +21,15 @@ pub struct Server {
 impl Server {
     /// Starts `herald serve --config config` and waits for its "listening" line.
     pub async fn start(config: &Path) -> Server {
+        Server::start_logging(config, "warn").await
+    }
+
+    /// [`Server::start`] with `RUST_LOG=log` (its log goes to the test's stderr).
+    pub async fn start_logging(config: &Path, log: &str) -> Server {
         let mut child = Command::new(herald())
             .args(["serve", "--config"])
             .arg(config)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -59,6 +64,31 @@ impl Server {
             .await
             .unwrap();
         (res.status().as_u16(), res.json().await.unwrap())
+    }
+
+    /// Waits (bounded) until broadcast `id` is no longer in progress; its view.
+    pub async fn wait_converged(&self, id: &str) -> serde_json::Value {
+        for _ in 0..400 {
+            let view = self.get(&format!("/v1/broadcasts/{id}")).await;
+            if view["state"] != "in_progress" {
+                return view;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("broadcast {id} did not converge");
+    }
+
+    /// SIGTERM, as a supervisor stops a service, and waits (bounded) for the graceful
+    /// shutdown to end; panics unless herald exited successfully.
+    pub async fn terminate(mut self) {
+        let pid = self.child.id().expect("herald already exited").to_string();
+        let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(status.success(), "kill -TERM {pid} failed");
+        let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("herald did not stop within 30 s of SIGTERM")
+            .unwrap();
+        assert!(exit.success(), "herald exited with {exit} after SIGTERM");
     }
 
     /// SIGKILL: no shutdown code runs.

@@ -74,7 +74,7 @@ async fn a_dead_database_writer_stops_the_server() {
     let ready = http.get(format!("http://{}/readyz", server.addr)).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 200);
 
-    let _ = server.sqlite().panic_writer().await;
+    let _ = server.sqlite().unwrap().panic_writer().await;
     let stop =
         tokio::time::timeout(Duration::from_secs(5), server.until_stopped(std::future::pending()))
             .await

@@ -37,6 +37,36 @@ async fn a_short_seeded_torture_run_keeps_every_promise() {
     assert!(verdict.contains("kills=2 "), "{verdict}");
 }
 
+/// The same promises with three `herald serve` nodes sharing PostgreSQL (issue 8): the
+/// client spreads its requests over the nodes, and each SIGKILL hits one of them (it is
+/// started again on its configuration); the lanes of a killed node move to the others
+/// after their lease, so converging takes longer than on one node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_seeded_torture_run_on_three_postgres_nodes_keeps_every_promise() {
+    let schema = crate::database::Schema::new().await;
+    let run = tokio::process::Command::new(herald())
+        .args(["torture", "--seed", "11", "--duration", "8s", "--kills", "2", "--rate", "5"])
+        .args(["--nodes", "3", "--database", &schema.url(), "--converge-within", "90s"])
+        .env("RUST_LOG", "error")
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(200), run)
+        .await
+        .expect("the torture run is bounded in time")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let verdict =
+        stdout.lines().find(|l| l.starts_with("torture seed=11")).expect("a verdict line");
+    assert!(stdout.contains("3 node(s) on PostgreSQL"), "{stdout}");
+    assert!(output.status.success(), "{verdict}");
+    assert!(verdict.contains(" PASS: "), "{verdict}");
+    for zero in ["lost=0 ", "duplicates=0 ", "order_violations=0 ", "double_sends=0 "] {
+        assert!(verdict.contains(zero), "{zero} missing: {verdict}");
+    }
+    assert!(verdict.contains("kills=2 "), "{verdict}");
+}
+
 /// Issue 5's table end to end with a real server, the issue's 100 broadcasts: ok, flaky
 /// (500 on the first two tries), throttle (20/s bucket), hang (first try answered after
 /// 4 s, timeout 1 s) and dead (404); SIGKILL after the first half; run with the default

@@ -48,8 +48,7 @@ const MAX_GROUP: usize = 1024;
 const READERS: usize = 4;
 
 type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
-/// The store's source of "now" for stamps taken at commit time (leases).
-pub type StoreClock = dyn Fn() -> herald_core::Timestamp + Send + Sync;
+pub use crate::StoreClock;
 type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
 
 /// Tuning of a [`SqliteStore`].

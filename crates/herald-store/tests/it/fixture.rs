@@ -27,6 +27,11 @@ pub fn at(secs: u64) -> Timestamp {
     T0.add(Duration::from_secs(secs))
 }
 
+/// Held by the tests that time a long run of work (the large retention tests), so that
+/// no two of them overlap in this binary: each one's figures are its own backend's, not
+/// the load of another test's hundred thousand rows.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A fresh id with `prefix`, unique within the test binary.
 pub fn id(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(1);

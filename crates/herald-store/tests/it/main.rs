@@ -9,5 +9,6 @@ mod cluster;
 mod conformance;
 mod fixture;
 mod overload;
+mod postgres;
 mod retention;
 mod sqlite;
