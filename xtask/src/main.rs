@@ -75,7 +75,21 @@ fn ensure_python_packages() -> Result<(), String> {
 
 fn test() -> Result<(), String> {
     ensure_python_packages()?;
-    run("cargo", &["test", "--workspace", "--all-targets", "--locked"])
+    run("cargo", &["test", "--workspace", "--all-targets", "--locked"])?;
+    // The engine's invariant tests once more on PostgreSQL: one behaviour suite for both
+    // stores (the store's own suite runs on both within the run above).
+    eprintln!("$ HERALD_ENGINE_STORE=postgres cargo test -p herald-engine --test it");
+    let status = Command::new("cargo")
+        .args(["test", "-p", "herald-engine", "--test", "it", "--locked"])
+        .env("HERALD_ENGINE_STORE", "postgres")
+        .current_dir(root())
+        .status()
+        .map_err(|error| format!("cannot run cargo: {error}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the engine tests on PostgreSQL failed ({status})"))
+    }
 }
 
 fn ci() -> Result<(), String> {

@@ -257,7 +257,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Destinations => {
             let view = client.get("/v1/destinations").await?;
             println!(
-                "{:<20} {:<8} {:<9} {:>7} {:>9} {:>7} {:>9} {:>6}",
+                "{:<20} {:<18} {:<9} {:>7} {:>9} {:>7} {:>9} {:>6}",
                 "NAME", "KIND", "STATE", "PENDING", "IN_FLIGHT", "HELD", "DELIVERED", "FAILED"
             );
             for d in view.get("destinations").and_then(Value::as_array).into_iter().flatten() {
@@ -272,7 +272,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     text("circuit")
                 };
                 println!(
-                    "{:<20} {:<8} {:<9} {:>7} {:>9} {:>7} {:>9} {:>6}",
+                    "{:<20} {:<18} {:<9} {:>7} {:>9} {:>7} {:>9} {:>6}",
                     text("name"),
                     text("kind"),
                     circuit,

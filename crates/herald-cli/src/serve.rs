@@ -10,6 +10,7 @@ use herald_connectors::http;
 use herald_core::Timestamp;
 use herald_engine::{Clock, Destination, Engine, EngineConfig, Membership, Retention, SystemClock};
 use herald_store::Store;
+use herald_store::cluster::Cluster;
 use herald_store::sqlite::SqliteStore;
 use tokio_util::sync::CancellationToken;
 
@@ -59,7 +60,28 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         });
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    hold_removed(store.as_ref(), config, clock.now()).await?;
+    // On PostgreSQL other nodes may still send to a destination this node does not
+    // configure (a rolling change of the configuration): only what no live node
+    // configures is held.
+    let cluster = match &backend {
+        database::Backend::Sqlite(_) => None,
+        database::Backend::Postgres(pg) => {
+            Some(Arc::new(pg.cluster().await.context("cannot join the cluster on PostgreSQL")?))
+        }
+    };
+    let mut configured: Vec<String> = config.destinations.iter().map(|d| d.name.clone()).collect();
+    if let Some(cluster) = &cluster {
+        let nodes = cluster.nodes(clock.now()).await.context("cannot read the cluster's nodes")?;
+        for node in nodes.into_iter().filter(|node| node.alive) {
+            for name in node.destinations {
+                if !configured.contains(&name) {
+                    tracing::info!(destination = %name, node = %node.node_id, "Not configured here, but a live node sends to it; its deliveries are left to that node.");
+                    configured.push(name);
+                }
+            }
+        }
+    }
+    hold_removed(store.as_ref(), configured, clock.now()).await?;
     let retention = Retention {
         delivered: config.retention.delivered,
         failed: config.retention.failed,
@@ -79,12 +101,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     };
     // On PostgreSQL the node joins the cluster of every node on the database: each
     // destination's lane runs on one of them at a time.
-    let membership = match &backend {
-        database::Backend::Sqlite(_) => None,
-        database::Backend::Postgres(pg) => Some(Membership::new(Arc::new(
-            pg.cluster().await.context("cannot join the cluster on PostgreSQL")?,
-        ))),
-    };
+    let membership = cluster.map(|cluster| Membership::new(cluster as Arc<dyn Cluster>));
     let engine = Engine::start_in(
         Arc::clone(&store),
         destinations,
@@ -144,10 +161,13 @@ pub enum Stop {
 }
 
 /// Before any lane runs: holds the unfinished deliveries of destinations that are no
-/// longer configured (they have no lane, so they would wait for ever unseen) and resumes
-/// those of destinations configured again. One log line per destination.
-async fn hold_removed(store: &dyn Store, config: &Config, now: Timestamp) -> anyhow::Result<()> {
-    let configured = config.destinations.iter().map(|d| d.name.clone()).collect();
+/// longer `configured` (they have no lane, so they would wait for ever unseen) and
+/// resumes those of destinations configured again. One log line per destination.
+async fn hold_removed(
+    store: &dyn Store,
+    configured: Vec<String>,
+    now: Timestamp,
+) -> anyhow::Result<()> {
     let touched = store
         .hold_removed(configured, now)
         .await

@@ -535,6 +535,7 @@ impl Engine {
             heartbeat_at: now,
             alive: true,
             lanes: self.destinations(),
+            destinations: self.destinations(),
         }])
     }
 

@@ -105,6 +105,7 @@ pub(crate) async fn run(shared: Arc<Shared>, membership: Membership) {
             ttl: membership.lease,
             address: shared.config.node_address.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            destinations: names.iter().map(|name| (*name).clone()).collect(),
         };
         match cluster.beat(beat).await {
             Ok(beaten) if beaten.duplicate => {

@@ -21,10 +21,13 @@
 //!   dialect applies Mattermost's own 30-second dedupe. The rate limit answers 429 text
 //!   `limit exceeded` with `X-Ratelimit-Limit/-Remaining/-Reset` and `Retry-After`.
 //! - **Incoming webhook** `POST /hooks/{key}` `{"text"}` → 200 `text/plain` `ok`; no text
-//!   → 400 `web.incoming_webhook.text.app_error`; the key `gone` → 404
-//!   `web.incoming_webhook.invalid.app_error`. Text longer than the post limit is split
-//!   into several posts, as Mattermost does. Keyed for the fault plan by
-//!   [`mattermost_hook_key`] of the text.
+//!   → 400 `web.incoming_webhook.text.app_error`; the key `gone` (no such webhook) → 400
+//!   `web.incoming_webhook.invalid.app_error`; the key `disabled` (incoming webhooks
+//!   turned off) → 501 `web.incoming_webhook.disabled.app_error`, the statuses
+//!   Mattermost's `HandleIncomingWebhook` answers (server/channels/app/webhook.go). An
+//!   injected 4xx answers `api.webhook.incoming.error`, which concerns that request
+//!   only. Text longer than the post limit is split into several posts, as Mattermost
+//!   does. Keyed for the fault plan by [`mattermost_hook_key`] of the text.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -481,8 +484,18 @@ async fn hook(
     let Some(endpoint) = shared.endpoints.get(&name) else {
         return rejected(404);
     };
-    if key == "gone" {
-        return app_error(404, "web.incoming_webhook.invalid.app_error", "Invalid webhook.");
+    match key.as_str() {
+        "gone" => {
+            return app_error(400, "web.incoming_webhook.invalid.app_error", "Invalid webhook.");
+        }
+        "disabled" => {
+            return app_error(
+                501,
+                "web.incoming_webhook.disabled.app_error",
+                "Incoming webhooks have been disabled by the system admin.",
+            );
+        }
+        _ => {}
     }
     let Ok(body): Result<Bytes, _> = axum::body::to_bytes(body, BODY_LIMIT).await else {
         return app_error(
@@ -533,7 +546,7 @@ async fn hook(
         Outcome::Throttled { retry_after_secs } => rate_limited(retry_after_secs),
         Outcome::Rejected(status) => match status {
             500..=599 | 429 => rejected(status),
-            _ => app_error(status, "web.incoming_webhook.invalid.app_error", "Invalid webhook."),
+            _ => app_error(status, "api.webhook.incoming.error", "Could not decode the webhook."),
         },
         Outcome::StoredThenRejected(status) => rejected(status.max(500)),
         Outcome::Reset | Outcome::Hang => drop_connection(),

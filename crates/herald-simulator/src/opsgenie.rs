@@ -6,17 +6,25 @@
 //!
 //! Writes are answered `202 {"result":"Request will be processed","took":…,"requestId":…}`
 //! and applied at once, but their request status reads `404 {"message":"Request not
-//! found. It might not be processed, yet."}` for the first
-//! [`Simulator::opsgenie_processing_lag`] polls (default 0), as Opsgenie's asynchronous
-//! processing does; then `{"data":{"success":…,"isSuccess":…,"status":…,"alertId":…,
-//! "alias":…}}`. A note or close for an alias without an alert is accepted and then
+//! found. It might not be processed, yet."}` with `X-Opsgenie-Errortype:
+//! RequestNotProcessed` for the first [`Simulator::opsgenie_processing_lag`] polls
+//! (default 0), as Opsgenie's asynchronous processing does; then `{"data":{"success":…,
+//! "isSuccess":…,"status":…,"alertId":…,"alias":…}}`. A request id Opsgenie never issued
+//! reads the same 404 without that header: Opsgenie's own Go SDK polls again only while
+//! the header says `RequestNotProcessed` (opsgenie/opsgenie-go-sdk-v2 client/client.go,
+//! `RetrieveStatus`). A note or close for an alias without an alert is accepted and then
 //! fails in its status (`"Alert does not exist"`), as in Opsgenie.
 //!
 //! The endpoint's [`FaultPlan`](crate::FaultPlan) applies to writes, keyed by the herald
 //! delivery id (`details.herald_delivery` of a create, the `herald-<id>` line of a note)
 //! or else the alias. Errors follow Opsgenie's `{"message":…,"took":…,"requestId":…}`
 //! (422 adds `errors`); an injected 429 carries `X-RateLimit-State: THROTTLED`,
-//! `X-RateLimit-Reason: ALERT` and `X-RateLimit-Period-In-Sec`, and no `Retry-After`.
+//! `X-RateLimit-Reason: ACCOUNT` and `X-RateLimit-Period-In-Sec: 60` (the minute bucket;
+//! `1` is the second bucket), and no `Retry-After`: the header names are Opsgenie's
+//! OpenAPI (opsgenie/opsgenie-python-sdk opsgenie-oas.json), the values those of Opsgenie's
+//! Go SDK tests (opsgenie/opsgenie-go-sdk-v2 client/client_test.go,
+//! `TestExecWhenApiReturnsRateLimitingDetails`); the reason names what the limit applies to,
+//! not the request's domain.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -204,7 +212,7 @@ fn injected(status: u16) -> Response {
             );
             headers.insert(
                 HeaderName::from_static("x-ratelimit-reason"),
-                HeaderValue::from_static("ALERT"),
+                HeaderValue::from_static("ACCOUNT"),
             );
             headers.insert(
                 HeaderName::from_static("x-ratelimit-period-in-sec"),
@@ -566,7 +574,12 @@ async fn request_status(
     };
     request.polls += 1;
     if request.polls <= lag {
-        return error(404, "Request not found. It might not be processed, yet.");
+        let mut response = error(404, "Request not found. It might not be processed, yet.");
+        response.headers_mut().insert(
+            HeaderName::from_static("x-opsgenie-errortype"),
+            HeaderValue::from_static("RequestNotProcessed"),
+        );
+        return response;
     }
     let alert_id = alerts.iter().rev().find(|a| a.alias == request.alias).map(|a| a.id.clone());
     answer(

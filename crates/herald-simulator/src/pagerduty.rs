@@ -12,7 +12,11 @@
 //!
 //! The endpoint's [`FaultPlan`](crate::FaultPlan) applies to every event, keyed by the
 //! herald delivery id in `payload.custom_details.herald_delivery` when there is one, else
-//! by the `dedup_key`. An injected 429 has no `Retry-After` (PagerDuty sends none); an
+//! by the `dedup_key`. An injected 429 has neither a `Retry-After` nor a body: PagerDuty
+//! documents the status alone ("429 - Request Limit Exceeded", PagerDuty/developer-docs
+//! docs/events-API-v2/05-Rate-Limits.md; no content for 429 in PagerDuty/api-schema
+//! reference/events-v2/openapiv3.json). The `{"status":"throttle exceeded",…}` body some
+//! clients know belongs to the retired v1 generic API, which throttled with a 403. An
 //! injected 5xx has an empty body.
 
 use std::collections::HashMap;
@@ -131,10 +135,6 @@ fn invalid(errors: &[String]) -> Response {
 fn injected(status: u16) -> Response {
     match status {
         400 => invalid(&["Event rejected (injected failure)".to_owned()]),
-        429 => answer(
-            StatusCode::TOO_MANY_REQUESTS,
-            &json!({"status": "throttle exceeded", "message": "Requests for this service are arriving too quickly. Please retry later."}),
-        ),
         _ => (crate::server::status_code(status), Body::empty()).into_response(),
     }
 }

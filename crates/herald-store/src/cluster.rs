@@ -43,6 +43,9 @@ pub struct Beat {
     pub address: String,
     /// herald's version on that node.
     pub version: String,
+    /// The destinations it configures: a starting node holds the deliveries of a
+    /// destination only when no live node configures it.
+    pub destinations: Vec<String>,
 }
 
 /// What a beat learned.
@@ -90,6 +93,8 @@ pub struct NodeView {
     pub alive: bool,
     /// The destinations whose lanes it owns now, sorted.
     pub lanes: Vec<String>,
+    /// The destinations it configures, as of its last beat.
+    pub destinations: Vec<String>,
 }
 
 /// Membership and lane ownership. Every method is one short transaction.
@@ -144,6 +149,7 @@ struct NodeRow {
     started_at: Timestamp,
     heartbeat_at: Timestamp,
     expires_at: Timestamp,
+    destinations: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -211,6 +217,7 @@ impl Cluster for LocalMember {
                     started_at: beat.started_at,
                     heartbeat_at: beat.now,
                     expires_at: beat.now.add(beat.ttl),
+                    destinations: beat.destinations,
                 },
             );
         }
@@ -301,6 +308,7 @@ impl Cluster for LocalMember {
                     heartbeat_at: row.heartbeat_at,
                     alive: row.expires_at > now,
                     lanes,
+                    destinations: row.destinations.clone(),
                 }
             })
             .collect();

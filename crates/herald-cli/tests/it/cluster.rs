@@ -893,3 +893,53 @@ async fn terminated_backends_lose_nothing_and_double_nothing() {
     );
     pair.stop().await;
 }
+
+/// A node whose configuration lacks a destination that a live node still sends to (a
+/// rolling change of the configuration) leaves that destination's deliveries alone; once
+/// no live node configures it, a starting node holds them, as on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_only_another_live_node_configures_is_not_held() {
+    let schema = Schema::new().await;
+    // `extra` answers 503 for ever, so its deliveries stay pending while nodes come and go.
+    let sim = Simulator::start(vec![
+        ("dedupe".into(), FaultPlan::healthy()),
+        ("extra".into(), FaultPlan::healthy().status_always(503)),
+    ])
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = schema.url();
+    let with_extra =
+        write_config(dir.path(), "node-a", &config(&sim, &url, "node-a", &["dedupe", "extra"]));
+    let without = write_config(dir.path(), "node-b", &config(&sim, &url, "node-b", &["dedupe"]));
+
+    let a = Server::start(&with_extra).await;
+    let id = submit(&a, "rolling-1", &["dedupe", "extra"]).await;
+    let state_of_extra = |view: &Value| {
+        view["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["destination"] == "extra")
+            .map(|d| d["state"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    // A's first beat has told the database what it configures.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !nodes(&a).await.iter().any(|n| n.id == "node-a" && n.alive) {
+        assert!(Instant::now() < deadline, "node-a never showed up in /v1/nodes");
+        tokio::time::sleep(ms(50)).await;
+    }
+    let b = Server::start(&without).await;
+    let view = b.get(&format!("/v1/broadcasts/{id}")).await;
+    assert_eq!(state_of_extra(&view), "pending", "B held what A still sends: {view:#}");
+
+    // A leaves; B restarts: now no live node configures `extra`.
+    a.terminate().await;
+    b.terminate().await;
+    let b = Server::start(&without).await;
+    let view = b.get(&format!("/v1/broadcasts/{id}")).await;
+    assert_eq!(state_of_extra(&view), "held", "{view:#}");
+    b.terminate().await;
+    sim.shutdown().await;
+}

@@ -7,27 +7,20 @@
 //! than the server's post limit would be split into several posts, so herald cuts it to
 //! one (shared/DESTINATIONS.md §11).
 //!
-//! | answer | outcome |
-//! |---|---|
-//! | 2xx | `Delivered` (no remote ref) |
-//! | 400, 401, 403, 404 (AppError JSON) | `Permanent` |
-//! | 429 | `Throttled` after `Retry-After` / `X-Ratelimit-Reset` |
-//! | 5xx | `Retry` |
-//! | timeout after sending (transport) | `Unknown`; `on_unknown` decides |
-//!
-//! No answer pauses the destination (`Report::pause`): DESTINATIONS.md §11 lists the
-//! webhook's errors only as permanent, with no code documented as "this hook is gone".
+//! How each answer is classified, and which ones pause the destination: the table in
+//! `classify.rs`.
 
+mod classify;
 mod config;
 
 #[cfg(test)]
 mod tests;
 
 use async_trait::async_trait;
-use herald_core::{Capabilities, Outcome, Timestamp};
-use reqwest::header::HeaderMap;
+use herald_core::Capabilities;
 use serde_json::{Value, json};
 
+pub use classify::{HOOKS_DISABLED, INVALID_HOOK, PAUSING, classify, pause};
 pub use config::MattermostWebhookConfig;
 
 use crate::mattermost::render::{self, Role};
@@ -53,37 +46,6 @@ pub fn payload(request: &Request<'_>) -> Value {
         Thread::Update { seq, .. } => Role::Reply { seq },
     };
     json!({ "text": render::text(request.message, role) })
-}
-
-/// The outcome of a webhook answer: `status`, headers, body excerpt `said`.
-pub fn classify(status: u16, headers: &HeaderMap, said: &str, now: Timestamp) -> Outcome {
-    let body: Option<Value> = serde_json::from_str(said).ok();
-    let quoted = match body.as_ref().and_then(|b| b.get("message")).and_then(Value::as_str) {
-        Some(message) => {
-            let id = body.as_ref().and_then(|b| b.get("id")).and_then(Value::as_str);
-            format!("{}: {message}", id.unwrap_or_default())
-        }
-        None => said.trim().to_owned(),
-    };
-    match status {
-        200..=299 => Outcome::delivered(None),
-        429 => Outcome::Throttled {
-            after: crate::mattermost::throttle_wait(headers, now),
-            reason: format!("Mattermost webhook answered HTTP 429 {quoted}: slow down"),
-        },
-        400 | 401 | 403 | 404 => Outcome::Permanent {
-            reason: format!("Mattermost webhook error (HTTP {status}) {quoted}: {}", words(status)),
-        },
-        _ => http::classify(status, http::retry_after(headers, now), &quoted),
-    }
-}
-
-fn words(status: u16) -> &'static str {
-    match status {
-        400 => "Mattermost refused the payload (invalid, or attachments too large)",
-        401 | 403 => "the webhook may not post (disabled, or its channel is locked)",
-        _ => "the webhook does not exist (deleted?); check `url`",
-    }
 }
 
 /// A Mattermost incoming-webhook destination.
@@ -133,8 +95,9 @@ impl Connector for MattermostWebhook {
                 let headers = response.headers().clone();
                 let answer = http::read_answer(response, request.now).await;
                 let outcome = classify(answer.status, &headers, &answer.excerpt, request.now);
+                let pause = pause(answer.status, &answer.excerpt);
                 let detail = (!answer.excerpt.is_empty()).then_some(answer.excerpt);
-                Report { outcome, status: Some(answer.status), detail, pause: None }
+                Report { outcome, status: Some(answer.status), detail, pause }
             }
             Err(error) => Report {
                 outcome: http::classify_error(&error),

@@ -8,7 +8,7 @@ use herald_core::{Message, Outcome, Severity, Timestamp};
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::json;
 
-use super::{MattermostWebhookConfig, classify, payload};
+use super::{HOOKS_DISABLED, INVALID_HOOK, MattermostWebhookConfig, classify, pause, payload};
 use crate::{Request, Thread};
 
 const NOW: Timestamp = Timestamp::from_millis(1_764_000_000_000);
@@ -18,25 +18,34 @@ fn every_row_of_the_classification_table() {
     let err = |id: &str, status: u16| {
         json!({ "id": id, "message": "Unable to handle the incoming webhook.", "status_code": status }).to_string()
     };
-    // (status, Retry-After, body, class)
-    let rows: Vec<(u16, Option<&str>, String, &str)> = vec![
-        (200, None, "ok".to_owned(), "delivered"),
-        (400, None, err("web.incoming_webhook.parse.app_error", 400), "permanent"),
-        (400, None, err("web.incoming_webhook.text.length.app_error", 400), "permanent"),
-        (401, None, err("api.context.session_expired.app_error", 401), "permanent"),
-        (403, None, err("web.incoming_webhook.channel_locked.app_error", 403), "permanent"),
-        (404, None, err("web.incoming_webhook.invalid.app_error", 404), "permanent"),
-        (429, Some("3"), "limit exceeded".to_owned(), "throttled"),
-        (500, None, err("web.incoming_webhook.error", 500), "retry"),
-        (503, None, String::new(), "retry"),
+    // (status, Retry-After, body, class, pauses): the ids and statuses Mattermost's
+    // HandleIncomingWebhook answers (server/channels/app/webhook.go).
+    let rows: Vec<(u16, Option<&str>, String, &str, bool)> = vec![
+        (200, None, "ok".to_owned(), "delivered", false),
+        (400, None, err("web.incoming_webhook.parse.app_error", 400), "permanent", false),
+        (400, None, err("web.incoming_webhook.text.app_error", 400), "permanent", false),
+        (400, None, err("web.incoming_webhook.attachment.app_error", 400), "permanent", false),
+        (400, None, err("web.incoming_webhook.invalid.app_error", 400), "permanent", true),
+        (401, None, err("api.context.session_expired.app_error", 401), "permanent", false),
+        (403, None, err("web.incoming_webhook.channel_locked.app_error", 403), "permanent", false),
+        (403, None, err("web.incoming_webhook.permissions.app_error", 403), "permanent", true),
+        (403, None, err("web.incoming_webhook.user.app_error", 403), "permanent", true),
+        (404, None, err("app.channel.get.existing.app_error", 404), "permanent", true),
+        (404, None, "404 page not found".to_owned(), "permanent", false),
+        (429, Some("3"), "limit exceeded".to_owned(), "throttled", false),
+        (500, None, err("web.incoming_webhook.error", 500), "retry", false),
+        (501, None, err("web.incoming_webhook.disabled.app_error", 501), "permanent", true),
+        (501, None, String::new(), "retry", false),
+        (503, None, String::new(), "retry", false),
     ];
-    for (status, retry_after, body, class) in rows {
+    for (status, retry_after, body, class, pauses) in rows {
         let mut headers = HeaderMap::new();
         if let Some(v) = retry_after {
             headers.insert("retry-after", HeaderValue::from_static(v));
         }
         let outcome = classify(status, &headers, &body, NOW);
         assert_eq!(outcome.class(), class, "{status} {body}: {outcome:?}");
+        assert_eq!(pause(status, &body).is_some(), pauses, "{status} {body}");
         if let Some(id) = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
             .and_then(|b| b["id"].as_str().map(str::to_owned))
@@ -47,6 +56,19 @@ fn every_row_of_the_classification_table() {
             assert_eq!(after, Some(Duration::from_secs(3)));
         }
     }
+}
+
+#[test]
+fn a_pause_says_what_the_operator_must_do() {
+    let gone = json!({ "id": INVALID_HOOK, "message": "Invalid webhook.", "status_code": 400 });
+    let reason = pause(400, &gone.to_string()).unwrap_or_default();
+    assert!(reason.contains("HTTP 400 web.incoming_webhook.invalid.app_error"), "{reason}");
+    assert!(reason.contains("working webhook `url`"), "{reason}");
+    let off = json!({ "id": HOOKS_DISABLED, "message": "Incoming webhooks have been disabled by the system admin.", "status_code": 501 });
+    let reason = pause(501, &off.to_string()).unwrap_or_default();
+    assert!(reason.contains("administrator must turn incoming webhooks on"), "{reason}");
+    // The same id under another status is not the documented answer.
+    assert_eq!(pause(404, &gone.to_string()), None);
 }
 
 #[test]

@@ -84,7 +84,7 @@ fn every_answer_of_section_7_is_classified() {
     let unprocessable = br#"{"message":"Request body is not processable. Please check the errors.","errors":{"message":"Message can not be empty."},"took":0.001,"requestId":"r1"}"#;
     let throttled = [
         ("X-RateLimit-State", "THROTTLED"),
-        ("X-RateLimit-Reason", "ALERT"),
+        ("X-RateLimit-Reason", "ACCOUNT"),
         ("X-RateLimit-Period-In-Sec", "60"),
     ];
     let rows: Vec<Row<'_>> = vec![
@@ -132,7 +132,7 @@ fn every_answer_of_section_7_is_classified() {
             br#"{"message":"You are making too many requests!","took":0.0}"#,
             "throttled",
             Some(Duration::from_secs(60)),
-            "X-RateLimit-State=THROTTLED, X-RateLimit-Reason=ALERT, X-RateLimit-Period-In-Sec=60",
+            "X-RateLimit-State=THROTTLED, X-RateLimit-Reason=ACCOUNT, X-RateLimit-Period-In-Sec=60",
         ),
         (
             429,

@@ -221,11 +221,24 @@ async fn the_incoming_webhook_posts_text_and_classifies_its_errors() {
     assert_eq!(report.outcome, Outcome::delivered(None));
     assert_eq!(view.mattermost_hook_posts("mm").len(), 1, "cut to one post, never split");
 
-    let gone = view.mattermost_hook_url("mm").replace("simhookkey", "gone");
-    let gone = MattermostWebhook::new(MattermostWebhookConfig::new(gone), http::client()).unwrap();
-    let report = attempt(&gone, &req).await;
-    assert_eq!((report.outcome.class(), report.status), ("permanent", Some(404)), "{report:?}");
-    assert!(report.outcome.reason().unwrap_or("").contains("web.incoming_webhook.invalid"));
+    // A deleted webhook (400) and incoming webhooks turned off (501, not a passing
+    // fault) fail the delivery and pause the destination.
+    for (key, status, id) in [
+        ("gone", 400, "web.incoming_webhook.invalid.app_error"),
+        ("disabled", 501, "web.incoming_webhook.disabled.app_error"),
+    ] {
+        let url = view.mattermost_hook_url("mm").replace("simhookkey", key);
+        let hook =
+            MattermostWebhook::new(MattermostWebhookConfig::new(url), http::client()).unwrap();
+        let report = attempt(&hook, &req).await;
+        assert_eq!(
+            (report.outcome.class(), report.status),
+            ("permanent", Some(status)),
+            "{report:?}"
+        );
+        assert!(report.outcome.reason().unwrap_or("").contains(id), "{report:?}");
+        assert!(report.pause.as_deref().unwrap_or("").contains(id), "{report:?}");
+    }
     sim.shutdown().await;
 
     let (sim, view) = simulator(FaultPlan::healthy().hang_first(1)).await;

@@ -233,7 +233,7 @@ async fn opsgenie_throttling_reads_its_rate_limit_headers() {
     let detail = throttled.detail.as_deref().unwrap();
     assert!(
         detail.contains("X-RateLimit-State=THROTTLED")
-            && detail.contains("X-RateLimit-Reason=ALERT")
+            && detail.contains("X-RateLimit-Reason=ACCOUNT")
             && detail.contains("X-RateLimit-Period-In-Sec=60"),
         "{detail}"
     );

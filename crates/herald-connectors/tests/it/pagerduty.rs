@@ -171,6 +171,8 @@ async fn pagerduty_throttling_and_server_errors() {
         matches!(throttled.outcome, Outcome::Throttled { after: Some(after), .. } if after == Duration::from_secs(30)),
         "{throttled:?}"
     );
+    // PagerDuty documents a bare 429: nothing of the answer's body is quoted.
+    assert_eq!(throttled.detail, None, "{throttled:?}");
     sim.shutdown().await;
 
     let sim = start(FaultPlan::healthy().fail_first(1, 500)).await;

@@ -108,7 +108,7 @@ impl Cluster3 {
     fn new() -> Cluster3 {
         let dir = tempfile::tempdir().unwrap();
         let clock = FakeClock::new(START);
-        let store: Arc<dyn Store> = Arc::new(store_on(&dir, &clock));
+        let store: Arc<dyn Store> = store_on(&dir, &clock);
         Cluster3 {
             _dir: dir,
             store,

@@ -163,12 +163,16 @@ impl Connector for Scripted {
 
 pub const START: Timestamp = Timestamp(1_800_000_000_000);
 
-/// A store in `dir` that stamps leases on the fake clock, as `serve` does on the real one.
-pub fn store_on(dir: &tempfile::TempDir, clock: &FakeClock) -> SqliteStore {
+/// A store that stamps leases on the fake clock, as `serve` does on the real one: SQLite
+/// in `dir`, or, with `HERALD_ENGINE_STORE=postgres` (`cargo xtask test` runs the suite
+/// both ways), a fresh schema of the test database (`HERALD_TEST_DATABASE_URL`).
+pub fn store_on(dir: &tempfile::TempDir, clock: &FakeClock) -> Arc<dyn Store> {
     let stamp = clock.clone();
-    SqliteStore::open(&dir.path().join("herald.db"))
-        .unwrap()
-        .with_clock(Arc::new(move || stamp.now()))
+    let stamp = Arc::new(move || stamp.now());
+    if std::env::var("HERALD_ENGINE_STORE").as_deref() == Ok("postgres") {
+        return Arc::new(crate::postgres::store().with_clock(stamp));
+    }
+    Arc::new(SqliteStore::open(&dir.path().join("herald.db")).unwrap().with_clock(stamp))
 }
 
 /// An engine on a temporary SQLite file with a fake clock.
@@ -197,7 +201,7 @@ impl Fixture {
     ) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let clock = FakeClock::new(START);
-        let store: Arc<dyn Store> = Arc::new(store_on(&dir, &clock));
+        let store = store_on(&dir, &clock);
         Fixture::on_store(dir, store, clock, destinations, config)
     }
 
@@ -222,9 +226,9 @@ impl Fixture {
     /// An engine over any connectors, on a fresh temporary database.
     pub fn start_destinations(destinations: Vec<Destination>, config: EngineConfig) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> =
-            Arc::new(SqliteStore::open(&dir.path().join("herald.db")).unwrap());
-        Fixture::with_destinations(dir, store, FakeClock::new(START), destinations, config)
+        let clock = FakeClock::new(START);
+        let store = store_on(&dir, &clock);
+        Fixture::with_destinations(dir, store, clock, destinations, config)
     }
 
     fn with_destinations(

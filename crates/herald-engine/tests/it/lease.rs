@@ -178,7 +178,7 @@ fn lagging_fixture(
 ) -> (Fixture, Arc<Lagging>) {
     let dir = tempfile::tempdir().unwrap();
     let clock = FakeClock::new(START);
-    let inner: Arc<dyn Store> = Arc::new(store_on(&dir, &clock));
+    let inner: Arc<dyn Store> = store_on(&dir, &clock);
     let mut lagging = Lagging::new(inner, clock.clone());
     setup(&mut lagging);
     let lagging = Arc::new(lagging);

@@ -10,4 +10,5 @@ mod cluster;
 mod harness;
 mod lease;
 mod pause;
+mod postgres;
 mod scenarios;

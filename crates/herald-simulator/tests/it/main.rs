@@ -1,5 +1,6 @@
 //! Integration tests of herald-simulator over real loopback HTTP.
 
+mod alerting;
 mod jira;
 
 use std::collections::BTreeMap;

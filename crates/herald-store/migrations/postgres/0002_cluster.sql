@@ -10,7 +10,8 @@ CREATE TABLE nodes (
     version      TEXT   NOT NULL,
     started_at   BIGINT NOT NULL,
     heartbeat_at BIGINT NOT NULL,
-    expires_at   BIGINT NOT NULL
+    expires_at   BIGINT NOT NULL,
+    destinations TEXT   NOT NULL  -- JSON array of the destinations it configures
 );
 
 CREATE TABLE lanes (

@@ -106,12 +106,12 @@ impl Cluster for PgCluster {
         // Inserted, or taken over from a quiet or same incarnation; a live other
         // incarnation keeps the row and this process learns it is a duplicate.
         let written = sqlx::query(
-            "INSERT INTO nodes (node_id, incarnation, address, version, started_at, heartbeat_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+            "INSERT INTO nodes (node_id, incarnation, address, version, started_at, heartbeat_at, expires_at, destinations) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (node_id) DO UPDATE SET incarnation = EXCLUDED.incarnation, \
                  address = EXCLUDED.address, version = EXCLUDED.version, \
                  started_at = EXCLUDED.started_at, heartbeat_at = EXCLUDED.heartbeat_at, \
-                 expires_at = EXCLUDED.expires_at \
+                 expires_at = EXCLUDED.expires_at, destinations = EXCLUDED.destinations \
              WHERE nodes.incarnation = EXCLUDED.incarnation OR nodes.expires_at <= $6",
         )
         .bind(&beat.node_id)
@@ -121,6 +121,7 @@ impl Cluster for PgCluster {
         .bind(beat.started_at.as_millis())
         .bind(now)
         .bind(beat.now.add(beat.ttl).as_millis())
+        .bind(serde_json::to_string(&beat.destinations).unwrap_or_else(|_| "[]".into()))
         .execute(&mut *tx)
         .await
         .map_err(|e| unavailable(&e))?
@@ -244,7 +245,7 @@ impl Cluster for PgCluster {
             .await
             .map_err(|e| unavailable(&e))?;
         let rows = sqlx::query(
-            "SELECT node_id, address, version, started_at, heartbeat_at, expires_at \
+            "SELECT node_id, address, version, started_at, heartbeat_at, expires_at, destinations \
              FROM nodes ORDER BY node_id",
         )
         .fetch_all(&mut *tx)
@@ -274,6 +275,9 @@ impl Cluster for PgCluster {
                     started_at: Timestamp::from_millis(row.get(3)),
                     heartbeat_at: Timestamp::from_millis(row.get(4)),
                     alive: row.get::<i64, _>(5) > now,
+                    // Written by `beat` from a list of names; anything else reads as none.
+                    destinations: serde_json::from_str(&row.get::<String, _>(6))
+                        .unwrap_or_default(),
                 }
             })
             .collect())

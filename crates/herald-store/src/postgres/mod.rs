@@ -233,12 +233,27 @@ impl PgStore {
         node_id: &str,
         options: &PgOptions,
     ) -> Result<PgStore, StoreError> {
-        let connect = connect_options(url, options)?;
-        let pool = pool_options(options).connect_lazy_with(connect);
+        let store = PgStore::connect_lazy(url, node_id, options)?;
         {
-            let mut conn = pool.acquire().await.map_err(|error| unavailable(&error))?;
+            let mut conn = store.pool.acquire().await.map_err(|error| unavailable(&error))?;
             migrate::run(&mut conn).await.map_err(Failure::into_store)?;
         }
+        Ok(store)
+    }
+
+    /// A store on a database whose schema is already migrated (by [`PgStore::connect`]
+    /// or `herald migrate`), without connecting: the pool connects on first use. For
+    /// set-up code that cannot wait (tests building a store outside a runtime).
+    ///
+    /// # Errors
+    /// `Unavailable` when the URL or the options are invalid.
+    pub fn connect_lazy(
+        url: &str,
+        node_id: &str,
+        options: &PgOptions,
+    ) -> Result<PgStore, StoreError> {
+        let connect = connect_options(url, options)?;
+        let pool = pool_options(options).connect_lazy_with(connect);
         Ok(PgStore {
             pool,
             node_id: Arc::from(node_id),

@@ -24,6 +24,7 @@ fn beat(node: &str, incarnation: &str, now: herald_core::Timestamp) -> Beat {
         ttl: TTL,
         address: format!("127.0.0.1:80{}", node.len()),
         version: "0.0.0".into(),
+        destinations: vec![format!("{node}-hook"), "shared".into()],
     }
 }
 
@@ -91,6 +92,7 @@ pub async fn beats_count_live_nodes_and_list_them_with_their_lanes(member: Membe
     assert_eq!(nodes[1].lanes, names(&["x"]));
     assert_eq!(nodes[1].heartbeat_at, at(1));
     assert_eq!(nodes[1].address, "127.0.0.1:801");
+    assert_eq!(nodes[1].destinations, names(&["b-hook", "shared"]));
 
     // A goes quiet: listed as not alive, not counted, its lanes not shown as held.
     let beaten = b.beat(beat("b", "b1", at(10))).await.unwrap();
