@@ -13,6 +13,8 @@ use herald_core::{Outcome, Timestamp};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
 
+use crate::ConnectorError;
+
 /// The `User-Agent` herald sends to every destination.
 pub const USER_AGENT: &str = concat!("herald/", env!("CARGO_PKG_VERSION"));
 
@@ -467,3 +469,58 @@ fn error_kind_words(error: &reqwest::Error) -> &'static str {
 
 #[cfg(test)]
 mod tests;
+
+/// Checks a configured API base URL (`key`, e.g. `base_url`) and returns it without a
+/// trailing slash; `example` shows a good one in the error.
+///
+/// # Errors
+/// `ConnectorError::InvalidSetting` when it is not an http(s) URL with a host.
+pub(crate) fn api_base(value: &str, key: &str, example: &str) -> Result<String, ConnectorError> {
+    let url = reqwest::Url::parse(value)
+        .map_err(|error| ConnectorError::InvalidSetting(format!("{key}: not a URL ({error})")))?;
+    if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+        return Err(ConnectorError::InvalidSetting(format!(
+            "{key}: must be an http(s) URL such as {example}"
+        )));
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+/// An API's answer as the JSON connectors classify it: status, the delay it asked for,
+/// its headers and at most the reader's limit of its body.
+#[derive(Debug)]
+pub(crate) struct ApiAnswer {
+    /// The HTTP status.
+    pub(crate) status: u16,
+    /// `Retry-After`, if the answer carried one.
+    pub(crate) retry_after: Option<Duration>,
+    /// The headers (rate-limit and error-type headers).
+    pub(crate) headers: HeaderMap,
+    /// The body, capped.
+    pub(crate) body: Vec<u8>,
+}
+
+/// Sends `request` and reads the answer's body up to `limit` bytes, waiting at most
+/// `read_within` for the body once the status arrived (`None`: as long as the attempt
+/// lasts, for a body the outcome depends on).
+///
+/// # Errors
+/// The transport error when no answer arrived.
+pub(crate) async fn exchange(
+    request: reqwest::RequestBuilder,
+    now: Timestamp,
+    limit: usize,
+    read_within: Option<Duration>,
+) -> Result<ApiAnswer, reqwest::Error> {
+    let mut response = request.send().await?;
+    let status = response.status().as_u16();
+    let retry_after = retry_after(response.headers(), now);
+    let headers = response.headers().clone();
+    let body = match read_within {
+        Some(within) => tokio::time::timeout(within, read_capped(&mut response, limit))
+            .await
+            .unwrap_or_default(),
+        None => read_capped(&mut response, limit).await,
+    };
+    Ok(ApiAnswer { status, retry_after, headers, body })
+}

@@ -93,20 +93,13 @@ impl Jira {
     /// `ConnectorError::InvalidSetting` for an unusable URL or credentials; the message
     /// never echoes the token.
     pub fn new(config: JiraConfig, client: reqwest::Client) -> Result<Jira, ConnectorError> {
-        let url = reqwest::Url::parse(&config.url)
-            .map_err(|error| ConnectorError::InvalidSetting(format!("url: not a URL ({error})")))?;
-        if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
-            return Err(ConnectorError::InvalidSetting(
-                "url: must be an http(s) URL such as https://example.atlassian.net".to_owned(),
-            ));
-        }
+        let base = crate::http::api_base(&config.url, "url", "https://example.atlassian.net")?;
         let credentials = base64::engine::general_purpose::STANDARD
             .encode(format!("{}:{}", config.email, config.token));
         let mut auth = HeaderValue::from_str(&format!("Basic {credentials}")).map_err(|_| {
             ConnectorError::InvalidSetting("email/token: not usable in an HTTP header".to_owned())
         })?;
         auth.set_sensitive(true);
-        let base = config.url.trim_end_matches('/').to_owned();
         Ok(Jira { config, base, auth, client })
     }
 
@@ -128,14 +121,11 @@ impl Jira {
         if let Some(body) = body {
             builder = builder.json(body);
         }
-        let mut response = match builder.send().await {
-            Ok(response) => response,
-            Err(error) => return Err(Box::new(classify::unanswered(&error))),
-        };
-        let status = response.status().as_u16();
-        let retry_after = crate::http::retry_after(response.headers(), request.now);
-        let headers = response.headers().clone();
-        let bytes = crate::http::read_capped(&mut response, BODY_LIMIT).await;
+        // A 2xx body names the issue, so it is read as long as the attempt lasts.
+        let answer = crate::http::exchange(builder, request.now, BODY_LIMIT, None)
+            .await
+            .map_err(|error| Box::new(classify::unanswered(&error)))?;
+        let crate::http::ApiAnswer { status, retry_after, headers, body: bytes } = answer;
         if (200..=299).contains(&status) {
             if bytes.is_empty() {
                 return Ok(Value::Null);

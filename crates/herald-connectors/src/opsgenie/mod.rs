@@ -106,20 +106,12 @@ impl Opsgenie {
         config: OpsgenieConfig,
         client: reqwest::Client,
     ) -> Result<Opsgenie, ConnectorError> {
-        let url = reqwest::Url::parse(&config.base_url).map_err(|error| {
-            ConnectorError::InvalidSetting(format!("base_url: not a URL ({error})"))
-        })?;
-        if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
-            return Err(ConnectorError::InvalidSetting(
-                "base_url: must be an http(s) URL such as https://api.opsgenie.com".to_owned(),
-            ));
-        }
+        let base = crate::http::api_base(&config.base_url, "base_url", "https://api.opsgenie.com")?;
         let mut auth = HeaderValue::from_str(&format!("GenieKey {}", config.api_key.trim()))
             .map_err(|_| {
                 ConnectorError::InvalidSetting("api_key: not usable in an HTTP header".to_owned())
             })?;
         auth.set_sensitive(true);
-        let base = config.base_url.trim_end_matches('/').to_owned();
         Ok(Opsgenie { config, base, auth, client })
     }
 
@@ -141,19 +133,11 @@ impl Opsgenie {
         if let Some(body) = body {
             builder = builder.json(body);
         }
-        let mut response = match builder.send().await {
-            Ok(response) => response,
-            Err(error) => return Err(Box::new(classify::unanswered(&error))),
-        };
-        let status = response.status().as_u16();
-        let retry_after = crate::http::retry_after(response.headers(), request.now);
-        let headers = response.headers().clone();
-        let bytes = tokio::time::timeout(
-            crate::http::EXCERPT_READ_TIMEOUT,
-            crate::http::read_capped(&mut response, BODY_LIMIT),
-        )
-        .await
-        .unwrap_or_default();
+        let read_within = Some(crate::http::EXCERPT_READ_TIMEOUT);
+        let answer = crate::http::exchange(builder, request.now, BODY_LIMIT, read_within)
+            .await
+            .map_err(|error| Box::new(classify::unanswered(&error)))?;
+        let crate::http::ApiAnswer { status, retry_after, headers, body: bytes } = answer;
         if (200..=299).contains(&status) {
             return Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)));
         }

@@ -74,15 +74,9 @@ impl PagerDuty {
         config: PagerDutyConfig,
         client: reqwest::Client,
     ) -> Result<PagerDuty, ConnectorError> {
-        let url = reqwest::Url::parse(&config.base_url).map_err(|error| {
-            ConnectorError::InvalidSetting(format!("base_url: not a URL ({error})"))
-        })?;
-        if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
-            return Err(ConnectorError::InvalidSetting(
-                "base_url: must be an http(s) URL such as https://events.pagerduty.com".to_owned(),
-            ));
-        }
-        let enqueue = format!("{}/v2/enqueue", config.base_url.trim_end_matches('/'));
+        let base =
+            crate::http::api_base(&config.base_url, "base_url", "https://events.pagerduty.com")?;
+        let enqueue = format!("{base}/v2/enqueue");
         Ok(PagerDuty { config, enqueue, client })
     }
 }
@@ -110,19 +104,17 @@ impl Connector for PagerDuty {
             seq,
         );
         let dedup_key = render::dedup_key(request.broadcast_id);
-        let sent = self.client.post(&self.enqueue).json(&event).send().await;
-        let mut response = match sent {
-            Ok(response) => response,
-            Err(error) => return classify::unanswered(&error),
-        };
-        let status = response.status().as_u16();
-        let retry_after = crate::http::retry_after(response.headers(), request.now);
-        let body = tokio::time::timeout(
-            crate::http::EXCERPT_READ_TIMEOUT,
-            crate::http::read_capped(&mut response, BODY_LIMIT),
-        )
-        .await
-        .unwrap_or_default();
-        classify::answered(status, retry_after, &body, &dedup_key, &self.config.routing_key)
+        let post = self.client.post(&self.enqueue).json(&event);
+        let read_within = Some(crate::http::EXCERPT_READ_TIMEOUT);
+        match crate::http::exchange(post, request.now, BODY_LIMIT, read_within).await {
+            Ok(answer) => classify::answered(
+                answer.status,
+                answer.retry_after,
+                &answer.body,
+                &dedup_key,
+                &self.config.routing_key,
+            ),
+            Err(error) => classify::unanswered(&error),
+        }
     }
 }
