@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use herald_connectors::ConnectorConfig;
+use herald_connectors::redact::Redactor;
 use herald_core::OnUnknown;
 use herald_engine::LaneSettings;
 
@@ -39,6 +40,11 @@ pub struct Config {
     pub groups: BTreeMap<String, Vec<String>>,
     /// The `[retention]` table.
     pub retention: RetentionConfig,
+    /// Every secret the file resolved (tokens, passwords, credential URLs): what the
+    /// process must never print, log or store.
+    pub redactor: Redactor,
+    /// Where a secret is written inline, located, with what to do instead.
+    inline_secrets: Vec<String>,
 }
 
 /// The `[retention]` table: how long terminal broadcasts are kept.
@@ -59,9 +65,11 @@ impl Default for RetentionConfig {
 }
 
 impl Config {
-    /// Every destination's warnings, in file order.
+    /// What `check-config` warns about: secrets written inline, then every
+    /// destination's warnings, each in file order.
     pub fn warnings(&self) -> Vec<String> {
-        self.destinations.iter().flat_map(DestinationConfig::warnings).collect()
+        let inline = self.inline_secrets.iter().cloned();
+        inline.chain(self.destinations.iter().flat_map(DestinationConfig::warnings)).collect()
     }
 }
 
@@ -343,7 +351,7 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
         kinds: &[&'static herald_connectors::Kind],
     ) -> Result<Config, ConfigErrors> {
-        build::parse(text, env, kinds).map_err(|diags| {
+        build::parse(text, origin, env, kinds).map_err(|diags| {
             ConfigErrors(
                 diags
                     .into_iter()

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use herald_cli::client::Client;
 use herald_cli::config::Config;
-use herald_cli::{bench, database, demo, progress, serve, torture};
+use herald_cli::{bench, database, demo, logging, progress, serve, torture};
 use serde_json::{Value, json};
 
 /// herald allocates many small, short-lived buffers per delivery (HTTP, JSON, SQL
@@ -141,7 +141,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = !matches!(cli.command, Command::Serve { .. });
-    init_tracing(quiet);
+    logging::init(if quiet { "warn" } else { "info" });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -152,7 +152,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", logging::redact(&format!("{error:#}")));
             ExitCode::FAILURE
         }
     }
@@ -161,13 +161,6 @@ fn main() -> ExitCode {
 /// `1 group`, `2 groups`.
 fn count(n: usize, noun: &str) -> String {
     if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
-}
-
-fn init_tracing(quiet: bool) {
-    let default = if quiet { "warn" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -180,6 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate { config } => {
             let config = Config::load(&config).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+            logging::set_secrets(config.redactor.clone());
             println!("{}", database::migrate(&config).await?);
         }
         Command::CheckConfig { config: path } => match Config::load(&path) {

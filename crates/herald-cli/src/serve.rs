@@ -41,6 +41,7 @@ impl std::fmt::Debug for Running {
 /// When the database cannot be opened, a connector cannot be built or the listen
 /// address cannot be bound.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    crate::logging::set_secrets(config.redactor.clone());
     let backend = database::open(config).await?;
     let store = backend.store();
     for warning in config.warnings() {
@@ -97,6 +98,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         retention: Some(retention),
         node_id: config.server.node_id(),
         node_address: addr.to_string(),
+        redactor: config.redactor.clone(),
         ..EngineConfig::default()
     };
     // On PostgreSQL the node joins the cluster of every node on the database: each

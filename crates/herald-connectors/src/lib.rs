@@ -17,6 +17,7 @@ pub mod mattermost;
 pub mod mattermost_webhook;
 pub mod opsgenie;
 pub mod pagerduty;
+pub mod redact;
 pub mod settings;
 pub mod slack;
 pub mod slack_webhook;

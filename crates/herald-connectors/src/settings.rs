@@ -141,6 +141,10 @@ pub struct Table<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
     /// What is wrong so far.
     problems: Vec<Problem>,
+    /// The values of the secrets read, for redaction.
+    secrets: Vec<String>,
+    /// The secrets written inline (not `${ENV}` or `file:`): key and value offset.
+    inline: Vec<(String, usize)>,
 }
 
 /// Lists keys and problems; values are left out since they may be secrets.
@@ -164,7 +168,33 @@ impl<'a> Table<'a> {
         env: &'a dyn Fn(&str) -> Option<String>,
     ) -> Table<'a> {
         let read = vec![false; entries.len()];
-        Table { entries, read, reported: Vec::new(), header_at, env, problems: Vec::new() }
+        Table {
+            entries,
+            read,
+            reported: Vec::new(),
+            header_at,
+            env,
+            problems: Vec::new(),
+            secrets: Vec::new(),
+            inline: Vec::new(),
+        }
+    }
+
+    /// The values of every secret read so far: what herald must never repeat.
+    pub fn secrets(&self) -> &[String] {
+        &self.secrets
+    }
+
+    /// Records `value` as a secret derived from the ones read (an encoded credential
+    /// such as `base64(email:token)`): an echo of it gives the secret away as well.
+    pub fn derived_secret(&mut self, value: String) {
+        self.secrets.push(value);
+    }
+
+    /// The secrets written inline in the file, as key and byte offset of the value:
+    /// `check-config` suggests `${ENV}` or `file:` for them.
+    pub fn inline_secrets(&self) -> &[(String, usize)] {
+        &self.inline
     }
 
     /// Records that the reader already reported `key`'s value as unusable (an integer
@@ -265,7 +295,14 @@ impl<'a> Table<'a> {
             Ok(u) if u.host_str().is_none_or(str::is_empty) => {
                 format!("the URL has no host; {hint}")
             }
-            Ok(_) => return Some(text),
+            Ok(u) => {
+                // `https://user:password@host/`: the password is a secret written inline.
+                if let Some(password) = u.password() {
+                    self.inline.push((key.to_owned(), at));
+                    self.secrets.push(password.to_owned());
+                }
+                return Some(text);
+            }
         };
         self.problem_at(at, key, problem);
         None
@@ -329,9 +366,50 @@ impl<'a> Table<'a> {
     ) -> Option<String> {
         let at = self.value_at(key);
         let raw = self.string(key)?;
+        self.resolve_secret(key, &raw, at, check)
+    }
+
+    /// A value that may be kept apart like a secret (`${ENV}`, `file:` or inline) but is
+    /// not one (a CA certificate): resolved and checked the same way, neither redacted
+    /// nor warned about when inline.
+    pub fn checked_reference(
+        &mut self,
+        key: &str,
+        check: impl FnOnce(&str) -> Result<(), String>,
+    ) -> Option<String> {
+        let at = self.value_at(key);
+        let raw = self.string(key)?;
         let checked = secret::resolve(&raw, self.env).and_then(|value| match check(&value) {
             Ok(()) => Ok(value),
             Err(why) => Err(format!("{} {why}", secret::source(&raw))),
+        });
+        checked.map_err(|message| self.problem_at(at, key, message)).ok()
+    }
+
+    /// Resolves `raw`, the text of a secret found at `at` under `key` (a nested value
+    /// such as a header), records it for redaction and reports it if unusable.
+    pub fn secret_text(&mut self, key: &str, raw: &str, at: usize) -> Option<String> {
+        self.resolve_secret(key, raw, at, |_| Ok(()))
+    }
+
+    fn resolve_secret(
+        &mut self,
+        key: &str,
+        raw: &str,
+        at: usize,
+        check: impl FnOnce(&str) -> Result<(), String>,
+    ) -> Option<String> {
+        if secret::is_inline(raw) {
+            self.inline.push((key.to_owned(), at));
+        }
+        let resolved = secret::resolve(raw, self.env);
+        if let Ok(value) = &resolved {
+            // Redacted even when the check below refuses it: it is still a secret.
+            self.secrets.push(value.clone());
+        }
+        let checked = resolved.and_then(|value| match check(&value) {
+            Ok(()) => Ok(value),
+            Err(why) => Err(format!("{} {why}", secret::source(raw))),
         });
         match checked {
             Ok(value) => Some(value),

@@ -91,6 +91,19 @@ impl Outcome {
         }
     }
 
+    /// The reason, to rewrite in place (the engine scrubs secrets from it before it is
+    /// logged or stored).
+    pub fn reason_mut(&mut self) -> Option<&mut String> {
+        match self {
+            Outcome::Delivered { .. } => None,
+            Outcome::Retry { reason, .. }
+            | Outcome::Throttled { reason, .. }
+            | Outcome::Permanent { reason }
+            | Outcome::Unknown { reason }
+            | Outcome::Reconciling { reason, .. } => Some(reason),
+        }
+    }
+
     /// Whether this result says the destination itself is unhealthy (for the breaker).
     /// Throttling is the destination working as designed; a permanent error proves it
     /// is up and answering.

@@ -1,11 +1,14 @@
 //! One attempt: send through the connector within the timeout, compute the next state
 //! with the core, record it under the lease, announce the change.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-
-use herald_connectors::{Report, Request, Thread};
 use std::time::Duration;
+
+use futures_util::FutureExt as _;
+use herald_connectors::redact::Redactor;
+use herald_connectors::{Report, Request, Thread};
 
 use herald_core::{Outcome, Timestamp, delivery};
 use herald_store::{AttemptRecord, Record, Release, Work};
@@ -117,14 +120,24 @@ pub(crate) async fn run(
             ambiguous_at: work.ambiguous_at,
         };
         let clock_start = tokio::time::Instant::now();
+        // A connector must never panic; if one does, the attempt ends ambiguously (it may
+        // have sent) instead of leaving the delivery leased until recovery, and the panic's
+        // text, which may quote anything, goes through the redactor like every reason.
+        let send = AssertUnwindSafe(destination.connector.send(&request)).catch_unwind();
         let report = tokio::select! {
-            report = destination.connector.send(&request) => report,
+            sent = send => sent.unwrap_or_else(|panic| unknown(format!(
+                "the {} connector failed unexpectedly (a herald bug; please report it): {}; \
+                 the destination may have received the message",
+                destination.connector.kind(),
+                panic_text(panic.as_ref())
+            ))),
             () = shared.clock.sleep_until(deadline) => unknown(format!(
                 "no answer within {}; the destination may have received the message",
                 humantime(deadline.since(started_at))
             )),
             () = shared.abort.cancelled() => unknown("herald shut down while the attempt was in flight".into()),
         };
+        let report = scrub(report, &shared.config.redactor);
         let elapsed = clock_start.elapsed();
         let now = shared.clock.now();
         lane.metrics.attempt(report.outcome.class());
@@ -223,6 +236,31 @@ fn humantime(d: Duration) -> String {
         format!("{}ms", d.as_millis())
     } else {
         format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+/// `report` with every configured secret removed from what it says.
+fn scrub(mut report: Report, redactor: &Redactor) -> Report {
+    if redactor.is_empty() {
+        return report;
+    }
+    for text in [report.outcome.reason_mut(), report.detail.as_mut(), report.pause.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        redactor.scrub(text);
+    }
+    report
+}
+
+/// The message a panic carried, if it is text.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        text
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text
+    } else {
+        "(no message)"
     }
 }
 

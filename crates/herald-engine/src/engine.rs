@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use herald_connectors::redact::Redactor;
 use herald_core::{Circuit, Throttle, Timestamp};
 use herald_store::cluster::NodeView;
 use herald_store::{Change, Store, StoreError};
@@ -44,6 +45,9 @@ pub struct EngineConfig {
     pub node_id: String,
     /// Where this node's API listens, as other nodes and `herald nodes` show it.
     pub node_address: String,
+    /// The configured secrets, scrubbed from every outcome before it is logged, stored
+    /// or published (a destination may echo a token back; a library may quote a URL).
+    pub redactor: Redactor,
 }
 
 impl Default for EngineConfig {
@@ -58,6 +62,7 @@ impl Default for EngineConfig {
             retention: None,
             node_id: "herald".to_owned(),
             node_address: String::new(),
+            redactor: Redactor::default(),
         }
     }
 }

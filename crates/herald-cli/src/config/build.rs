@@ -6,14 +6,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use herald_connectors::ConnectorConfig;
-use herald_connectors::settings::{self, Entry, Item, Table};
+use herald_connectors::redact::Redactor;
+use herald_connectors::settings::{self, Entry, Item, Table, secret};
 use herald_core::{FailureRate, OnUnknown};
 use herald_engine::LaneSettings;
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
 use super::values;
-use super::{Config, DestinationConfig, RetentionConfig, ServerConfig};
+use super::{Config, Database, DestinationConfig, RetentionConfig, ServerConfig};
 
 /// A TOML key with its span.
 type Key<'i> = Spanned<DeString<'i>>;
@@ -85,6 +86,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 /// (`herald_connectors::KINDS`, or test kinds).
 pub(super) fn parse(
     text: &str,
+    origin: &str,
     env: &dyn Fn(&str) -> Option<String>,
     kinds: &[&'static herald_connectors::Kind],
 ) -> Result<Config, Vec<Diag>> {
@@ -92,9 +94,17 @@ pub(super) fn parse(
     if !syntax_errors.is_empty() {
         return Err(syntax(text, &syntax_errors));
     }
-    let mut checker = Checker { diags: Vec::new(), env, kinds };
-    let config = checker.document(document.get_ref());
+    let mut checker =
+        Checker { diags: Vec::new(), env, kinds, secrets: Vec::new(), inline: Vec::new() };
+    let mut config = checker.document(document.get_ref());
     if checker.diags.is_empty() {
+        config.redactor = Redactor::new(&checker.secrets);
+        checker.inline.sort_by_key(|d| d.offset);
+        config.inline_secrets = checker
+            .inline
+            .into_iter()
+            .map(|d| format!("{}: {}", location(text, origin, d.offset), d.message))
+            .collect();
         Ok(config)
     } else {
         checker.diags.sort_by_key(|d| d.offset);
@@ -131,6 +141,10 @@ struct Checker<'e> {
     env: &'e dyn Fn(&str) -> Option<String>,
     /// The kinds a destination may have; each reads its own keys.
     kinds: &'e [&'static herald_connectors::Kind],
+    /// Every secret value read, for the redactor.
+    secrets: Vec<String>,
+    /// Secrets written inline, with what to do instead.
+    inline: Vec<Diag>,
 }
 
 /// The entries of a table in file order (tables iterate sorted by key otherwise).
@@ -201,6 +215,59 @@ impl Checker<'_> {
         self.error(key.span().start, name, message);
     }
 
+    /// `server.database`: a URL, or `${ENV}` / `file:` holding one (a PostgreSQL URL
+    /// may carry a password, which is then a secret like any other).
+    fn database(&mut self, value: &Value<'_>, path: &str) -> Option<Database> {
+        let at = value.span().start;
+        let raw = self.string(value, path)?;
+        let url = if secret::is_inline(raw) {
+            raw.to_owned()
+        } else {
+            match secret::resolve(raw, self.env) {
+                Ok(url) => url,
+                Err(message) => {
+                    self.error(at, path, message);
+                    return None;
+                }
+            }
+        };
+        let password = reqwest::Url::parse(&url)
+            .ok()
+            .and_then(|parsed| parsed.password().map(str::to_owned))
+            .filter(|password| !password.is_empty());
+        if let Some(password) = password {
+            self.secrets.push(password);
+            if secret::is_inline(raw) {
+                self.inline_secret(at, path);
+            }
+        }
+        match values::parse_database(&url) {
+            Ok(database) => Some(database),
+            Err(message) => {
+                let message = if secret::is_inline(raw) {
+                    message
+                } else {
+                    format!("{}: {message}", secret::source(raw))
+                };
+                self.error(at, path, message);
+                None
+            }
+        }
+    }
+
+    /// Notes a secret written inline at `offset` under `key`.
+    fn inline_secret(&mut self, offset: usize, key: &str) {
+        self.inline.push(Diag {
+            offset,
+            key: key.to_owned(),
+            message: format!(
+                "{key} holds a secret written inline; anyone who can read herald.toml (or a \
+                 copy in version control) can use it. Write \"${{ENV_VAR}}\" or \
+                 \"file:/run/secrets/NAME\" instead"
+            ),
+        });
+    }
+
     fn server(&mut self, table: &DeTable<'_>) -> ServerConfig {
         let mut server = ServerConfig::default();
         for (key, value) in in_file_order(table) {
@@ -223,11 +290,8 @@ impl Checker<'_> {
                     }
                 }
                 "database" => {
-                    if let Some(text) = self.string(value, &path) {
-                        match values::parse_database(text) {
-                            Ok(database) => server.database = database,
-                            Err(message) => self.error(value.span().start, &path, message),
-                        }
+                    if let Some(database) = self.database(value, &path) {
+                        server.database = database;
                     }
                 }
                 "node_id" => {
@@ -557,6 +621,10 @@ impl Checker<'_> {
             table.already_reported(name);
         }
         let config = (kind.parse)(&mut table);
+        self.secrets.extend(table.secrets().iter().cloned());
+        for (key, at) in table.inline_secrets() {
+            self.inline_secret(*at, &format!("{prefix}.{key}"));
+        }
         for problem in table.problems() {
             self.error(problem.at, &format!("{prefix}.{}", problem.key), problem.message.clone());
         }

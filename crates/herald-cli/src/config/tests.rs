@@ -28,6 +28,9 @@ fn env(name: &str) -> Option<String> {
         "OPS_WEBHOOK_SECRET" => Some(OPS_SECRET.to_owned()),
         "NOT_A_WHSEC" => Some(LEAKY.to_owned()),
         "BLANK" => Some("  ".to_owned()),
+        "SLACK_HOOK" => Some("https://hooks.slack.com/services/T0/B0/X".to_owned()),
+        "SLACK_TOKEN" => Some("xoxb-1".to_owned()),
+        "DATABASE_URL" => Some("postgres://herald:pg-pass-from-env@db.internal/herald".to_owned()),
         _ => None,
     }
 }
@@ -156,6 +159,7 @@ audit-only = ["audit"]
             ("audit-only".to_owned(), vec!["audit".to_owned()]),
         ]),
         retention: RetentionConfig::default(),
+        ..Config::default()
     };
     assert_same(&config, &expected);
     assert_eq!(config.destination("audit").map(DestinationConfig::kind), Some("webhook"));
@@ -621,8 +625,7 @@ fn warnings_name_combinations_that_cannot_work() {
 /// by a `dedupe = false` the operator never wrote; one with a look-up is not.
 #[test]
 fn kinds_that_cannot_settle_a_timeout_are_warned_about_by_name() {
-    let hook = "[destinations.chat]\nkind = \"slack-webhook\"\n\
-                url = \"https://hooks.slack.com/services/T0/B0/X\"\n";
+    let hook = "[destinations.chat]\nkind = \"slack-webhook\"\nurl = \"${SLACK_HOOK}\"\n";
     let warnings = parse(hook).unwrap().warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
@@ -631,8 +634,83 @@ fn kinds_that_cannot_settle_a_timeout_are_warned_about_by_name() {
     );
     let held = parse(&format!("{hook}on_unknown = \"hold\"\n")).unwrap().warnings();
     assert_eq!(held, Vec::<String>::new());
-    let slack = "[destinations.chat]\nkind = \"slack\"\ntoken = \"xoxb-1\"\nchannel = \"C1\"\n";
+    let slack =
+        "[destinations.chat]\nkind = \"slack\"\ntoken = \"${SLACK_TOKEN}\"\nchannel = \"C1\"\n";
     assert_eq!(parse(slack).unwrap().warnings(), Vec::<String>::new(), "slack can look up");
+}
+
+/// A secret written in the file itself is valid but warned about, located, with the
+/// way out; one from `${ENV}` or `file:` is quiet. The warning never quotes the secret.
+#[test]
+fn secrets_written_inline_are_warned_about_where_they_are() {
+    let text = "[server]\ndatabase = \"postgres://herald:pg-inline-pass@db.internal/herald\"\n\
+                [destinations.chat]\nkind = \"slack\"\ntoken = \"xoxb-inline-token-1\"\n\
+                channel = \"C1\"\n\
+                [destinations.hook]\nkind = \"webhook\"\nurl = \"https://u:url-pass-123@h.example/\"\n\
+                headers = { Authorization = \"Bearer inline-bearer-1\", X-Team = \"sre\" }\n";
+    let warnings = parse(text).unwrap().warnings();
+    let inline: Vec<&String> = warnings.iter().filter(|w| w.contains("written inline")).collect();
+    let located: Vec<&str> =
+        inline.iter().map(|w| w.split(": ").next().unwrap_or_default()).collect();
+    assert_eq!(
+        located,
+        ["herald.toml:2:12", "herald.toml:5:9", "herald.toml:9:7", "herald.toml:10:29"],
+        "{warnings:#?}"
+    );
+    for (warning, key) in inline.iter().zip([
+        "server.database",
+        "destinations.chat.token",
+        "destinations.hook.url",
+        "destinations.hook.headers.Authorization",
+    ]) {
+        assert!(warning.contains(key) && warning.contains("${ENV_VAR}"), "{warning}");
+        for secret in ["pg-inline-pass", "xoxb-inline", "url-pass", "inline-bearer"] {
+            assert!(!warning.contains(secret), "{warning}");
+        }
+    }
+
+    let quiet = "[server]\ndatabase = \"${DATABASE_URL}\"\n\
+                 [destinations.chat]\nkind = \"slack\"\ntoken = \"${SLACK_TOKEN}\"\nchannel = \"C1\"\n\
+                 [destinations.hook]\nkind = \"webhook\"\nurl = \"https://h.example/\"\n\
+                 secret = \"${OPS_WEBHOOK_SECRET}\"\n";
+    let config = parse(quiet).unwrap();
+    assert_eq!(config.warnings(), Vec::<String>::new());
+    assert_eq!(
+        config.server.database,
+        Database::Postgres { url: "postgres://herald:pg-pass-from-env@db.internal/herald".into() }
+    );
+}
+
+/// Every secret the file resolves, wherever it came from, is in the redactor the
+/// process scrubs its output with; ordinary settings are not.
+#[test]
+fn the_redactor_holds_every_resolved_secret() {
+    let text = "[server]\ndatabase = \"${DATABASE_URL}\"\n\
+                [destinations.chat]\nkind = \"slack-webhook\"\nurl = \"${SLACK_HOOK}\"\n\
+                [destinations.hook]\nkind = \"webhook\"\nurl = \"https://h.example/herald\"\n\
+                secret = \"${OPS_WEBHOOK_SECRET}\"\n\
+                headers = { X-Api-Key = \"key-0123456789\", X-Team = \"platform-sre-team\" }\n";
+    let redactor = parse(text).unwrap().redactor;
+    let said = format!(
+        "pg-pass-from-env {OPS_SECRET} key-0123456789 https://hooks.slack.com/services/T0/B0/X \
+         platform-sre-team https://h.example/herald"
+    );
+    assert_eq!(
+        redactor.redact(&said),
+        "[redacted] [redacted] [redacted] [redacted] platform-sre-team https://h.example/herald"
+    );
+}
+
+/// `server.database` may come from the environment or a file like any secret; a
+/// reference that cannot be resolved is an error naming it, never its value.
+#[test]
+fn the_database_url_may_be_a_secret_reference() {
+    let errors = problems("[server]\ndatabase = \"${NO_SUCH_VAR}\"\n");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].key, "server.database");
+    assert!(errors[0].message.contains("`NO_SUCH_VAR` is not set"), "{errors:?}");
+    let errors = problems("[server]\ndatabase = \"${NOT_A_WHSEC}\"\n");
+    assert!(errors[0].message.contains("NOT_A_WHSEC") && !errors[0].message.contains("hunter2"));
 }
 
 #[test]
@@ -726,9 +804,9 @@ fn parse_with_paging(text: &str) -> Result<Config, Vec<ConfigError>> {
 fn a_kind_reads_its_own_keys_and_its_defaults_apply_where_the_operator_set_none() {
     let text = "[destinations.pager]\nkind = \"paging\"\ntoken = \"${OPS_WEBHOOK_SECRET}\"\n\
                 escalate_after = \"5m\"\nrouting = { checkout = \"team-a\" }\n\
-                [destinations.tuned]\nkind = \"paging\"\ntoken = \"t\"\nrate_limit = \"10/s\"\n\
-                concurrency = 3\n\
-                [destinations.half]\nkind = \"paging\"\ntoken = \"t\"\nconcurrency = 8\n\
+                [destinations.tuned]\nkind = \"paging\"\ntoken = \"${SLACK_TOKEN}\"\n\
+                rate_limit = \"10/s\"\nconcurrency = 3\n\
+                [destinations.half]\nkind = \"paging\"\ntoken = \"${SLACK_TOKEN}\"\nconcurrency = 8\n\
                 [destinations.hook]\nkind = \"webhook\"\nurl = \"https://x.example\"\n";
     let config = parse_with_paging(text).unwrap();
     let pager = config.destination("pager").unwrap();

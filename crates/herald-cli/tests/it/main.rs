@@ -20,6 +20,7 @@ mod process;
 mod proxy;
 mod reliability;
 mod removed;
+mod secrets;
 /// The Synapse harness of herald-connectors' tests, shared.
 #[allow(dead_code)]
 #[path = "../../../herald-connectors/tests/it/synapse.rs"]

@@ -296,7 +296,7 @@ fn ca(table: &mut Table<'_>) -> Option<TlsCa> {
         Some(crate::settings::Value::String(raw)) => secret::source(raw),
         _ => String::new(),
     };
-    let pem = table.checked_secret("tls_ca", check_ca)?;
+    let pem = table.checked_reference("tls_ca", check_ca)?;
     Some(TlsCa { source, pem })
 }
 

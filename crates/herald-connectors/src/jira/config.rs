@@ -70,6 +70,9 @@ pub(super) fn parse(table: &mut Table<'_>) -> Option<ConnectorConfig> {
     if !table.ok() {
         return None;
     }
+    if let (Some(email), Some(token)) = (&email, &token) {
+        table.derived_secret(super::basic_credentials(email, token));
+    }
     Some(ConnectorConfig::new(JiraConfig {
         url: url?,
         email: email?,

@@ -94,8 +94,7 @@ impl Jira {
     /// never echoes the token.
     pub fn new(config: JiraConfig, client: reqwest::Client) -> Result<Jira, ConnectorError> {
         let base = crate::http::api_base(&config.url, "url", "https://example.atlassian.net")?;
-        let credentials = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", config.email, config.token));
+        let credentials = basic_credentials(&config.email, &config.token);
         let mut auth = HeaderValue::from_str(&format!("Basic {credentials}")).map_err(|_| {
             ConnectorError::InvalidSetting("email/token: not usable in an HTTP header".to_owned())
         })?;
@@ -385,4 +384,9 @@ impl Connector for Jira {
             }
         }
     }
+}
+
+/// `base64(email:token)`, the credentials of Jira's `Basic` authentication.
+pub(crate) fn basic_credentials(email: &str, token: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{email}:{token}"))
 }

@@ -65,6 +65,11 @@ fn read_file(path: &str) -> Result<String, String> {
     Ok(secret.to_owned())
 }
 
+/// Whether `raw` is the secret itself rather than a reference to where it is kept.
+pub fn is_inline(raw: &str) -> bool {
+    !raw.starts_with("${") && !raw.starts_with("file:")
+}
+
 /// Describes where a secret came from, for messages about its value.
 pub fn source(raw: &str) -> String {
     if let Some(name) = raw.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {

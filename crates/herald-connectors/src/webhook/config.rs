@@ -14,7 +14,7 @@ use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use reqwest::header::{HeaderName, HeaderValue};
 
-use crate::settings::Table;
+use crate::settings::{Table, secret};
 use crate::{Connector, ConnectorConfig, ConnectorError, KindSettings};
 
 /// The webhook's own keys, besides the common policy keys.
@@ -73,8 +73,18 @@ fn headers(table: &mut Table<'_>) -> Vec<(String, String)> {
             let message = format!("header `{name}` is given twice (header names ignore case)");
             table.problem_at(entry.key_at, &path, message);
         }
-        let Some(value) = entry.value else {
+        let Some(raw) = entry.value else {
             continue;
+        };
+        // A credential header is a secret: it may come from `${ENV}` or `file:`, and
+        // herald never repeats it. Any header may be given that way.
+        let value = if is_credential_header(name) || !secret::is_inline(&raw) {
+            let Some(value) = table.secret_text(&path, &raw, entry.value_at) else {
+                continue;
+            };
+            value
+        } else {
+            raw
         };
         if value.chars().any(|c| c.is_control() && c != '\t') {
             table.problem_at(
@@ -86,6 +96,15 @@ fn headers(table: &mut Table<'_>) -> Vec<(String, String)> {
         headers.push((entry.key, value));
     }
     headers
+}
+
+/// Whether a header's name says its value is a credential (`Authorization`,
+/// `X-Api-Key`, `X-Auth-Token`, `Cookie`, ...).
+fn is_credential_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["auth", "token", "key", "secret", "password", "signature", "cookie", "session"]
+        .iter()
+        .any(|word| name.contains(word))
 }
 
 /// Settings of a `kind = "webhook"` destination.

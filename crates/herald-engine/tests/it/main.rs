@@ -12,3 +12,4 @@ mod lease;
 mod pause;
 mod postgres;
 mod scenarios;
+mod secrets;
