@@ -109,23 +109,23 @@ fn config_text(sim: &Simulator, database: &std::path::Path) -> String {
         text.push_str(&format!("[destinations.{name}]\n"));
         text.push_str(&match speaks {
             Speaks::Webhook => {
-                format!("kind = \"webhook\"\nurl = \"{}\"\nsecret = \"{SECRET}\"\n", sim.url(name))
+                format!("kind = \"webhook\"\nurl = \"{}\"\nsecret = \"${{DEMO_SECRET}}\"\n", sim.url(name))
             }
             Speaks::Slack => format!(
-                "kind = \"slack\"\ntoken = \"xoxb-herald-demo\"\nchannel = \"C0123456789\"\n\
+                "kind = \"slack\"\ntoken = \"${{DEMO_SLACK_TOKEN}}\"\nchannel = \"C0123456789\"\n\
                  base_url = \"{}\"\n",
                 view.slack_api_url(name)
             ),
             Speaks::Teams => format!(
                 "kind = \"teams-graph\"\ntenant = \"contoso.onmicrosoft.com\"\n\
                  client_id = \"00000000-0000-0000-0000-00000000demo\"\n\
-                 refresh_token = \"{GRAPH_REFRESH_TOKEN}\"\nteam_id = \"{GRAPH_TEAM_ID}\"\n\
+                 refresh_token = \"${{DEMO_GRAPH_REFRESH_TOKEN}}\"\nteam_id = \"{GRAPH_TEAM_ID}\"\n\
                  channel_id = \"{GRAPH_CHANNEL_ID}\"\nbase_url = \"{}\"\nlogin_url = \"{}\"\n",
                 view.graph_base_url(name),
                 view.graph_login_url(name)
             ),
             Speaks::Jira => format!(
-                "kind = \"jira\"\nurl = \"{}\"\nemail = \"{JIRA_EMAIL}\"\ntoken = \"{JIRA_TOKEN}\"\n\
+                "kind = \"jira\"\nurl = \"{}\"\nemail = \"{JIRA_EMAIL}\"\ntoken = \"${{DEMO_JIRA_TOKEN}}\"\n\
                  project = \"{JIRA_PROJECT}\"\nissue_type = \"Incident\"\n\
                  transition_on_resolve = \"Done\"\nlookup_grace = \"10s\"\n",
                 view.jira_url(name)
@@ -151,7 +151,15 @@ pub async fn run(out: &mut impl Write) -> anyhow::Result<ExitCode> {
     .context("cannot start the simulated destinations")?;
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let database = dir.path().join("herald-demo.db");
-    let config = Config::parse(&config_text(&sim, &database), "demo", &|_| None)
+    // The secrets come from "the environment", as herald.toml should have them.
+    let secrets = |name: &str| match name {
+        "DEMO_SECRET" => Some(SECRET.to_owned()),
+        "DEMO_SLACK_TOKEN" => Some("xoxb-herald-demo".to_owned()),
+        "DEMO_GRAPH_REFRESH_TOKEN" => Some(GRAPH_REFRESH_TOKEN.to_owned()),
+        "DEMO_JIRA_TOKEN" => Some(JIRA_TOKEN.to_owned()),
+        _ => None,
+    };
+    let config = Config::parse(&config_text(&sim, &database), "demo", &secrets)
         .map_err(|errors| anyhow::anyhow!("the demo configuration is invalid:\n{errors}"))?;
     let server = serve::start(&config).await?;
     let client = Client::new(&format!("http://{}", server.addr));
