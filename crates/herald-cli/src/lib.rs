@@ -8,6 +8,8 @@ pub mod client;
 pub mod config;
 pub mod database;
 pub mod demo;
+pub mod listener;
 pub mod progress;
 pub mod serve;
+pub mod tls;
 pub mod torture;
