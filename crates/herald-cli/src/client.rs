@@ -1,5 +1,7 @@
 //! A small client of herald's HTTP API for the CLI commands, the demo and the benchmark.
 
+use std::path::Path;
+
 use anyhow::{Context, bail};
 use serde_json::Value;
 
@@ -14,6 +16,35 @@ impl Client {
     /// A client of the server at `base` (`http://127.0.0.1:8080`).
     pub fn new(base: &str) -> Client {
         Client { base: base.trim_end_matches('/').to_string(), http: reqwest::Client::new() }
+    }
+
+    /// A client of the server at `base` that, besides the public roots, trusts the CA
+    /// certificates in the PEM file `ca_file` (an `https://` herald whose certificate a
+    /// private CA issued).
+    ///
+    /// # Errors
+    /// When `ca_file` cannot be read or holds no usable certificate.
+    pub fn trusting(base: &str, ca_file: &Path) -> anyhow::Result<Client> {
+        let shown = ca_file.display();
+        let pem = std::fs::read(ca_file).with_context(|| {
+            format!("cannot read the CA file {shown} (--ca-file, HERALD_CA_FILE)")
+        })?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("the CA file {shown} is not readable as PEM certificates"))?;
+        if certificates.is_empty() {
+            bail!(
+                "the CA file {shown} holds no certificate; give the CA's certificate in PEM \
+                 (-----BEGIN CERTIFICATE-----)"
+            );
+        }
+        let mut builder = reqwest::Client::builder();
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+        let http = builder
+            .build()
+            .with_context(|| format!("cannot use the certificates in {shown} as trust roots"))?;
+        Ok(Client { base: base.trim_end_matches('/').to_string(), http })
     }
 
     /// `GET path` → JSON.

@@ -7,7 +7,9 @@
 //! ever contains a secret's value.
 //!
 //! Relative paths (the SQLite database, `file:` secrets) are taken relative to the
-//! working directory of the process, not to the configuration file.
+//! working directory of the process, not to the configuration file. The inbound TLS
+//! certificate and key are read and checked here too (`crate::tls`), so a broken pair
+//! is a configuration error.
 //!
 //! Durations are written as whole numbers with a unit, `ms`, `s`, `m`, `h` or `d`,
 //! optionally combined (`"250ms"`, `"10m"`, `"1h30m"`); rate limits as
@@ -28,6 +30,8 @@ use herald_connectors::ConnectorConfig;
 use herald_connectors::redact::Redactor;
 use herald_core::OnUnknown;
 use herald_engine::LaneSettings;
+
+use crate::tls::TlsIdentity;
 
 /// The whole `herald.toml`, validated, with defaults applied and secrets resolved.
 #[derive(Debug, Clone, Default)]
@@ -95,6 +99,19 @@ pub struct ServerConfig {
     /// How many submits and updates may wait for the database writer before new ones
     /// get `503` (`1024`).
     pub submit_queue: usize,
+    /// Serve HTTPS with this certificate chain and key (`tls_cert`, `tls_key`); `None`:
+    /// plain HTTP.
+    pub tls: Option<TlsIdentity>,
+    /// The largest request body in bytes; larger get `413` (`262144`, 256 KiB).
+    pub max_body_bytes: usize,
+    /// The largest request head (request line and headers) in bytes; larger get `431`
+    /// (`16384`, 16 KiB).
+    pub max_header_bytes: usize,
+    /// How long the TLS handshake, and each request head, may take to arrive before the
+    /// connection is closed (`10s`); also how long an idle keep-alive connection stays.
+    pub header_read_timeout: Duration,
+    /// The most API connections open at once; more wait to be accepted (`4096`).
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -108,6 +125,11 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(10),
             store_timeout: Duration::from_secs(5),
             submit_queue: 1024,
+            tls: None,
+            max_body_bytes: herald_api::Limits::default().max_body_bytes,
+            max_header_bytes: 16 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
         }
     }
 }

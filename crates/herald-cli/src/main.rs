@@ -24,6 +24,10 @@ struct Cli {
     /// The herald server the client commands talk to.
     #[arg(long, global = true, env = "HERALD_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
+    /// A PEM file of CA certificates to trust besides the public roots, for an
+    /// https:// server whose certificate a private CA issued.
+    #[arg(long, global = true, env = "HERALD_CA_FILE")]
+    ca_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -164,7 +168,11 @@ fn count(n: usize, noun: &str) -> String {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&cli.server);
+    // Built on first use: a broken CA file concerns the client commands only.
+    let client = || match &cli.ca_file {
+        Some(ca_file) => Client::trusting(&cli.server, ca_file),
+        None => Ok(Client::new(&cli.server)),
+    };
     let mut out = std::io::stdout();
     match cli.command {
         Command::Serve { config } => {
@@ -202,6 +210,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(expires_in) = expires_in {
                 request["expires_in"] = json!(expires_in);
             }
+            let client = client()?;
             let (status, view) = client.post("/v1/broadcasts", &request).await?;
             let id =
                 view.get("id").and_then(Value::as_str).context("the server's answer has no id")?;
@@ -213,6 +222,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Update { id, message, wait } => {
             let request = json!({"message": message.json()});
+            let client = client()?;
             let (_, view) = client.post(&format!("/v1/broadcasts/{id}/updates"), &request).await?;
             let seq = view.get("update_seq").and_then(Value::as_u64).unwrap_or(0);
             println!("update {seq} accepted for {id}");
@@ -221,7 +231,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Status { id } => {
-            let view = client.get(&format!("/v1/broadcasts/{id}")).await?;
+            let view = client()?.get(&format!("/v1/broadcasts/{id}")).await?;
             print_broadcast(&view);
         }
         Command::List { state, destination, limit } => {
@@ -232,7 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(destination) = destination {
                 query.push_str(&format!("&destination={destination}"));
             }
-            let page = client.get(&query).await?;
+            let page = client()?.get(&query).await?;
             for item in page.get("items").and_then(Value::as_array).into_iter().flatten() {
                 let text =
                     |key: &str| item.get(key).and_then(Value::as_str).unwrap_or("").to_string();
@@ -241,15 +251,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Retry { delivery } => {
-            client.post(&format!("/v1/deliveries/{delivery}/retry"), &json!({})).await?;
+            client()?.post(&format!("/v1/deliveries/{delivery}/retry"), &json!({})).await?;
             println!("{delivery}: retry scheduled now");
         }
         Command::Cancel { delivery } => {
-            client.post(&format!("/v1/deliveries/{delivery}/cancel"), &json!({})).await?;
+            client()?.post(&format!("/v1/deliveries/{delivery}/cancel"), &json!({})).await?;
             println!("{delivery}: cancelled");
         }
         Command::Destinations => {
-            let view = client.get("/v1/destinations").await?;
+            let view = client()?.get("/v1/destinations").await?;
             println!(
                 "{:<20} {:<18} {:<9} {:>7} {:>9} {:>7} {:>9} {:>6}",
                 "NAME", "KIND", "STATE", "PENDING", "IN_FLIGHT", "HELD", "DELIVERED", "FAILED"
@@ -294,7 +304,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Nodes => {
-            let view = client.get("/v1/nodes").await?;
+            let view = client()?.get("/v1/nodes").await?;
             println!(
                 "{:<24} {:<6} {:<22} {:<24} LANES",
                 "NODE", "ALIVE", "ADDRESS", "LAST HEARTBEAT"

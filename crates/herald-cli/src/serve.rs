@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Database};
 use crate::database::{self, Backend};
+use crate::listener::{self, ListenerConfig};
+use crate::tls::TlsIdentity;
 
 /// A server running in this process: the API listening, the engine working.
 pub struct Running {
@@ -25,8 +27,10 @@ pub struct Running {
     pub engine: Engine,
     /// The store by its type, watched for a dead SQLite writer.
     backend: Backend,
+    /// `https` when the API serves TLS, else `http`.
+    pub scheme: &'static str,
     stop_http: CancellationToken,
-    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    http: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Running {
@@ -120,6 +124,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             groups: config.groups.clone(),
         },
         limits: Limits {
+            max_body_bytes: config.server.max_body_bytes,
             max_concurrent_requests: config.server.max_concurrent_requests,
             request_timeout: config.server.request_timeout,
             store_timeout: config.server.store_timeout,
@@ -130,26 +135,34 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let stop_http = CancellationToken::new();
     let stop = stop_http.clone();
     let app = herald_api::app(state);
-    let http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-    });
+    let listener_config = ListenerConfig {
+        max_connections: config.server.max_connections,
+        max_header_bytes: config.server.max_header_bytes,
+        header_read_timeout: config.server.header_read_timeout,
+        tls: config.server.tls.as_ref().map(TlsIdentity::server_config),
+        // Every request but an event stream is answered within request_timeout (the
+        // API's own limit), so waiting that long lets them all finish.
+        drain: config.server.request_timeout,
+    };
+    let scheme = if listener_config.tls.is_some() { "https" } else { "http" };
+    let http = tokio::spawn(listener::serve(listener, app, listener_config, stop));
     match &config.server.database {
         Database::Sqlite { path } => tracing::info!(
             %addr,
+            %scheme,
             destinations = config.destinations.len(),
             database = %path.display(),
             "herald is serving."
         ),
         Database::Postgres { .. } => tracing::info!(
             %addr,
+            %scheme,
             destinations = config.destinations.len(),
             node_id = %config.server.node_id(),
             "herald is serving (PostgreSQL)."
         ),
     }
-    Ok(Running { addr, engine, backend, stop_http, http })
+    Ok(Running { addr, engine, backend, scheme, stop_http, http })
 }
 
 /// Why a running server must stop.
@@ -217,9 +230,9 @@ impl Running {
     pub async fn shutdown(self) {
         self.stop_http.cancel();
         self.engine.shutdown().await;
-        // The API stops once open connections close; do not wait on idle keep-alive
-        // clients for ever.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.http).await;
+        // Idle keep-alive connections closed at once; the others within
+        // request_timeout of the stop (the listener's drain).
+        let _ = self.http.await;
         self.backend.close().await;
     }
 }
@@ -237,7 +250,7 @@ fn seed() -> u64 {
 /// As [`start`].
 pub async fn run(config: &Config) -> anyhow::Result<()> {
     let running = start(config).await?;
-    println!("herald listening on http://{}", running.addr);
+    println!("herald listening on {}://{}", running.scheme, running.addr);
     if let Stop::WriterFailed(cause) = running.until_stopped(wait_for_signal()).await {
         // The store has logged the panic. Exiting at once (EX_SOFTWARE) lets the
         // supervisor restart herald: everything committed is on disk, and leases left

@@ -15,6 +15,7 @@ use toml::de::{DeString, DeTable, DeValue};
 
 use super::values;
 use super::{Config, Database, DestinationConfig, RetentionConfig, ServerConfig};
+use crate::tls::{TlsIdentity, TlsProblem};
 
 /// A TOML key with its span.
 type Key<'i> = Spanned<DeString<'i>>;
@@ -33,7 +34,16 @@ const SERVER_KEYS: &[&str] = &[
     "request_timeout",
     "store_timeout",
     "submit_queue",
+    "tls_cert",
+    "tls_key",
+    "max_body_bytes",
+    "max_header_bytes",
+    "header_read_timeout",
+    "max_connections",
 ];
+/// The bounds of `server.max_header_bytes`: below, ordinary requests (a few cookies or a
+/// long token) would be refused; above, hyper's read buffer is the limit anyway.
+const HEADER_BYTES: std::ops::RangeInclusive<u32> = 1024..=256 * 1024;
 /// The settings of `[retention]`.
 const RETENTION_KEYS: &[&str] = &["delivered", "failed"];
 /// The settings every destination has, whatever its kind.
@@ -133,6 +143,25 @@ fn syntax(text: &str, errors: &[toml::de::Error]) -> Vec<Diag> {
         });
     }
     diags
+}
+
+/// Where PEM text came from, in words: a file, a variable or the setting itself.
+fn pem_source(raw: &str) -> String {
+    if raw.starts_with("file:") || raw.starts_with("${") {
+        secret::source(raw)
+    } else {
+        "the inline PEM text".to_owned()
+    }
+}
+
+/// `server.tls_cert` or `server.tls_key` as written, with where.
+struct TlsSetting {
+    /// The value: `file:/path`, `${VAR}` or inline PEM.
+    raw: String,
+    /// Where the key is (for "set without the other").
+    key_at: usize,
+    /// Where the value is (for problems with what it refers to).
+    value_at: usize,
 }
 
 /// Collects problems while building the configuration.
@@ -270,6 +299,7 @@ impl Checker<'_> {
 
     fn server(&mut self, table: &DeTable<'_>) -> ServerConfig {
         let mut server = ServerConfig::default();
+        let (mut tls_cert, mut tls_key) = (None, None);
         for (key, value) in in_file_order(table) {
             let name = key.get_ref().as_ref();
             let path = format!("server.{name}");
@@ -327,6 +357,53 @@ impl Checker<'_> {
                         server.store_timeout = timeout;
                     }
                 }
+                "tls_cert" | "tls_key" => {
+                    if let Some(text) = self.string(value, &path) {
+                        let setting = TlsSetting {
+                            raw: text.to_owned(),
+                            key_at: key.span().start,
+                            value_at: value.span().start,
+                        };
+                        if name == "tls_cert" {
+                            tls_cert = Some(setting);
+                        } else {
+                            tls_key = Some(setting);
+                        }
+                    }
+                }
+                "max_body_bytes" => {
+                    if let Some(n) = self.positive(value, &path) {
+                        server.max_body_bytes = n as usize;
+                    }
+                }
+                "max_header_bytes" => {
+                    if let Some(n) = self.positive(value, &path) {
+                        if HEADER_BYTES.contains(&n) {
+                            server.max_header_bytes = n as usize;
+                        } else {
+                            self.error(
+                                value.span().start,
+                                &path,
+                                format!(
+                                    "must be from {} to {} bytes, found {n}; the default, \
+                                     16384, fits long tokens and cookies",
+                                    HEADER_BYTES.start(),
+                                    HEADER_BYTES.end()
+                                ),
+                            );
+                        }
+                    }
+                }
+                "header_read_timeout" => {
+                    if let Some(timeout) = self.duration(value, &path, false) {
+                        server.header_read_timeout = timeout;
+                    }
+                }
+                "max_connections" => {
+                    if let Some(n) = self.positive(value, &path) {
+                        server.max_connections = n as usize;
+                    }
+                }
                 _ => {
                     let message = match settings::closest(name, SERVER_KEYS) {
                         Some(close) => format!("unknown setting `{name}`; did you mean `{close}`?"),
@@ -339,7 +416,91 @@ impl Checker<'_> {
                 }
             }
         }
+        server.tls = self.tls(tls_cert, tls_key);
         server
+    }
+
+    /// `server.tls_cert` and `server.tls_key`: both or neither; each read and parsed, and
+    /// the key checked against the certificate.
+    fn tls(&mut self, cert: Option<TlsSetting>, key: Option<TlsSetting>) -> Option<TlsIdentity> {
+        let (cert, key) = match (cert, key) {
+            (Some(cert), Some(key)) => (cert, key),
+            (None, None) => return None,
+            (Some(cert), None) => {
+                self.error(
+                    cert.key_at,
+                    "server.tls_cert",
+                    "tls_cert is set without tls_key; inbound TLS needs both, the certificate \
+                     chain and its private key: add tls_key = \"file:/etc/herald/tls.key\" or \
+                     remove tls_cert to serve plain HTTP",
+                );
+                return None;
+            }
+            (None, Some(key)) => {
+                self.error(
+                    key.key_at,
+                    "server.tls_key",
+                    "tls_key is set without tls_cert; inbound TLS needs both, the certificate \
+                     chain and its private key: add tls_cert = \"file:/etc/herald/tls.crt\" or \
+                     remove tls_key to serve plain HTTP",
+                );
+                return None;
+            }
+        };
+        let cert_pem = self.pem(&cert, "server.tls_cert", "/etc/herald/tls.crt");
+        let key_pem = self.pem(&key, "server.tls_key", "/etc/herald/tls.key");
+        if let Some(pem) = &key_pem {
+            // The private key is a secret; a line of it quoted anywhere gives part away.
+            self.secrets.push(pem.clone());
+            let body = pem.lines().filter(|line| !line.starts_with("-----"));
+            self.secrets.extend(body.map(str::to_owned));
+            if secret::is_inline(&key.raw) {
+                self.inline_secret(key.value_at, "server.tls_key");
+            }
+        }
+        let (cert_pem, key_pem) = (cert_pem?, key_pem?);
+        let (cert_source, key_source) = (pem_source(&cert.raw), pem_source(&key.raw));
+        let problems = match TlsIdentity::new(&cert_source, &cert_pem, &key_source, &key_pem) {
+            Ok(identity) => return Some(identity),
+            Err(problems) => problems,
+        };
+        for problem in problems {
+            match problem {
+                TlsProblem::Cert(message) => {
+                    self.error(cert.value_at, "server.tls_cert", format!("{cert_source} {message}"))
+                }
+                TlsProblem::Key(message) => {
+                    self.error(key.value_at, "server.tls_key", format!("{key_source} {message}"));
+                }
+            }
+        }
+        None
+    }
+
+    /// The PEM text a TLS setting refers to (`file:`, `${VAR}` or inline).
+    fn pem(&mut self, setting: &TlsSetting, path: &str, example: &str) -> Option<String> {
+        let raw = setting.raw.as_str();
+        let reference = raw.starts_with("file:") || raw.starts_with("${");
+        if !reference && !raw.contains("-----BEGIN") {
+            let hint = if raw.starts_with('/') || raw.starts_with('.') {
+                format!("to read the file, write \"file:{raw}\"")
+            } else {
+                format!("write e.g. \"file:{example}\"")
+            };
+            self.error(
+                setting.value_at,
+                path,
+                format!("expected \"file:/path\", \"${{VAR}}\" or PEM text; {hint}"),
+            );
+            return None;
+        }
+        match secret::resolve(raw, self.env) {
+            Ok(pem) => Some(pem),
+            Err(message) => {
+                self.error(setting.value_at, path, message);
+                None
+            }
+        }
     }
 
     fn retention(&mut self, table: &DeTable<'_>) -> RetentionConfig {

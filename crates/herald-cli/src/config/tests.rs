@@ -1122,3 +1122,101 @@ update_mode = \"replace\"
         assert!(got.iter().any(|k| k == key), "{key} not reported: {got:?}");
     }
 }
+
+#[test]
+fn listener_limits_are_read_with_documented_defaults_and_checked() {
+    let config = parse("").unwrap();
+    assert_eq!(config.server.max_body_bytes, 256 * 1024);
+    assert_eq!(config.server.max_header_bytes, 16 * 1024);
+    assert_eq!(config.server.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(config.server.max_connections, 4096);
+    assert!(config.server.tls.is_none());
+
+    let text = "[server]\nmax_body_bytes = 1048576\nmax_header_bytes = 8192\n\
+                header_read_timeout = \"2s\"\nmax_connections = 100\n";
+    let config = parse(text).unwrap();
+    assert_eq!(config.server.max_body_bytes, 1024 * 1024);
+    assert_eq!(config.server.max_header_bytes, 8192);
+    assert_eq!(config.server.header_read_timeout, Duration::from_secs(2));
+    assert_eq!(config.server.max_connections, 100);
+
+    #[rustfmt::skip]
+    let cases = [
+        ("[server]\nmax_header_bytes = 512\n", "server.max_header_bytes", "2:20", "must be from 1024 to 262144 bytes, found 512"),
+        ("[server]\nmax_header_bytes = 1000000\n", "server.max_header_bytes", "2:20", "found 1000000"),
+        ("[server]\nmax_connections = 0\n", "server.max_connections", "2:19", "must be at least 1"),
+        ("[server]\nmax_body_bytes = \"1MB\"\n", "server.max_body_bytes", "2:18", "expected a whole number"),
+        ("[server]\nheader_read_timeout = \"0s\"\n", "server.header_read_timeout", "2:23", ""),
+        ("[server]\nheader_read_timeout = 10\n", "server.header_read_timeout", "2:23", "a duration is a string with a unit"),
+        ("[server]\nmax_conections = 10\n", "server.max_conections", "2:1", "did you mean `max_connections`?"),
+    ];
+    for (text, key, at, fragment) in cases {
+        let errors = problems(text);
+        assert_eq!(errors.len(), 1, "{text}: {errors:?}");
+        assert_eq!(
+            (errors[0].key.as_str(), errors[0].location.as_str()),
+            (key, &*format!("herald.toml:{at}"))
+        );
+        assert!(errors[0].message.contains(fragment), "{text}: {}", errors[0].message);
+    }
+}
+
+/// TLS settings come in pairs, and what they refer to is read while parsing: every
+/// problem points at the setting's value and names the file. (A key that does not match
+/// its certificate, and working pairs, need real certificates: the integration test
+/// `listener` makes them with a throwaway CA.)
+#[test]
+fn tls_settings_come_in_pairs_and_each_bad_file_is_reported_at_its_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let no_pem = dir.path().join("notes.txt");
+    std::fs::write(&no_pem, "this is not a certificate\n").unwrap();
+    let key_shaped = dir.path().join("key.pem");
+    std::fs::write(
+        &key_shaped,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let missing = dir.path().join("missing.crt");
+    let (garbage, no_pem, key_shaped, missing) =
+        (garbage.display(), no_pem.display(), key_shaped.display(), missing.display());
+
+    #[rustfmt::skip]
+    let cases = [
+        (format!("[server]\ntls_cert = \"file:{garbage}\"\n"), "server.tls_cert", "2:1", "tls_cert is set without tls_key".to_owned()),
+        (format!("[server]\nlisten = \"0.0.0.0:8443\"\ntls_key = \"file:{garbage}\"\n"), "server.tls_key", "3:1", "tls_key is set without tls_cert".to_owned()),
+        (format!("[server]\ntls_cert = \"file:{missing}\"\ntls_key = \"file:{no_pem}\"\n"), "server.tls_cert", "2:12", format!("cannot read secret file `{missing}`")),
+        (format!("[server]\ntls_cert = \"file:{garbage}\"\ntls_key = \"file:{no_pem}\"\n"), "server.tls_cert", "2:12", format!("the contents of `{garbage}` is not readable as PEM (a section's base64 content is damaged)")),
+        (format!("[server]\ntls_cert = \"file:{no_pem}\"\ntls_key = \"file:{no_pem}\"\n"), "server.tls_cert", "2:12", format!("the contents of `{no_pem}` holds no certificate")),
+        (format!("[server]\ntls_cert = \"/etc/herald/tls.crt\"\ntls_key = \"file:{no_pem}\"\n"), "server.tls_cert", "2:12", "to read the file, write \"file:/etc/herald/tls.crt\"".to_owned()),
+        (format!("[server]\ntls_cert = \"${{NO_SUCH_VAR}}\"\ntls_key = \"file:{no_pem}\"\n"), "server.tls_cert", "2:12", "environment variable `NO_SUCH_VAR` is not set".to_owned()),
+        (format!("[server]\ntls_cert = 1\ntls_key = \"file:{no_pem}\"\n"), "server.tls_cert", "2:12", "expected a string, found integer".to_owned()),
+    ];
+    for (text, key, at, fragment) in &cases {
+        let errors = problems(text);
+        let location = format!("herald.toml:{at}");
+        assert!(
+            errors.iter().any(|e| e.key == *key
+                && e.location == location
+                && e.message.contains(fragment.as_str())),
+            "input:\n{text}\nwanted {location} [{key}] ~ {fragment:?}\ngot:\n{}",
+            super::ConfigErrors(errors.clone())
+        );
+    }
+
+    // With a certificate problem the key is still checked on its own, and an encrypted
+    // key is named as such.
+    let text = format!("[server]\ntls_cert = \"file:{no_pem}\"\ntls_key = \"file:{key_shaped}\"\n");
+    let errors = problems(&text);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(
+        (errors[1].key.as_str(), errors[1].location.as_str()),
+        ("server.tls_key", "herald.toml:3:11")
+    );
+    assert!(errors[1].message.contains("holds an encrypted private key"), "{}", errors[1].message);
+}

@@ -9,6 +9,7 @@ mod cluster;
 mod crash;
 mod database;
 mod hold;
+mod listener;
 mod matrix;
 mod paging;
 mod pause;
