@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use herald_connectors::ConnectorConfig;
+use herald_connectors::outbound::Outbound;
 use herald_core::OnUnknown;
 use herald_engine::LaneSettings;
 
@@ -39,6 +40,9 @@ pub struct Config {
     pub groups: BTreeMap<String, Vec<String>>,
     /// The `[retention]` table.
     pub retention: RetentionConfig,
+    /// The `[outbound]` table: the networks destinations may reach besides the public
+    /// internet (`allow_networks`).
+    pub outbound: Outbound,
 }
 
 /// The `[retention]` table: how long terminal broadcasts are kept.

@@ -25,3 +25,8 @@ mod removed;
 #[path = "../../../herald-connectors/tests/it/synapse.rs"]
 mod synapse;
 mod torture;
+
+/// The `[outbound]` table of every configuration these tests write: their destinations
+/// are simulators on loopback, which herald refuses unless allowed, so they allow it
+/// explicitly, as an operator would.
+pub const ALLOW_LOOPBACK: &str = "[outbound]\nallow_networks = [\"127.0.0.0/8\", \"::1\"]\n\n";
