@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod database;
 pub mod demo;
+pub mod outbound;
 pub mod progress;
 pub mod serve;
 pub mod torture;

@@ -10,6 +10,7 @@ mod crash;
 mod database;
 mod hold;
 mod matrix;
+mod outbound;
 mod paging;
 mod pause;
 mod postgres;
