@@ -15,11 +15,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use herald_connectors::http;
+use herald_connectors::outbound::Outbound;
 use herald_simulator::{FaultPlan, Simulator};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::demo::ALLOW_LOOPBACK;
 use crate::serve;
 
 /// Benchmark settings.
@@ -90,7 +93,7 @@ pub async fn run(options: Options, out: &mut impl Write) -> anyhow::Result<()> {
 
     let dir = tempfile::tempdir()?;
     let mut text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n{ALLOW_LOOPBACK}",
         dir.path().join("bench.db").display()
     );
     for name in &names {
@@ -263,7 +266,10 @@ fn latencies(
 /// Requests per second of `clients` keep-alive tasks posting `total` webhook-shaped
 /// requests straight to the sink.
 async fn raw_http(url: &str, total: usize, clients: usize) -> anyhow::Result<f64> {
-    let http = herald_connectors::http::client();
+    // herald's own client, as connectors use it, allowed to reach the loopback sink.
+    let options =
+        http::ClientOptions { outbound: Outbound::allowing_loopback(), ..Default::default() };
+    let http = http::client_with(&options)?;
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = JoinSet::new();
@@ -322,7 +328,7 @@ async fn cluster(
         let mut servers = Vec::with_capacity(nodes);
         for i in 0..nodes {
             let mut text = format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"{database}\"\nnode_id = \"bench-{run_id}-{nodes}-{i}\"\n\n"
+                "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"{database}\"\nnode_id = \"bench-{run_id}-{nodes}-{i}\"\n\n{ALLOW_LOOPBACK}"
             );
             for name in &names {
                 text.push_str(&format!(

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use herald_connectors::ConnectorConfig;
+use herald_connectors::outbound::Outbound;
 use herald_connectors::redact::Redactor;
 use herald_core::OnUnknown;
 use herald_engine::LaneSettings;
@@ -49,6 +50,9 @@ pub struct Config {
     pub redactor: Redactor,
     /// Where a secret is written inline, located, with what to do instead.
     inline_secrets: Vec<String>,
+    /// The `[outbound]` table: the networks destinations may reach besides the public
+    /// internet (`allow_networks`).
+    pub outbound: Outbound,
 }
 
 /// The `[retention]` table: how long terminal broadcasts are kept.

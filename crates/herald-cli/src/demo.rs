@@ -96,12 +96,19 @@ fn destinations() -> Vec<Demo> {
     ]
 }
 
+/// The `[outbound]` table of every configuration herald writes for its own simulators
+/// (demo, bench, torture): they listen on loopback, which herald refuses by default, so
+/// it is allowed explicitly, as an operator would.
+pub(crate) const ALLOW_LOOPBACK: &str =
+    "[outbound]\nallow_networks = [\"127.0.0.0/8\", \"::1\"]\n\n";
+
 /// A demo secret (Standard Webhooks format), so the requests are signed as in production.
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn config_text(sim: &Simulator, database: &std::path::Path) -> String {
     let mut text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\nshutdown_grace = \"2s\"\n\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\nshutdown_grace = \"2s\"\n\n\
+         {ALLOW_LOOPBACK}",
         database.display()
     );
     let view = sim.view();

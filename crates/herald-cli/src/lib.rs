@@ -10,6 +10,7 @@ pub mod database;
 pub mod demo;
 pub mod listener;
 pub mod logging;
+pub mod outbound;
 pub mod progress;
 pub mod serve;
 pub mod tls;

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use herald_cli::client::Client;
 use herald_cli::config::Config;
-use herald_cli::{bench, database, demo, logging, progress, serve, torture};
+use herald_cli::{bench, database, demo, logging, outbound, progress, serve, torture};
 use serde_json::{Value, json};
 
 /// herald allocates many small, short-lived buffers per delivery (HTTP, JSON, SQL
@@ -188,6 +188,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(config) => {
                 for warning in config.warnings() {
                     println!("warning: {warning}");
+                }
+                for finding in outbound::check(&config).await {
+                    println!("{finding}");
                 }
                 println!(
                     "{}: ok ({}, {})",

@@ -51,7 +51,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     for warning in config.warnings() {
         tracing::warn!(%warning, "Configuration warning (see herald check-config).");
     }
-    let client = http::client();
+    // Every connector connects through this client, so `[outbound]` applies to all.
+    let options = http::ClientOptions { outbound: config.outbound.clone(), ..Default::default() };
+    let client = http::client_with(&options)?;
     let mut destinations = Vec::with_capacity(config.destinations.len());
     for destination in &config.destinations {
         let connector = destination

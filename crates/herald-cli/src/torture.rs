@@ -331,6 +331,7 @@ pub fn write_config(
         text.push_str(&format!("node_id = \"{node_id}\"\n"));
     }
     text.push('\n');
+    text.push_str(crate::demo::ALLOW_LOOPBACK);
     for spec in specs {
         text.push_str(&format!(
             "[destinations.{}]\nkind = \"webhook\"\nurl = \"{}\"\n{}",

@@ -1,19 +1,24 @@
 //! HTTP plumbing shared by every connector: the one client, the status → outcome rules,
 //! transport-error classification, `Retry-After` parsing and bounded body excerpts.
 //!
-//! Everything here except [`client`], [`client_with`], [`read_excerpt`] and
-//! [`read_answer`] is a pure function of its arguments: time comes in as `now`, nothing
-//! reads the clock. Nothing here retries either; the engine schedules the next attempt
+//! The [`Client`] is the only way connectors send HTTP: it applies the outbound policy
+//! ([`crate::outbound`]) to every request. Everything here except the client,
+//! [`read_excerpt`] and [`read_answer`] is a pure function of its arguments: time comes
+//! in as `now`, nothing reads the clock. Nothing here retries either; the engine schedules the next attempt
 //! from the returned [`Outcome`], and the engine (not the client) bounds each attempt.
 
 use std::error::Error as _;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use herald_core::{Outcome, Timestamp};
-use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION, RETRY_AFTER};
+use reqwest::{IntoUrl, Method, StatusCode};
 
 use crate::ConnectorError;
+use crate::outbound::{Outbound, Refused, Resolver};
 
 /// The `User-Agent` herald sends to every destination.
 pub const USER_AGENT: &str = concat!("herald/", env!("CARGO_PKG_VERSION"));
@@ -49,11 +54,18 @@ pub struct ClientOptions {
     /// per-attempt timeout. When it fires the attempt ends in `Unknown`, because the
     /// request may already have been written.
     pub timeout: Option<Duration>,
+    /// Which addresses requests may go to (`[outbound] allow_networks`); the default is
+    /// the public internet only.
+    pub outbound: Outbound,
 }
 
 impl Default for ClientOptions {
     fn default() -> ClientOptions {
-        ClientOptions { connect_timeout: Duration::from_secs(5), timeout: None }
+        ClientOptions {
+            connect_timeout: Duration::from_secs(5),
+            timeout: None,
+            outbound: Outbound::default(),
+        }
     }
 }
 
@@ -62,14 +74,157 @@ impl Default for ClientOptions {
 #[error("could not set up the HTTP client")]
 pub struct ClientError(#[source] reqwest::Error);
 
+/// The HTTP client every connector sends through: one connection pool, and the outbound
+/// policy applied to every request (see [`crate::outbound`]). It is the only way
+/// connectors reach the network over HTTP and it never hands out the reqwest client
+/// inside, so no request can skip the policy: an IP literal is checked when the request
+/// is sent ([`RequestBuilder::send`]), a name by the client's resolver, which connects
+/// only to the addresses it vetted.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: reqwest::Client,
+    outbound: Arc<Outbound>,
+}
+
+impl Client {
+    /// Starts a `GET`.
+    pub fn get(&self, url: impl IntoUrl) -> RequestBuilder {
+        self.request(Method::GET, url)
+    }
+
+    /// Starts a `POST`.
+    pub fn post(&self, url: impl IntoUrl) -> RequestBuilder {
+        self.request(Method::POST, url)
+    }
+
+    /// Starts a `PUT`.
+    pub fn put(&self, url: impl IntoUrl) -> RequestBuilder {
+        self.request(Method::PUT, url)
+    }
+
+    /// Starts a `PATCH`.
+    pub fn patch(&self, url: impl IntoUrl) -> RequestBuilder {
+        self.request(Method::PATCH, url)
+    }
+
+    /// Starts a request with any method.
+    pub fn request(&self, method: Method, url: impl IntoUrl) -> RequestBuilder {
+        RequestBuilder {
+            inner: self.inner.request(method, url),
+            outbound: Arc::clone(&self.outbound),
+        }
+    }
+
+    /// The outbound policy, for connectors that connect without HTTP (e-mail).
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
+    }
+}
+
+/// A request being built by a [`Client`]: reqwest's builder, with a `send` that checks
+/// the final URL against the outbound policy first.
+#[must_use = "a request is sent only by `send`"]
+#[derive(Debug)]
+pub struct RequestBuilder {
+    inner: reqwest::RequestBuilder,
+    outbound: Arc<Outbound>,
+}
+
+impl RequestBuilder {
+    /// Applies `change` to the reqwest builder inside.
+    fn map(self, change: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder) -> Self {
+        RequestBuilder { inner: change(self.inner), outbound: self.outbound }
+    }
+
+    /// Adds a header.
+    pub fn header<K, V>(self, key: K, value: V) -> Self
+    where
+        HeaderName: TryFrom<K>,
+        <HeaderName as TryFrom<K>>::Error: Into<::http::Error>,
+        HeaderValue: TryFrom<V>,
+        <HeaderValue as TryFrom<V>>::Error: Into<::http::Error>,
+    {
+        self.map(|inner| inner.header(key, value))
+    }
+
+    /// Adds headers.
+    pub fn headers(self, headers: HeaderMap) -> Self {
+        self.map(|inner| inner.headers(headers))
+    }
+
+    /// Sets `Authorization: Bearer <token>` (marked sensitive).
+    pub fn bearer_auth(self, token: impl fmt::Display) -> Self {
+        self.map(|inner| inner.bearer_auth(token))
+    }
+
+    /// Sets the body.
+    pub fn body(self, body: impl Into<reqwest::Body>) -> Self {
+        self.map(|inner| inner.body(body))
+    }
+
+    /// Sets a JSON body and `Content-Type: application/json`.
+    pub fn json<T: serde::Serialize + ?Sized>(self, json: &T) -> Self {
+        self.map(|inner| inner.json(json))
+    }
+
+    /// Sets a form body and its `Content-Type`.
+    pub fn form<T: serde::Serialize + ?Sized>(self, form: &T) -> Self {
+        self.map(|inner| inner.form(form))
+    }
+
+    /// Appends query parameters to the URL.
+    pub fn query<T: serde::Serialize + ?Sized>(self, query: &T) -> Self {
+        self.map(|inner| inner.query(query))
+    }
+
+    /// Bounds this request as a whole (see [`ClientOptions::timeout`]).
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.map(|inner| inner.timeout(timeout))
+    }
+
+    /// Sends the request, unless its host is an IP address the outbound policy refuses
+    /// (a name is vetted by the client's resolver while connecting).
+    ///
+    /// # Errors
+    /// [`SendError::Refused`] when the address is refused (nothing was sent);
+    /// [`SendError::Transport`] when no answer came, including a name refused by the
+    /// resolver ([`classify_error`] finds the refusal among its causes).
+    pub async fn send(self) -> Result<reqwest::Response, SendError> {
+        let (client, request) = self.inner.build_split();
+        let request = request.map_err(SendError::Transport)?;
+        // The URL parser writes every IPv4 form (`2130706433`, `0x7f.1`) as a dotted quad
+        // and IPv6 in brackets, so an IP host always parses here.
+        let host = request.url().host_str().unwrap_or_default();
+        let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        if let Ok(address) = bare.parse::<IpAddr>() {
+            self.outbound.check(address).map_err(SendError::Refused)?;
+        }
+        client.execute(request).await.map_err(SendError::Transport)
+    }
+}
+
+/// Why a request got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The outbound policy refused the destination's address; nothing was sent.
+    #[error(transparent)]
+    Refused(Refused),
+    /// The request could not be built, sent or answered. reqwest's own message names the
+    /// URL, which may carry a token: quote it through [`classify_error`], which does not.
+    #[error("the request to the destination failed")]
+    Transport(#[source] reqwest::Error),
+}
+
 /// Builds the client all connectors share: one connection pool, rustls, HTTP/1.1,
-/// `TCP_NODELAY`, a 5 s connect timeout, `User-Agent: herald/<version>`, and **no
-/// redirects** (a destination must not bounce a message, or its credentials, elsewhere).
+/// `TCP_NODELAY`, a 5 s connect timeout, `User-Agent: herald/<version>`, **no
+/// redirects** (a destination must not bounce a message, or its credentials, elsewhere),
+/// **no proxy** (not even from `HTTP_PROXY`/`HTTPS_PROXY`: a proxy would connect on
+/// herald's behalf, out of the outbound policy's sight) and the public internet only.
 ///
 /// # Panics
 /// Panics if the TLS backend cannot be initialised, exactly like
 /// `reqwest::Client::new`; use [`client_with`] to handle that as an error.
-pub fn client() -> reqwest::Client {
+pub fn client() -> Client {
     // The only failure is TLS backend initialisation; rustls with compiled-in roots has
     // nothing from the environment to fail on.
     client_with(&ClientOptions::default()).expect("the TLS backend initialises")
@@ -79,16 +234,21 @@ pub fn client() -> reqwest::Client {
 ///
 /// # Errors
 /// Returns `ClientError` if the TLS backend cannot be initialised.
-pub fn client_with(options: &ClientOptions) -> Result<reqwest::Client, ClientError> {
+pub fn client_with(options: &ClientOptions) -> Result<Client, ClientError> {
+    let outbound = Arc::new(options.outbound.clone());
+    let resolver = Resolver { outbound: Arc::clone(&outbound) };
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(Arc::new(resolver))
         .connect_timeout(options.connect_timeout)
         .user_agent(USER_AGENT)
         .tcp_nodelay(true);
     if let Some(timeout) = options.timeout {
         builder = builder.timeout(timeout);
     }
-    builder.build().map_err(ClientError)
+    let inner = builder.build().map_err(ClientError)?;
+    Ok(Client { inner, outbound })
 }
 
 /// Maps an HTTP status to an outcome. Pure and total: every `u16` has an answer.
@@ -204,8 +364,11 @@ pub fn retry_after(headers: &HeaderMap, now: Timestamp) -> Option<Duration> {
     parse_retry_after(value, now)
 }
 
-/// Maps a transport failure (no HTTP answer) to an outcome.
+/// Maps a failure to get an answer to an outcome.
 ///
+/// - the outbound policy refused the address (an IP literal, or a name the resolver
+///   refused): `Permanent`, with the refusal's words (the rule and the key that allows
+///   it); sending again cannot help until the configuration changes;
 /// - could not connect (refused, DNS, TLS handshake, connect timeout): nothing was sent,
 ///   so `Retry`;
 /// - a timeout, or the connection failing after it was established: the request may
@@ -214,7 +377,35 @@ pub fn retry_after(headers: &HeaderMap, now: Timestamp) -> Option<Duration> {
 ///
 /// The reason quotes the error's causes but never reqwest's own message, which names
 /// the URL (a webhook URL often carries a token).
-pub fn classify_error(error: &reqwest::Error) -> Outcome {
+pub fn classify_error(error: &SendError) -> Outcome {
+    match error {
+        SendError::Refused(refused) => refused_outcome(refused),
+        SendError::Transport(error) => match refusal_in(error) {
+            Some(refused) => refused_outcome(refused),
+            None => classify_transport(error),
+        },
+    }
+}
+
+/// A destination the outbound policy refused: permanent, in the refusal's words.
+fn refused_outcome(refused: &Refused) -> Outcome {
+    Outcome::Permanent { reason: refused.to_string() }
+}
+
+/// The policy's refusal among the causes of `error` (the resolver's answer).
+fn refusal_in(error: &reqwest::Error) -> Option<&Refused> {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<Refused>() {
+            return Some(refused);
+        }
+        source = cause.source();
+    }
+    None
+}
+
+/// Maps a transport failure (no HTTP answer, no refusal) to an outcome.
+fn classify_transport(error: &reqwest::Error) -> Outcome {
     let chain = error_chain(error);
     if error.is_builder() {
         Outcome::Permanent { reason: format!("herald could not build the request: {chain}") }
@@ -507,11 +698,11 @@ pub(crate) struct ApiAnswer {
 /// # Errors
 /// The transport error when no answer arrived.
 pub(crate) async fn exchange(
-    request: reqwest::RequestBuilder,
+    request: RequestBuilder,
     now: Timestamp,
     limit: usize,
     read_within: Option<Duration>,
-) -> Result<ApiAnswer, reqwest::Error> {
+) -> Result<ApiAnswer, SendError> {
     let mut response = request.send().await?;
     let status = response.status().as_u16();
     let retry_after = retry_after(response.headers(), now);

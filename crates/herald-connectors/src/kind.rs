@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use herald_core::{Capabilities, RateLimit};
 
+use crate::http::Client;
+use crate::outbound::Server;
 use crate::settings::Table;
 use crate::{Connector, ConnectorError};
 
@@ -48,11 +50,15 @@ impl Defaults {
 pub trait KindSettings: fmt::Debug + Send + Sync + 'static {
     /// The `kind` name (`webhook`).
     fn kind(&self) -> &'static str;
-    /// Builds the connector, sharing `client` (one connection pool for all).
+    /// Builds the connector, sharing `client` (one connection pool for all, and the
+    /// outbound policy every connection must pass).
     ///
     /// # Errors
     /// `ConnectorError::InvalidSetting` when a setting cannot be used.
-    fn build(&self, client: reqwest::Client) -> Result<Arc<dyn Connector>, ConnectorError>;
+    fn build(&self, client: Client) -> Result<Arc<dyn Connector>, ConnectorError>;
+    /// Every server the connector may connect to, with the key that configures it
+    /// (defaults included), so `check-config` can vet them against the outbound policy.
+    fn servers(&self) -> Vec<Server>;
     /// What the destination allows, known before it is built (usually the kind's
     /// `CAPABILITIES`).
     fn capabilities(&self) -> Capabilities;
@@ -81,12 +87,18 @@ impl ConnectorConfig {
         self.0.capabilities()
     }
 
-    /// Builds the connector, sharing `client` (one connection pool for all).
+    /// Builds the connector, sharing `client` (one connection pool for all, and the
+    /// outbound policy every connection must pass).
     ///
     /// # Errors
     /// `ConnectorError::InvalidSetting` when a setting cannot be used.
-    pub fn build(&self, client: reqwest::Client) -> Result<Arc<dyn Connector>, ConnectorError> {
+    pub fn build(&self, client: Client) -> Result<Arc<dyn Connector>, ConnectorError> {
         self.0.build(client)
+    }
+
+    /// Every server the destination connects to, with the key that configures it.
+    pub fn servers(&self) -> Vec<Server> {
+        self.0.servers()
     }
 
     /// The kind's own settings type, if it is `T`.

@@ -16,6 +16,7 @@ pub mod matrix;
 pub mod mattermost;
 pub mod mattermost_webhook;
 pub mod opsgenie;
+pub mod outbound;
 pub mod pagerduty;
 pub mod redact;
 pub mod settings;

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use herald_connectors::ConnectorConfig;
+use herald_connectors::outbound::{self, Outbound};
 use herald_connectors::redact::Redactor;
 use herald_connectors::settings::{self, Entry, Item, Table, secret};
 use herald_core::{FailureRate, OnUnknown};
@@ -23,7 +24,7 @@ type Key<'i> = Spanned<DeString<'i>>;
 type Value<'i> = Spanned<DeValue<'i>>;
 
 /// The top-level tables.
-const TOP_LEVEL: &[&str] = &["server", "destinations", "groups", "retention"];
+const TOP_LEVEL: &[&str] = &["server", "destinations", "groups", "retention", "outbound"];
 /// The settings of `[server]`.
 const SERVER_KEYS: &[&str] = &[
     "listen",
@@ -46,6 +47,8 @@ const SERVER_KEYS: &[&str] = &[
 const HEADER_BYTES: std::ops::RangeInclusive<u32> = 1024..=256 * 1024;
 /// The settings of `[retention]`.
 const RETENTION_KEYS: &[&str] = &["delivered", "failed"];
+/// The settings of `[outbound]`.
+const OUTBOUND_KEYS: &[&str] = &["allow_networks"];
 /// The settings every destination has, whatever its kind.
 const COMMON_KEYS: &[&str] = &[
     "kind",
@@ -218,6 +221,11 @@ impl Checker<'_> {
                         config.retention = self.retention(table);
                     }
                 }
+                "outbound" => {
+                    if let Some(table) = self.table(value, "outbound", "an [outbound] table") {
+                        config.outbound = self.outbound(table);
+                    }
+                }
                 _ => self.unknown_top_level(key, value),
             }
         }
@@ -229,7 +237,8 @@ impl Checker<'_> {
 
     fn unknown_top_level(&mut self, key: &Key<'_>, value: &Value<'_>) {
         let name = key.get_ref().as_ref();
-        let layout = "herald.toml has [server], [destinations.NAME], [groups] and [retention]";
+        let layout =
+            "herald.toml has [server], [destinations.NAME], [groups], [retention] and [outbound]";
         let message = if SERVER_KEYS.contains(&name) {
             format!("unknown top-level key `{name}`; it belongs in the [server] table")
         } else if COMMON_KEYS.contains(&name) || self.kinds.iter().any(|k| k.keys.contains(&name)) {
@@ -533,6 +542,47 @@ impl Checker<'_> {
             }
         }
         retention
+    }
+
+    /// `[outbound]`: the networks destinations may reach besides the public internet.
+    fn outbound(&mut self, table: &DeTable<'_>) -> Outbound {
+        let mut networks = Vec::new();
+        for (key, value) in in_file_order(table) {
+            let name = key.get_ref().as_ref();
+            let path = format!("outbound.{name}");
+            if name != "allow_networks" {
+                let message = match settings::closest(name, OUTBOUND_KEYS) {
+                    Some(close) => format!("unknown setting `{name}`; did you mean `{close}`?"),
+                    None => format!(
+                        "unknown setting `{name}` in [outbound]; valid settings: {} (the \
+                         private networks destinations may reach, e.g. [\"10.20.0.0/16\"])",
+                        OUTBOUND_KEYS.join(", ")
+                    ),
+                };
+                self.error(key.span().start, &path, message);
+                continue;
+            }
+            let DeValue::Array(items) = value.get_ref() else {
+                self.error(
+                    value.span().start,
+                    &path,
+                    format!(
+                        "expected a list of networks, e.g. allow_networks = [\"10.20.0.0/16\"], \
+                         found {}",
+                        value.get_ref().type_str()
+                    ),
+                );
+                continue;
+            };
+            for item in items.iter() {
+                let Some(text) = self.string(item, &path) else { continue };
+                match outbound::parse_network(text) {
+                    Ok(network) => networks.push(network),
+                    Err(message) => self.error(item.span().start, &path, message),
+                }
+            }
+        }
+        Outbound::allowing(networks)
     }
 
     /// The valid destinations, and the names of all destinations (valid or not, so that

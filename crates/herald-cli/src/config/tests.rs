@@ -9,6 +9,8 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use herald_connectors::http;
+use herald_connectors::outbound::{Outbound, Server, parse_network};
 use herald_connectors::settings::{Table, format_duration, parse_duration};
 use herald_connectors::webhook::WebhookConfig;
 use herald_connectors::{
@@ -57,6 +59,7 @@ fn assert_same(config: &Config, expected: &Config) {
     assert_eq!(config.server, expected.server);
     assert_eq!(config.groups, expected.groups);
     assert_eq!(config.retention, expected.retention);
+    assert_eq!(config.outbound, expected.outbound);
     let names = |c: &Config| c.destinations.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
     assert_eq!(names(config), names(expected));
     for (got, want) in config.destinations.iter().zip(&expected.destinations) {
@@ -159,6 +162,7 @@ audit-only = ["audit"]
             ("audit-only".to_owned(), vec!["audit".to_owned()]),
         ]),
         retention: RetentionConfig::default(),
+        outbound: Outbound::default(),
         ..Config::default()
     };
     assert_same(&config, &expected);
@@ -714,6 +718,43 @@ fn the_database_url_may_be_a_secret_reference() {
 }
 
 #[test]
+fn outbound_allow_networks_are_read_and_bad_entries_located() {
+    assert_eq!(parse("").unwrap().outbound, Outbound::default());
+    let config =
+        parse("[outbound]\nallow_networks = [\"10.20.0.0/16\", \"127.0.0.1\", \"fd00::/8\"]\n")
+            .unwrap();
+    let expected = ["10.20.0.0/16", "127.0.0.1/32", "fd00::/8"].map(|n| parse_network(n).unwrap());
+    assert_eq!(config.outbound, Outbound::allowing(expected));
+    assert!(config.outbound.check("10.20.1.1".parse().unwrap()).is_ok());
+    assert!(config.outbound.check("10.21.1.1".parse().unwrap()).is_err());
+
+    let errors = problems(
+        "[outbound]\nallow_networks = [\"10.0.0.0/8\", \"10.0.0.0/40\", 7]\nallow_network = []\n",
+    );
+    let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(shown.len(), 3, "{shown:#?}");
+    assert!(
+        shown[0].starts_with(
+            "herald.toml:2:33: outbound.allow_networks: \"10.0.0.0/40\" is not a network; write"
+        ),
+        "{shown:#?}"
+    );
+    assert_eq!(
+        shown[1],
+        "herald.toml:2:48: outbound.allow_networks: expected a string, found integer"
+    );
+    assert_eq!(
+        shown[2],
+        "herald.toml:3:1: outbound.allow_network: unknown setting `allow_network`; did you mean \
+         `allow_networks`?"
+    );
+    let errors = problems("[outbound]\nallow_networks = \"10.0.0.0/8\"\n");
+    assert!(errors[0].message.starts_with("expected a list of networks"), "{errors:?}");
+    let errors = problems("[outbond]\n");
+    assert!(errors[0].message.contains("did you mean [outbound]?"), "{errors:?}");
+}
+
+#[test]
 fn server_limits_and_retention_are_read_with_documented_defaults() {
     let config = parse("").unwrap();
     assert_eq!(config.server.max_concurrent_requests, 1024);
@@ -753,8 +794,11 @@ impl KindSettings for Paging {
     fn kind(&self) -> &'static str {
         "paging"
     }
-    fn build(&self, _: reqwest::Client) -> Result<std::sync::Arc<dyn Connector>, ConnectorError> {
+    fn build(&self, _: http::Client) -> Result<std::sync::Arc<dyn Connector>, ConnectorError> {
         Err(ConnectorError::InvalidSetting("a test kind has no connector".into()))
+    }
+    fn servers(&self) -> Vec<Server> {
+        Vec::new()
     }
     fn capabilities(&self) -> Capabilities {
         PAGING.capabilities
@@ -839,7 +883,7 @@ fn a_kind_reads_its_own_keys_and_its_defaults_apply_where_the_operator_set_none(
     assert_eq!(lane("hook"), (general.rate_limit, general.concurrency));
     // Capabilities come from the kind, before any connector is built.
     assert!(config.warnings().is_empty(), "{:?}", config.warnings());
-    assert!(pager.connector.build(reqwest::Client::new()).is_err());
+    assert!(pager.connector.build(http::client()).is_err());
 }
 
 #[test]

@@ -12,6 +12,7 @@ use herald_simulator::{
 };
 use serde_json::{Value, json};
 
+use crate::ALLOW_LOOPBACK;
 use crate::process::Server;
 
 /// How long a test waits for convergence before it gives up.
@@ -28,7 +29,7 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("herald.toml");
         let text = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\
+            "{ALLOW_LOOPBACK}[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\
              shutdown_grace = \"1s\"\n\n{destinations}",
             dir.path().join("herald.db").display()
         );

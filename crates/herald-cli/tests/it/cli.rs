@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use herald_simulator::{FaultPlan, Simulator};
 
+use crate::ALLOW_LOOPBACK;
 use crate::process::{Server, herald};
 
 /// Runs the `herald` command with `args` and waits for it (bounded).
@@ -72,7 +73,7 @@ async fn send_wait_follows_until_converged_and_exits_non_zero_on_failure() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("herald.toml");
     let mut text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n",
+        "{ALLOW_LOOPBACK}[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n",
         dir.path().join("herald.db").display()
     );
     for name in ["ok", "flaky", "gone"] {
@@ -139,7 +140,7 @@ async fn sigterm_lets_in_flight_attempts_finish_before_exit() {
     std::fs::write(
         &path,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\nshutdown_grace = \"5s\"\n\n\
+            "{ALLOW_LOOPBACK}[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\nshutdown_grace = \"5s\"\n\n\
              [destinations.slow]\nkind = \"webhook\"\nurl = \"{}\"\n",
             dir.path().join("herald.db").display(),
             sim.url("slow")

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
+use crate::ALLOW_LOOPBACK;
 use crate::cli;
 use crate::database::{Schema, server_addr};
 use crate::process::Server;
@@ -68,7 +69,7 @@ fn destination(name: &str, url: &str, extra: &str) -> String {
 
 fn config(sim: &Simulator, url: &str, node_id: &str, lanes: &[&str]) -> String {
     let mut text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"{url}\"\nnode_id = \"{node_id}\"\n\n"
+        "{ALLOW_LOOPBACK}[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"{url}\"\nnode_id = \"{node_id}\"\n\n"
     );
     for name in lanes {
         // `dedupe` and `limited` deduplicate by webhook-id, as a Standard Webhooks

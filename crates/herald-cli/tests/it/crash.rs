@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use herald_simulator::{FaultPlan, Simulator};
 use serde_json::{Value, json};
 
+use crate::ALLOW_LOOPBACK;
 use crate::process::Server;
 
 const BROADCASTS: usize = 120;
@@ -14,7 +15,7 @@ const BROADCASTS: usize = 120;
 fn config(sim: &Simulator, db: &std::path::Path) -> String {
     format!(
         r#"
-[server]
+{ALLOW_LOOPBACK}[server]
 listen = "127.0.0.1:0"
 database = "sqlite://{db}"
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use herald_simulator::{FaultPlan, Simulator};
 use serde_json::{Value, json};
 
+use crate::ALLOW_LOOPBACK;
 use crate::process::{Server, herald};
 
 async fn cli(base: &str, args: &[&str]) -> String {
@@ -53,7 +54,7 @@ async fn an_attempt_in_flight_at_a_kill_is_held_after_restart_until_an_operator_
     std::fs::write(
         &path,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n\
+            "{ALLOW_LOOPBACK}[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n\
              [destinations.fragile]\nkind = \"webhook\"\nurl = \"{}\"\ndedupe = false\n\
              on_unknown = \"hold\"\ntimeout = \"30s\"\nbackoff_base = \"100ms\"\n",
             dir.path().join("herald.db").display(),

@@ -11,6 +11,7 @@ mod database;
 mod hold;
 mod listener;
 mod matrix;
+mod outbound;
 mod paging;
 mod pause;
 mod postgres;
@@ -27,3 +28,8 @@ mod secrets;
 #[path = "../../../herald-connectors/tests/it/synapse.rs"]
 mod synapse;
 mod torture;
+
+/// The `[outbound]` table of every configuration these tests write: their destinations
+/// are simulators on loopback, which herald refuses unless allowed, so they allow it
+/// explicitly, as an operator would.
+pub const ALLOW_LOOPBACK: &str = "[outbound]\nallow_networks = [\"127.0.0.0/8\", \"::1\"]\n\n";

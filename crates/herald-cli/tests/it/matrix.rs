@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::ALLOW_LOOPBACK;
 use crate::process::Server;
 use crate::synapse::{Limits, PASSWORD, Synapse};
 
@@ -20,7 +21,7 @@ async fn a_killed_server_leaves_exactly_one_event_per_message_in_a_real_room() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{db}\"\n\n\
+            "{ALLOW_LOOPBACK}[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{db}\"\n\n\
              [destinations.ops-matrix]\nkind = \"matrix\"\nhomeserver = \"{url}\"\n\
              user = \"{user}\"\npassword = \"{PASSWORD}\"\nroom = \"{room}\"\n\
              rate_limit = \"100/s\"\nconcurrency = 4\nbackoff_base = \"100ms\"\n\

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use herald_simulator::{FaultPlan, OPSGENIE_API_KEY, PAGERDUTY_ROUTING_KEY, Simulator};
 use serde_json::{Value, json};
 
+use crate::ALLOW_LOOPBACK;
 use crate::process::Server;
 
 /// How long the test waits for convergence before it gives up.
@@ -21,7 +22,7 @@ const QUICK: &str = "backoff_base = \"100ms\"\nbackoff_max = \"500ms\"\ntimeout 
 fn write_config(dir: &Path, destinations: &str) -> PathBuf {
     let config = dir.join("herald.toml");
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\
+        "{ALLOW_LOOPBACK}[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\
          shutdown_grace = \"1s\"\n\n{destinations}",
         dir.join("herald.db").display()
     );

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use herald_simulator::{FaultPlan, Simulator};
 use serde_json::{Value, json};
 
+use crate::ALLOW_LOOPBACK;
 use crate::cli::run;
 use crate::process::Server;
 
@@ -54,7 +55,7 @@ async fn a_deleted_discord_webhook_pauses_the_destination_until_resumed() {
     // attempt already in flight would end as it ends); a fast rate limit so pacing plays
     // no part in what is or is not sent.
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\nshutdown_grace = \"1s\"\n\n\
+        "{ALLOW_LOOPBACK}[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\nshutdown_grace = \"1s\"\n\n\
          [destinations.alerts]\nkind = \"discord\"\nurl = \"{url}\"\nconcurrency = 1\n\
          rate_limit = \"100/s\"\nbackoff_base = \"100ms\"\ntimeout = \"2s\"\non_unknown = \"hold\"\n",
         dir.path().join("herald.db").display()

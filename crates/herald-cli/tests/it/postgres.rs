@@ -11,6 +11,7 @@ use herald_simulator::{FaultPlan, Simulator};
 use serde_json::json;
 use sqlx::Row;
 
+use crate::ALLOW_LOOPBACK;
 use crate::database::Schema;
 use crate::process::Server;
 
@@ -19,7 +20,7 @@ const BROADCASTS: usize = 80;
 fn config(sim: &Simulator, url: &str) -> String {
     format!(
         r#"
-[server]
+{ALLOW_LOOPBACK}[server]
 listen = "127.0.0.1:0"
 database = "{url}"
 

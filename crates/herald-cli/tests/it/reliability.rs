@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::ALLOW_LOOPBACK;
 use herald_cli::config::Config;
 use herald_cli::serve;
 use herald_simulator::{FaultPlan, Simulator};
@@ -24,7 +25,7 @@ async fn a_rate_limited_destination_sees_few_rejections() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n\
+        "{ALLOW_LOOPBACK}[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n\
          [destinations.bucket]\nkind = \"webhook\"\nurl = \"{}\"\nconcurrency = 2\nbackoff_base = \"100ms\"\n",
         dir.path().join("herald.db").display(),
         sim.url("bucket")

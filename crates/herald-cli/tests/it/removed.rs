@@ -12,6 +12,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+use crate::ALLOW_LOOPBACK;
 use crate::process::herald;
 
 /// `herald serve` with its log lines (stderr) collected.
@@ -114,7 +115,7 @@ fn plain(line: &str) -> String {
 
 fn config(sim: &Simulator, db: &Path, with_gone: bool) -> String {
     let mut text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n\
+        "{ALLOW_LOOPBACK}[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n\
          [destinations.keep]\nkind = \"webhook\"\nurl = \"{}\"\n\n",
         db.display(),
         sim.url("keep")

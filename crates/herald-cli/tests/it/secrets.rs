@@ -17,6 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::Command;
 
+use crate::ALLOW_LOOPBACK;
 use crate::process::herald;
 
 /// Each secret, long and unmistakable, as it is configured.
@@ -105,7 +106,7 @@ const POLICY: &str = "timeout = \"1s\"\nmax_attempts = 2\nbackoff_base = \"100ms
 
 fn config(base: &str, smtp_port: u16, database: &str) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"{database}\"\n\n\
+        "{ALLOW_LOOPBACK}[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"{database}\"\n\n\
          [destinations.hook]\nkind = \"webhook\"\nurl = \"{base}/hook\"\n\
          secret = \"${{P_WEBHOOK_SECRET}}\"\nheaders = {{ Authorization = \"${{P_WEBHOOK_AUTH}}\" }}\n{POLICY}\n\
          [destinations.slack]\nkind = \"slack\"\ntoken = \"${{P_SLACK_TOKEN}}\"\nchannel = \"C0PLANT\"\n\

@@ -66,7 +66,7 @@ const BODY_CAP: usize = 256 * 1024;
 /// A Discord webhook destination.
 pub struct Discord {
     url: reqwest::Url,
-    client: reqwest::Client,
+    client: http::Client,
 }
 
 impl std::fmt::Debug for Discord {
@@ -80,10 +80,7 @@ impl Discord {
     ///
     /// # Errors
     /// `ConnectorError::InvalidSetting` if the URL is unusable (never echoing it).
-    pub fn new(
-        settings: DiscordConfig,
-        client: reqwest::Client,
-    ) -> Result<Discord, ConnectorError> {
+    pub fn new(settings: DiscordConfig, client: http::Client) -> Result<Discord, ConnectorError> {
         if let Some(problem) = settings.problems().into_iter().next() {
             return Err(ConnectorError::InvalidSetting(problem));
         }
@@ -122,12 +119,7 @@ impl Discord {
         Some(url)
     }
 
-    async fn call(
-        &self,
-        request: reqwest::RequestBuilder,
-        body: &Value,
-        req: &Request<'_>,
-    ) -> Report {
+    async fn call(&self, request: http::RequestBuilder, body: &Value, req: &Request<'_>) -> Report {
         let sent = request
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string())

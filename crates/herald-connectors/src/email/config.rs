@@ -322,8 +322,12 @@ impl KindSettings for EmailConfig {
         super::KIND.name
     }
 
-    fn build(&self, _client: reqwest::Client) -> Result<Arc<dyn Connector>, ConnectorError> {
-        Ok(Arc::new(super::Email::new(self.clone())?))
+    fn build(&self, client: crate::http::Client) -> Result<Arc<dyn Connector>, ConnectorError> {
+        Ok(Arc::new(super::Email::new(self.clone(), client.outbound().clone())?))
+    }
+
+    fn servers(&self) -> Vec<crate::outbound::Server> {
+        vec![crate::outbound::Server { key: "smtp", host: self.host.clone(), port: self.port }]
     }
 
     fn capabilities(&self) -> herald_core::Capabilities {

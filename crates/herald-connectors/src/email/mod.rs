@@ -15,6 +15,10 @@
 //! restart a retry goes to every recipient not yet known to be served, with the same
 //! `Message-ID`. It is forgotten when the delivery ends here.
 //!
+//! Where: herald resolves the server's name itself and vets every address with the
+//! outbound policy (`[outbound] allow_networks`), then connects to those addresses only;
+//! a refused one ends the attempt `Permanent`, naming the rule and the key.
+//!
 //! Time: every step before the content is handed over (connecting with the greeting and
 //! EHLO, STARTTLS, AUTH, MAIL FROM, each RCPT TO, DATA, writing the content) must end
 //! within `command_timeout`, else the attempt is a `Retry`: nothing was handed over, so
@@ -45,6 +49,7 @@ pub use classify::{Progress, Step, lost, reply, settle};
 pub use config::{DEFAULT_COMMAND_TIMEOUT, EmailConfig, Tls, TlsCa};
 pub use render::{compose, escape, html, markdown, message_id, subject, text};
 
+use crate::outbound::{Outbound, ResolveError};
 use crate::{Connector, ConnectorError, Report, Request};
 
 /// The `email` kind. Submission servers limit senders loosely (hundreds of messages an
@@ -72,6 +77,8 @@ const REMEMBERED: usize = 10_000;
 /// An e-mail destination.
 pub struct Email {
     config: EmailConfig,
+    /// Which addresses the SMTP server may have (`[outbound] allow_networks`).
+    outbound: Outbound,
     /// The TLS settings (public roots plus `tls_ca`), built once.
     tls: TlsParameters,
     /// Per delivery id: the recipients served or refused so far.
@@ -104,17 +111,23 @@ struct Transaction {
 }
 
 impl Email {
-    /// A connector for `config`.
+    /// A connector for `config` that connects only where `outbound` allows.
     ///
     /// # Errors
     /// `ConnectorError::InvalidSetting` if the settings are unusable (never echoing the
     /// password).
-    pub fn new(config: EmailConfig) -> Result<Email, ConnectorError> {
+    pub fn new(config: EmailConfig, outbound: Outbound) -> Result<Email, ConnectorError> {
         if let Some((_, problem)) = config.problems().into_iter().next() {
             return Err(ConnectorError::InvalidSetting(problem));
         }
         let tls = config::tls_parameters(&config).map_err(ConnectorError::InvalidSetting)?;
-        Ok(Email { config, tls, progress: Mutex::new(HashMap::new()), counter: Mutex::new(0) })
+        Ok(Email {
+            config,
+            outbound,
+            tls,
+            progress: Mutex::new(HashMap::new()),
+            counter: Mutex::new(0),
+        })
     }
 
     fn progress_of(&self, delivery_id: &str) -> Progress {
@@ -144,12 +157,12 @@ impl Email {
     }
 
     /// Runs `step`'s exchange `future` within `command_timeout`; a stall is a `Retry`.
-    async fn within<T>(
+    async fn within<T, E>(
         &self,
         step: Step,
         done: &mut Transaction,
-        future: impl Future<Output = Result<T, lettre::transport::smtp::Error>>,
-    ) -> Result<Result<T, lettre::transport::smtp::Error>, Outcome> {
+        future: impl Future<Output = Result<T, E>>,
+    ) -> Result<Result<T, E>, Outcome> {
         tokio::time::timeout(self.config.command_timeout, future).await.map_err(|_| {
             done.stalled = true;
             stalled(step, self.config.command_timeout)
@@ -204,21 +217,36 @@ impl Email {
     }
 
     /// Connects, says EHLO, protects the connection as configured and logs in.
+    ///
+    /// The server's name is resolved here and every address vetted by the outbound
+    /// policy; the connection goes to those addresses only (no second look-up that could
+    /// answer differently), while TLS still verifies the configured name.
     async fn open(&self, done: &mut Transaction) -> Result<AsyncSmtpConnection, Outcome> {
         let config = &self.config;
         let implicit = config.implicit_tls.then(|| self.tls.clone());
         let hello = ClientId::default();
-        let connect = AsyncSmtpConnection::connect_tokio1(
-            (config.host.as_str(), config.port),
-            Some(config.command_timeout),
-            &hello,
-            implicit,
-            None,
-        );
-        let mut connection = self
-            .within(Step::Connect, done, connect)
-            .await?
-            .map_err(|e| self.tls_failed(Step::Connect, &e))?;
+        let connect = async {
+            let addresses = self.outbound.resolve(&config.host, config.port).await?;
+            AsyncSmtpConnection::connect_tokio1(
+                addresses.as_slice(),
+                Some(config.command_timeout),
+                &hello,
+                implicit,
+                None,
+            )
+            .await
+            .map_err(Opening::Smtp)
+        };
+        let mut connection = match self.within(Step::Connect, done, connect).await? {
+            Ok(connection) => connection,
+            Err(Opening::Resolve(ResolveError::Refused(refused))) => {
+                return Err(Outcome::Permanent { reason: refused.to_string() });
+            }
+            Err(Opening::Resolve(lookup)) => {
+                return Err(lost(Step::Connect, &crate::text::cut(&lookup.to_string(), 200)));
+            }
+            Err(Opening::Smtp(error)) => return Err(self.tls_failed(Step::Connect, &error)),
+        };
         if !config.implicit_tls {
             let offered = connection.can_starttls();
             match config.tls {
@@ -350,6 +378,20 @@ impl Email {
             }
             Err(error) => refuse_all(done, &error, step),
         }
+    }
+}
+
+/// Why no connection to the SMTP server was opened.
+enum Opening {
+    /// Its name did not resolve, or the outbound policy refused an address.
+    Resolve(ResolveError),
+    /// Connecting, the greeting, EHLO or implicit TLS failed.
+    Smtp(lettre::transport::smtp::Error),
+}
+
+impl From<ResolveError> for Opening {
+    fn from(error: ResolveError) -> Opening {
+        Opening::Resolve(error)
     }
 }
 

@@ -331,7 +331,7 @@ fn a_private_ca_is_read_from_a_file_and_checked_at_configuration_time() {
     let shown = format!("{config:?}");
     assert!(shown.contains("1 certificate(s)") && !shown.contains("MIIB"), "{shown}");
     assert_eq!(config.command_timeout, DEFAULT_COMMAND_TIMEOUT);
-    Email::new(config).unwrap();
+    Email::new(config, crate::outbound::Outbound::default()).unwrap();
 
     let missing = format!("file:{}", dir.path().join("absent.pem").display());
     let key_only =

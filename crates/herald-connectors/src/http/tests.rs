@@ -223,11 +223,11 @@ fn answer_outcome_quotes_location_for_redirects_and_excerpt_otherwise() {
     assert!(answer.outcome().reason().unwrap().ends_with("(it said: \"moved\")"));
 }
 
-#[test]
-fn request_building_errors_are_permanent_and_do_not_quote_the_url() {
+#[tokio::test]
+async fn request_building_errors_are_permanent_and_do_not_quote_the_url() {
     let client = client();
-    let error = client.post("http://user:s3cret@[::1/hook").build().unwrap_err();
-    assert!(error.is_builder());
+    let error = client.post("http://user:s3cret@[::1/hook").send().await.unwrap_err();
+    assert!(matches!(&error, SendError::Transport(error) if error.is_builder()), "{error:?}");
     let outcome = classify_error(&error);
     assert_eq!(outcome.class(), "permanent");
     let reason = outcome.reason().unwrap();
@@ -242,4 +242,28 @@ fn client_options_default_leaves_the_total_timeout_to_the_engine() {
     assert_eq!(options.connect_timeout, Duration::from_secs(5));
     client_with(&ClientOptions { timeout: Some(Duration::from_secs(1)), ..options }).unwrap();
     assert!(USER_AGENT.starts_with("herald/"));
+}
+
+/// An IP literal the policy refuses never leaves the process: `send` answers the
+/// refusal, which is permanent and names the rule and the key that would allow it.
+#[tokio::test]
+async fn a_refused_literal_is_permanent_before_any_connection() {
+    let client = client();
+    for (url, rule) in [
+        ("http://127.0.0.1:9/hook", "127.0.0.1 is a loopback address"),
+        ("http://2130706433:9/hook", "127.0.0.1 is a loopback address"),
+        ("http://[::ffff:127.0.0.1]:9/", "::ffff:127.0.0.1 is an IPv4-mapped IPv6 address"),
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is the cloud metadata"),
+        ("https://10.0.0.1/x?token=s3cret", "10.0.0.1 is a private address (RFC 1918)"),
+        ("http://0.0.0.0:9/", "0.0.0.0 is an unspecified"),
+    ] {
+        let error = client.post(url).body("x").send().await.unwrap_err();
+        assert!(matches!(error, SendError::Refused(_)), "{url}: {error:?}");
+        let outcome = classify_error(&error);
+        assert_eq!(outcome.class(), "permanent", "{url}");
+        let reason = outcome.reason().unwrap();
+        assert!(reason.starts_with(rule), "{url}: {reason}");
+        assert!(reason.contains("`[outbound] allow_networks`"), "{reason}");
+        assert!(!reason.contains("s3cret"), "{reason}");
+    }
 }

@@ -174,6 +174,6 @@ pub(super) fn report(failure: &Failure, what: &str) -> Report {
 
 /// The report of a step that got no answer (timeouts are ambiguous, refused connections
 /// retried), per the shared rules.
-pub(super) fn unanswered(error: &reqwest::Error) -> Report {
+pub(super) fn unanswered(error: &http::SendError) -> Report {
     Report { outcome: http::classify_error(error), status: None, detail: None, pause: None }
 }

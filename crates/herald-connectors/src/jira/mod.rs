@@ -73,7 +73,7 @@ pub struct Jira {
     base: String,
     /// `Basic base64(email:token)`, marked sensitive.
     auth: HeaderValue,
-    client: reqwest::Client,
+    client: crate::http::Client,
 }
 
 impl std::fmt::Debug for Jira {
@@ -92,7 +92,7 @@ impl Jira {
     /// # Errors
     /// `ConnectorError::InvalidSetting` for an unusable URL or credentials; the message
     /// never echoes the token.
-    pub fn new(config: JiraConfig, client: reqwest::Client) -> Result<Jira, ConnectorError> {
+    pub fn new(config: JiraConfig, client: crate::http::Client) -> Result<Jira, ConnectorError> {
         let base = crate::http::api_base(&config.url, "url", "https://example.atlassian.net")?;
         let credentials = basic_credentials(&config.email, &config.token);
         let mut auth = HeaderValue::from_str(&format!("Basic {credentials}")).map_err(|_| {

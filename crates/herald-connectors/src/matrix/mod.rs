@@ -66,7 +66,7 @@ struct Session {
 /// A Matrix room destination.
 pub struct Matrix {
     settings: MatrixConfig,
-    client: reqwest::Client,
+    client: http::Client,
     session: std::sync::Mutex<Session>,
     /// One login at a time: two concurrent logins of the same device would each
     /// invalidate the other's token.
@@ -100,7 +100,7 @@ impl Matrix {
     ///
     /// # Errors
     /// `ConnectorError::InvalidSetting` naming the first unusable setting.
-    pub fn new(settings: MatrixConfig, client: reqwest::Client) -> Result<Matrix, ConnectorError> {
+    pub fn new(settings: MatrixConfig, client: http::Client) -> Result<Matrix, ConnectorError> {
         if let Some(problem) = settings.problems().into_iter().next() {
             return Err(ConnectorError::InvalidSetting(problem));
         }

@@ -123,8 +123,12 @@ impl KindSettings for MattermostConfig {
         super::KIND.name
     }
 
-    fn build(&self, client: reqwest::Client) -> Result<Arc<dyn Connector>, ConnectorError> {
+    fn build(&self, client: crate::http::Client) -> Result<Arc<dyn Connector>, ConnectorError> {
         Ok(Arc::new(super::Mattermost::new(self.clone(), client)?))
+    }
+
+    fn servers(&self) -> Vec<crate::outbound::Server> {
+        crate::outbound::Server::of_url("url", &self.url).into_iter().collect()
     }
 
     fn capabilities(&self) -> herald_core::Capabilities {

@@ -56,7 +56,7 @@ pub fn pending_post_id(delivery_id: &str) -> String {
 /// A Mattermost REST destination.
 pub struct Mattermost {
     settings: MattermostConfig,
-    client: reqwest::Client,
+    client: http::Client,
 }
 
 impl std::fmt::Debug for Mattermost {
@@ -72,7 +72,7 @@ impl Mattermost {
     /// `ConnectorError::InvalidSetting` naming the first unusable setting.
     pub fn new(
         settings: MattermostConfig,
-        client: reqwest::Client,
+        client: http::Client,
     ) -> Result<Mattermost, ConnectorError> {
         if let Some(problem) = settings.problems().into_iter().next() {
             return Err(ConnectorError::InvalidSetting(problem));
@@ -88,7 +88,7 @@ impl Mattermost {
     /// read), else the report.
     async fn call(
         &self,
-        request: reqwest::RequestBuilder,
+        request: http::RequestBuilder,
         now: Timestamp,
         read: bool,
     ) -> Result<Value, Report> {

@@ -51,7 +51,7 @@ pub fn payload(request: &Request<'_>) -> Value {
 /// A Mattermost incoming-webhook destination.
 pub struct MattermostWebhook {
     settings: MattermostWebhookConfig,
-    client: reqwest::Client,
+    client: http::Client,
 }
 
 impl std::fmt::Debug for MattermostWebhook {
@@ -69,7 +69,7 @@ impl MattermostWebhook {
     /// `ConnectorError::InvalidSetting` if the URL is unusable (never echoing it).
     pub fn new(
         settings: MattermostWebhookConfig,
-        client: reqwest::Client,
+        client: http::Client,
     ) -> Result<MattermostWebhook, ConnectorError> {
         if let Some(problem) = settings.problems().into_iter().next() {
             return Err(ConnectorError::InvalidSetting(problem));

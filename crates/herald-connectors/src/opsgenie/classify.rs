@@ -167,6 +167,6 @@ pub(super) fn report(failure: &Failure, what: &str) -> Report {
 }
 
 /// The report of a step that got no answer (timeouts ambiguous, refused retried).
-pub(super) fn unanswered(error: &reqwest::Error) -> Report {
+pub(super) fn unanswered(error: &http::SendError) -> Report {
     Report { outcome: http::classify_error(error), status: None, detail: None, pause: None }
 }

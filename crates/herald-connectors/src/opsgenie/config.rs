@@ -49,8 +49,12 @@ impl KindSettings for OpsgenieConfig {
         super::KIND.name
     }
 
-    fn build(&self, client: reqwest::Client) -> Result<Arc<dyn Connector>, ConnectorError> {
+    fn build(&self, client: crate::http::Client) -> Result<Arc<dyn Connector>, ConnectorError> {
         Ok(Arc::new(super::Opsgenie::new(self.clone(), client)?))
+    }
+
+    fn servers(&self) -> Vec<crate::outbound::Server> {
+        crate::outbound::Server::of_url("base_url", &self.base_url).into_iter().collect()
     }
 
     fn capabilities(&self) -> herald_core::Capabilities {

@@ -74,7 +74,7 @@ pub struct Opsgenie {
     base: String,
     /// `GenieKey <key>`, marked sensitive.
     auth: HeaderValue,
-    client: reqwest::Client,
+    client: crate::http::Client,
 }
 
 impl std::fmt::Debug for Opsgenie {
@@ -104,7 +104,7 @@ impl Opsgenie {
     /// `ConnectorError::InvalidSetting` for an unusable URL or key; never echoes the key.
     pub fn new(
         config: OpsgenieConfig,
-        client: reqwest::Client,
+        client: crate::http::Client,
     ) -> Result<Opsgenie, ConnectorError> {
         let base = crate::http::api_base(&config.base_url, "base_url", "https://api.opsgenie.com")?;
         let mut auth = HeaderValue::from_str(&format!("GenieKey {}", config.api_key.trim()))

@@ -195,8 +195,8 @@ fn the_kind_parses_its_table_and_hides_the_key() {
         OpsgenieConfig { api_key: key.to_owned(), base_url: DEFAULT_BASE_URL.to_owned() };
     assert_eq!(config.downcast_ref::<OpsgenieConfig>(), Some(&expected));
     assert!(!format!("{config:?}").contains(key));
-    assert_eq!(config.build(reqwest::Client::new()).unwrap().kind(), "opsgenie");
-    let connector = Opsgenie::new(expected, reqwest::Client::new()).unwrap();
+    assert_eq!(config.build(crate::http::client()).unwrap().kind(), "opsgenie");
+    let connector = Opsgenie::new(expected, crate::http::client()).unwrap();
     assert!(!format!("{connector:?}").contains(key));
 
     let mut t = table(&[("api_key", "k"), ("base_url", "https://api.eu.opsgenie.com")], &env);

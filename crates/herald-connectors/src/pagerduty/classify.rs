@@ -96,6 +96,6 @@ pub(super) fn answered(
 }
 
 /// The report of a request that got no answer (timeouts ambiguous, refused retried).
-pub(super) fn unanswered(error: &reqwest::Error) -> Report {
+pub(super) fn unanswered(error: &http::SendError) -> Report {
     Report { outcome: http::classify_error(error), status: None, detail: None, pause: None }
 }

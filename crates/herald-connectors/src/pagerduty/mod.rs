@@ -56,7 +56,7 @@ pub struct PagerDuty {
     config: PagerDutyConfig,
     /// `{base_url}/v2/enqueue`.
     enqueue: String,
-    client: reqwest::Client,
+    client: crate::http::Client,
 }
 
 impl std::fmt::Debug for PagerDuty {
@@ -72,7 +72,7 @@ impl PagerDuty {
     /// `ConnectorError::InvalidSetting` for an unusable `base_url`; never echoes the key.
     pub fn new(
         config: PagerDutyConfig,
-        client: reqwest::Client,
+        client: crate::http::Client,
     ) -> Result<PagerDuty, ConnectorError> {
         let base =
             crate::http::api_base(&config.base_url, "base_url", "https://events.pagerduty.com")?;

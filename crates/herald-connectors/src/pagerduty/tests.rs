@@ -136,7 +136,7 @@ fn the_kind_parses_its_table_and_hides_the_routing_key() {
         })
     );
     assert!(!format!("{config:?}").contains(KEY));
-    let connector = config.build(reqwest::Client::new()).unwrap();
+    let connector = config.build(crate::http::client()).unwrap();
     assert_eq!(connector.kind(), "pagerduty");
 
     let mut t =

@@ -249,7 +249,7 @@ fn the_webhook_kind_parses_its_table_into_its_settings() {
     );
     let shown = format!("{config:?}");
     assert!(!shown.contains(SECRET) && !shown.contains("t0k") && !shown.contains("sre"), "{shown}");
-    assert!(config.build(reqwest::Client::new()).is_ok());
+    assert!(config.build(crate::http::client()).is_ok());
 
     // Every declared key was read above; an undeclared one is left for the reader.
     let mut table = Table::new(

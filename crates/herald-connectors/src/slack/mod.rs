@@ -65,7 +65,7 @@ pub fn parse_remote_ref(remote: &str) -> Option<(&str, &str)> {
 /// A Slack Web API destination.
 pub struct Slack {
     settings: SlackConfig,
-    client: reqwest::Client,
+    client: http::Client,
     /// Paces look-up reads, which Slack limits per method (Tier 3, or 1/min for some
     /// apps) apart from posting; on the engine's clock (`Request::now`).
     reads: std::sync::Mutex<herald_core::Pacer>,
@@ -82,7 +82,7 @@ impl Slack {
     ///
     /// # Errors
     /// `ConnectorError::InvalidSetting` naming the first unusable setting.
-    pub fn new(settings: SlackConfig, client: reqwest::Client) -> Result<Slack, ConnectorError> {
+    pub fn new(settings: SlackConfig, client: http::Client) -> Result<Slack, ConnectorError> {
         if let Some(problem) = settings.problems().into_iter().next() {
             return Err(ConnectorError::InvalidSetting(problem));
         }
@@ -151,7 +151,7 @@ impl Slack {
     /// the configured channel is unusable).
     async fn answer(
         &self,
-        request: reqwest::RequestBuilder,
+        request: http::RequestBuilder,
         channel: Option<&str>,
         now: Timestamp,
     ) -> Result<Value, Report> {

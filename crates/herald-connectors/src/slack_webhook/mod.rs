@@ -37,7 +37,7 @@ pub const CAPABILITIES: Capabilities =
 /// A Slack incoming-webhook destination.
 pub struct SlackWebhook {
     settings: SlackWebhookConfig,
-    client: reqwest::Client,
+    client: http::Client,
 }
 
 impl std::fmt::Debug for SlackWebhook {
@@ -53,7 +53,7 @@ impl SlackWebhook {
     /// `ConnectorError::InvalidSetting` if the URL is unusable (never echoing it).
     pub fn new(
         settings: SlackWebhookConfig,
-        client: reqwest::Client,
+        client: http::Client,
     ) -> Result<SlackWebhook, ConnectorError> {
         if let Some(problem) = settings.problems().into_iter().next() {
             return Err(ConnectorError::InvalidSetting(problem));

@@ -76,7 +76,7 @@ pub(super) fn token_failed(status: u16, retry_after: Option<Duration>, body: &[u
 }
 
 /// The token endpoint could not be reached: nothing was posted yet, so `Retry`.
-pub(super) fn token_unreachable(error: &reqwest::Error) -> Outcome {
+pub(super) fn token_unreachable(error: &http::SendError) -> Outcome {
     let reason = match http::classify_error(error) {
         Outcome::Permanent { reason } => return Outcome::Permanent { reason },
         other => other.reason().unwrap_or("no answer").to_owned(),

@@ -124,8 +124,15 @@ impl KindSettings for TeamsGraphConfig {
         super::KIND.name
     }
 
-    fn build(&self, client: reqwest::Client) -> Result<Arc<dyn Connector>, ConnectorError> {
+    fn build(&self, client: crate::http::Client) -> Result<Arc<dyn Connector>, ConnectorError> {
         Ok(Arc::new(super::TeamsGraph::new(self.clone(), client)?))
+    }
+
+    fn servers(&self) -> Vec<crate::outbound::Server> {
+        [("base_url", &self.base_url), ("login_url", &self.login_url)]
+            .into_iter()
+            .filter_map(|(key, url)| crate::outbound::Server::of_url(key, url))
+            .collect()
     }
 
     fn capabilities(&self) -> herald_core::Capabilities {

@@ -75,7 +75,7 @@ pub struct TeamsGraph {
     client_id: String,
     client_secret: Option<String>,
     scope: String,
-    client: reqwest::Client,
+    client: http::Client,
     auth: tokio::sync::Mutex<Auth>,
 }
 
@@ -125,7 +125,7 @@ enum CallError {
     /// Getting an access token failed; the report says why (nothing was sent to Graph).
     Token(Report),
     /// The request to Graph failed in transport.
-    Transport(reqwest::Error),
+    Transport(http::SendError),
 }
 
 async fn read_reply(mut response: reqwest::Response, now: Timestamp) -> Reply {
@@ -168,7 +168,7 @@ impl TeamsGraph {
     /// `ConnectorError::InvalidSetting` naming an unusable setting (never its secret).
     pub fn new(
         config: TeamsGraphConfig,
-        client: reqwest::Client,
+        client: http::Client,
     ) -> Result<TeamsGraph, ConnectorError> {
         config::validate(&config)?;
         let messages_url = join(
@@ -271,7 +271,7 @@ impl TeamsGraph {
     async fn call(
         &self,
         now: Timestamp,
-        build: impl Fn(&str) -> reqwest::RequestBuilder,
+        build: impl Fn(&str) -> http::RequestBuilder,
     ) -> Result<Reply, CallError> {
         let (token, fresh) = self.access_token(now, None).await.map_err(CallError::Token)?;
         let reply = match build(&token).send().await {

@@ -231,7 +231,7 @@ fn the_kind_parses_its_table_with_defaults_and_hides_secrets() {
     assert_eq!(config.downcast_ref::<TeamsGraphConfig>(), Some(&expected));
     let shown = format!("{config:?}");
     assert!(!shown.contains("0.AAAA-refresh"), "{shown}");
-    assert!(config.build(reqwest::Client::new()).is_ok());
+    assert!(config.build(crate::http::client()).is_ok());
 
     // Every required key missing: one problem each, at the header.
     let mut t = table(&[], &env);

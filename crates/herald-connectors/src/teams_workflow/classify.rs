@@ -34,7 +34,7 @@ pub(super) fn answered(mut answer: Answer, secret: Option<&str>) -> Report {
 }
 
 /// The report for an attempt that got no answer (a timeout is `Unknown`).
-pub(super) fn unanswered(error: &reqwest::Error) -> Report {
+pub(super) fn unanswered(error: &crate::http::SendError) -> Report {
     Report { outcome: http::classify_error(error), status: None, detail: None, pause: None }
 }
 

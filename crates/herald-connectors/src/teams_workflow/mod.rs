@@ -56,7 +56,7 @@ pub struct TeamsWorkflow {
     url: reqwest::Url,
     /// The `sig` query value, redacted from excerpts.
     sig: Option<String>,
-    client: reqwest::Client,
+    client: http::Client,
 }
 
 /// Only the URL's origin: its path and `sig=` grant the right to post.
@@ -75,7 +75,7 @@ impl TeamsWorkflow {
     /// `ConnectorError::InvalidSetting` for an unusable URL (never quoted).
     pub fn new(
         config: TeamsWorkflowConfig,
-        client: reqwest::Client,
+        client: http::Client,
     ) -> Result<TeamsWorkflow, ConnectorError> {
         config::check_url(&config.url)
             .map_err(|why| ConnectorError::InvalidSetting(format!("`url` {why}")))?;

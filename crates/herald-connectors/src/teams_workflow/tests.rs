@@ -239,7 +239,7 @@ fn the_kind_parses_its_table_and_hides_the_signature() {
     );
     let shown = format!("{config:?}");
     assert!(!shown.contains("s3cr3t") && !shown.contains("workflows/abc"), "{shown}");
-    assert!(config.build(reqwest::Client::new()).is_ok());
+    assert!(config.build(crate::http::client()).is_ok());
 
     // Missing, or not a URL: a problem that does not quote the value.
     let mut t = table(&[], &env);
@@ -258,7 +258,7 @@ fn the_connector_debug_hides_the_signature() {
 
     let url = "https://prod-00.westeurope.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?api-version=1&sig=s3cr3t-signature";
     let connector =
-        TeamsWorkflow::new(TeamsWorkflowConfig { url: url.to_owned() }, reqwest::Client::new())
+        TeamsWorkflow::new(TeamsWorkflowConfig { url: url.to_owned() }, crate::http::client())
             .unwrap();
     let shown = format!("{connector:?}");
     assert!(!shown.contains("s3cr3t") && !shown.contains("workflows/abc"), "{shown}");

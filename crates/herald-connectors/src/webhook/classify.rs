@@ -42,7 +42,7 @@ pub(super) fn pause(status: u16) -> Option<String> {
 }
 
 /// The report for an attempt that got no answer.
-pub(super) fn unanswered(error: &reqwest::Error) -> Report {
+pub(super) fn unanswered(error: &crate::http::SendError) -> Report {
     Report { outcome: http::classify_error(error), status: None, detail: None, pause: None }
 }
 

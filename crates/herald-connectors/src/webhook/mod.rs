@@ -46,7 +46,7 @@ pub struct Webhook {
     /// The validated settings.
     endpoint: Endpoint,
     /// The shared client (one pool for all destinations); it must not follow redirects.
-    client: reqwest::Client,
+    client: http::Client,
 }
 
 impl Webhook {
@@ -55,7 +55,7 @@ impl Webhook {
     /// # Errors
     /// Returns `ConnectorError::InvalidSetting` for an unusable URL, secret or header;
     /// the message names the setting and never echoes the secret.
-    pub fn new(config: WebhookConfig, client: reqwest::Client) -> Result<Webhook, ConnectorError> {
+    pub fn new(config: WebhookConfig, client: http::Client) -> Result<Webhook, ConnectorError> {
         Ok(Webhook { endpoint: Endpoint::parse(&config)?, client })
     }
 }

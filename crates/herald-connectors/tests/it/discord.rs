@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use herald_connectors::discord::{Discord, DiscordConfig};
-use herald_connectors::{Connector, Report, Request, Thread, http};
+use herald_connectors::{Connector, Report, Request, Thread};
 use herald_core::{Message, Outcome, Severity};
 use herald_simulator::{FaultPlan, SimView, Simulator};
 
@@ -17,7 +17,7 @@ async fn simulator(plan: FaultPlan) -> (Simulator, SimView, Discord) {
     let sim = Simulator::start(vec![("dc".to_owned(), plan.dedupe(false))]).await.unwrap();
     let view = sim.view();
     let hook =
-        Discord::new(DiscordConfig::new(view.discord_hook_url("dc")), http::client()).unwrap();
+        Discord::new(DiscordConfig::new(view.discord_hook_url("dc")), crate::client()).unwrap();
     (sim, view, hook)
 }
 
@@ -159,7 +159,7 @@ async fn an_edit_of_a_deleted_message_is_permanent_and_a_bad_token_pauses() {
     assert!(report.outcome.reason().unwrap_or("").contains("Unknown Message"), "{report:?}");
     assert_eq!(report.pause, None, "one deleted message says nothing about the webhook");
     let bad = view.discord_hook_url("dc").replace("simtoken", "bad");
-    let bad = Discord::new(DiscordConfig::new(bad), http::client()).unwrap();
+    let bad = Discord::new(DiscordConfig::new(bad), crate::client()).unwrap();
     let report = attempt(&bad, &request(&original)).await;
     assert_eq!((report.outcome.class(), report.status), ("permanent", Some(401)), "{report:?}");
     assert!(report.pause.as_deref().unwrap_or_default().contains("code 50027"), "{report:?}");

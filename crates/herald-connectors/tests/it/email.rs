@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use herald_connectors::email::{Email, EmailConfig, Tls, TlsCa, message_id};
+use herald_connectors::outbound::Outbound;
 use herald_connectors::{Connector, Report, Request, Thread};
 use herald_core::{Link, Message, Outcome, Severity, Timestamp};
 use serde_json::{Value, json};
@@ -103,11 +104,10 @@ impl SmtpServer {
 
     fn connector(&self) -> Email {
         let to = vec![A.parse().unwrap(), B.parse().unwrap()];
-        Email::new(EmailConfig::loopback(
-            self.port,
-            "herald <herald@example.test>".parse().unwrap(),
-            to,
-        ))
+        Email::new(
+            EmailConfig::loopback(self.port, "herald <herald@example.test>".parse().unwrap(), to),
+            crate::loopback(),
+        )
         .unwrap()
     }
 }
@@ -369,8 +369,49 @@ async fn a_closed_port_is_retried() {
     let to = vec![A.parse().unwrap()];
     let config = EmailConfig::loopback(port, "herald@example.test".parse().unwrap(), to);
     let message = message("P1");
-    let report = Email::new(config).unwrap().send(&request(&message, D1)).await;
+    let report = Email::new(config, crate::loopback()).unwrap().send(&request(&message, D1)).await;
     assert_eq!(report.outcome.class(), "retry", "{report:?}");
+}
+
+/// The outbound policy covers SMTP too: a loopback server, named or written as an
+/// address, is refused for good without a connection unless loopback is allowed; allowed,
+/// the same name is reached.
+#[tokio::test]
+async fn a_loopback_smtp_server_is_refused_without_the_allowance() {
+    let listener = crate::outbound::Listener::start().await;
+    let message = message("P1");
+    let to = vec![A.parse().unwrap()];
+    for (host, rule) in [
+        ("127.0.0.1", "127.0.0.1 is a loopback address; "),
+        ("::ffff:127.0.0.1", "::ffff:127.0.0.1 is an IPv4-mapped IPv6 address of 127.0.0.1, a "),
+        ("localhost", "localhost resolves to "),
+    ] {
+        let mut config = EmailConfig::loopback(
+            listener.port,
+            "herald@example.test".parse().unwrap(),
+            to.clone(),
+        );
+        config.host = host.to_owned();
+        // `tls = "none"` is only for the names of loopback; nothing is sent here anyway.
+        config.tls = Tls::Opportunistic;
+        let connector = Email::new(config, Outbound::default()).unwrap();
+        let report = connector.send(&request(&message, D1)).await;
+        assert_eq!(report.outcome.class(), "permanent", "{host}: {report:?}");
+        let reason = report.outcome.reason().unwrap();
+        assert!(reason.starts_with(rule), "{host}: {reason}");
+        assert!(reason.contains("unless `[outbound] allow_networks` includes"), "{reason}");
+    }
+    assert_eq!(listener.accepted(), 0, "herald connected to a refused SMTP server");
+
+    let server = SmtpServer::start(json!({}));
+    let mut config = EmailConfig::loopback(server.port, "herald@example.test".parse().unwrap(), to);
+    config.host = "localhost".to_owned();
+    let report = Email::new(config, Outbound::allowing_loopback())
+        .unwrap()
+        .send(&request(&message, D1))
+        .await;
+    delivered_ref(&report);
+    assert_eq!(server.records().len(), 1);
 }
 
 #[tokio::test]
@@ -384,7 +425,8 @@ async fn required_tls_refuses_a_server_without_starttls_and_opportunistic_sends_
             vec![A.parse().unwrap()],
         );
         config.tls = tls;
-        let report = Email::new(config).unwrap().send(&request(&message, D1)).await;
+        let report =
+            Email::new(config, crate::loopback()).unwrap().send(&request(&message, D1)).await;
         assert_eq!(report.outcome.class(), class, "{tls:?}: {report:?}");
         if class == "permanent" {
             assert!(
@@ -410,7 +452,8 @@ async fn logs_in_and_a_refused_login_is_permanent_without_the_password() {
         );
         config.username = Some("herald".to_owned());
         config.password = Some(password.to_owned());
-        let report = Email::new(config).unwrap().send(&request(&message, D1)).await;
+        let report =
+            Email::new(config, crate::loopback()).unwrap().send(&request(&message, D1)).await;
         assert_eq!(report.outcome.class(), class, "{report:?}");
         let shown = format!("{report:?}");
         assert!(!shown.contains(password), "{shown}");
@@ -444,7 +487,10 @@ async fn starttls_is_used_whenever_the_server_offers_it() {
     let server = SmtpServer::start(json!({ "tls": "starttls", "require_starttls": true }));
     let message = message("P1");
     for tls in [Tls::Required, Tls::Opportunistic] {
-        let report = Email::new(server.tls_config(tls)).unwrap().send(&request(&message, D1)).await;
+        let report = Email::new(server.tls_config(tls), crate::loopback())
+            .unwrap()
+            .send(&request(&message, D1))
+            .await;
         assert_eq!(delivered_ref(&report), expected_id(D1), "{tls:?}");
     }
     let records = server.records();
@@ -461,7 +507,7 @@ async fn smtps_is_tls_from_the_first_byte() {
     let mut config = server.tls_config(Tls::Required);
     config.implicit_tls = true;
     let message = message("P1");
-    let report = Email::new(config).unwrap().send(&request(&message, D1)).await;
+    let report = Email::new(config, crate::loopback()).unwrap().send(&request(&message, D1)).await;
     assert_eq!(delivered_ref(&report), expected_id(D1));
     let records = server.records();
     assert_eq!(records.len(), 1);
@@ -479,7 +525,8 @@ async fn a_certificate_herald_does_not_trust_is_permanent_and_names_tls_ca() {
             let mut config = server.tls_config(Tls::Required);
             config.implicit_tls = implicit;
             config.tls_ca = ca.clone();
-            let report = Email::new(config).unwrap().send(&request(&message, D1)).await;
+            let report =
+                Email::new(config, crate::loopback()).unwrap().send(&request(&message, D1)).await;
             let Outcome::Permanent { reason } = &report.outcome else {
                 panic!("{mode}, {ca:?}: {report:?}")
             };
@@ -501,7 +548,8 @@ async fn logs_in_over_tls_and_a_wrong_password_is_permanent() {
         let mut config = server.tls_config(Tls::Required);
         config.username = Some("herald".to_owned());
         config.password = Some(password.to_owned());
-        let report = Email::new(config).unwrap().send(&request(&message, D1)).await;
+        let report =
+            Email::new(config, crate::loopback()).unwrap().send(&request(&message, D1)).await;
         assert_eq!(report.outcome.class(), class, "{report:?}");
         assert!(!format!("{report:?}").contains(password), "{report:?}");
         if class == "permanent" {
@@ -541,7 +589,7 @@ async fn a_stall_before_the_message_is_handed_over_is_retried_before_the_engine_
         config.username = Some("herald".to_owned());
         config.password = Some("pw".to_owned());
         config.command_timeout = COMMAND_TIMEOUT;
-        let connector = Email::new(config).unwrap();
+        let connector = Email::new(config, crate::loopback()).unwrap();
         let started = Instant::now();
         let report = attempt(&connector, &request(&message, D1), ATTEMPT_LIMIT).await;
         let Outcome::Retry { reason, .. } = &report.outcome else { panic!("{stall}: {report:?}") };
@@ -564,7 +612,9 @@ async fn a_stall_after_the_final_dot_waits_for_the_engine_and_is_unknown() {
     let message = message("P1");
     let limit = Duration::from_secs(2);
     let started = Instant::now();
-    let report = attempt(&Email::new(config).unwrap(), &request(&message, D1), limit).await;
+    let report =
+        attempt(&Email::new(config, crate::loopback()).unwrap(), &request(&message, D1), limit)
+            .await;
     // Not a `Retry` after `command_timeout`: the server holds the message.
     assert_eq!(report.outcome.reason(), Some("the engine's timeout"), "{report:?}");
     assert!(started.elapsed() >= limit);

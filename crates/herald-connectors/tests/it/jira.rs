@@ -34,7 +34,7 @@ fn config(sim: &Simulator) -> JiraConfig {
 }
 
 fn connector(config: JiraConfig) -> Jira {
-    let options = ClientOptions { timeout: Some(TIMEOUT), ..ClientOptions::default() };
+    let options = ClientOptions { timeout: Some(TIMEOUT), ..crate::options() };
     Jira::new(config, client_with(&options).unwrap()).unwrap()
 }
 

@@ -15,6 +15,8 @@ mod matrix;
 mod mattermost;
 /// The Opsgenie Alert API against the simulator's Opsgenie dialect.
 mod opsgenie;
+/// The outbound policy end to end: refused addresses and names, allowances, redirects.
+mod outbound;
 /// PagerDuty Events API v2 against the simulator's PagerDuty dialect.
 mod pagerduty;
 /// Loopback receivers: a scripted axum server and raw TCP servers that misbehave.
@@ -29,3 +31,22 @@ mod synapse;
 mod teams;
 /// The webhook connector end to end: each answer and failure class.
 mod webhook;
+
+use herald_connectors::http::{self, ClientOptions};
+use herald_connectors::outbound::Outbound;
+
+/// The policy these tests run under: every server they start listens on loopback, so
+/// loopback is allowed, explicitly, as `[outbound] allow_networks` would.
+pub(crate) fn loopback() -> Outbound {
+    Outbound::allowing_loopback()
+}
+
+/// The shared client's default options with loopback allowed.
+pub(crate) fn options() -> ClientOptions {
+    ClientOptions { outbound: loopback(), ..ClientOptions::default() }
+}
+
+/// The shared client with loopback allowed.
+pub(crate) fn client() -> http::Client {
+    http::client_with(&options()).unwrap()
+}

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use herald_connectors::matrix::{Auth, Matrix, MatrixConfig, UpdateMode, lookup};
-use herald_connectors::{Connector, Report, Request, Thread, http};
+use herald_connectors::{Connector, Report, Request, Thread};
 use herald_core::{Message, Outcome, Severity};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
@@ -20,7 +20,7 @@ use crate::webhook::{request, wall_clock};
 fn connector(synapse: &Synapse, homeserver: &str, auth: Auth, mode: UpdateMode) -> Matrix {
     let config = MatrixConfig::new(homeserver, &synapse.user_id, auth, &synapse.room_alias)
         .with_update_mode(mode);
-    Matrix::new(config, http::client()).unwrap()
+    Matrix::new(config, crate::client()).unwrap()
 }
 
 fn password() -> Auth {
@@ -95,7 +95,7 @@ async fn a_resend_after_a_lost_answer_or_a_restart_leaves_exactly_one_event() {
     let proxy = black_hole(synapse.url.trim_start_matches("http://").to_owned()).await;
     // A token and a room id: the lost PUT is the only request that goes through.
     let config = MatrixConfig::new(&proxy, &synapse.user_id, Auth::Token(token), &synapse.room_id);
-    let lost = Matrix::new(config, http::client()).unwrap();
+    let lost = Matrix::new(config, crate::client()).unwrap();
     let report = attempt(&lost, &request, Duration::from_secs(3)).await;
     assert_eq!(report.outcome.class(), "unknown", "{report:?}");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -237,7 +237,7 @@ async fn a_revoked_token_leads_to_one_new_login_and_a_foreign_room_fails_for_goo
 
     let config =
         MatrixConfig::new(&synapse.url, &synapse.user_id, password(), "!nowhere:localhost");
-    let outsider = Matrix::new(config, http::client()).unwrap();
+    let outsider = Matrix::new(config, crate::client()).unwrap();
     let report = attempt(&outsider, &third, Duration::from_secs(10)).await;
     assert_eq!(report.outcome.class(), "permanent", "{report:?}");
     assert!(report.outcome.reason().unwrap().contains("M_FORBIDDEN"), "{report:?}");
@@ -250,7 +250,7 @@ fn on_device(synapse: &Synapse, device: &str, lookup_after: Duration) -> Matrix 
     let config = MatrixConfig::new(&synapse.url, &synapse.user_id, password(), &synapse.room_id)
         .with_device_id(device)
         .with_lookup_after(lookup_after);
-    Matrix::new(config, http::client()).unwrap()
+    Matrix::new(config, crate::client()).unwrap()
 }
 
 #[tokio::test]

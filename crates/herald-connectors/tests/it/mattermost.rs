@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use herald_connectors::mattermost::{Mattermost, MattermostConfig, UpdateMode, pending_post_id};
 use herald_connectors::mattermost_webhook::{MattermostWebhook, MattermostWebhookConfig};
-use herald_connectors::{Connector, Report, Request, Thread, http};
+use herald_connectors::{Connector, Report, Request, Thread};
 use herald_core::{Message, Outcome};
 use herald_simulator::{FaultPlan, SimView, Simulator};
 
@@ -24,7 +24,7 @@ async fn simulator(plan: FaultPlan) -> (Simulator, SimView) {
 fn connector(view: &SimView, token: &str, channel: &str, mode: UpdateMode) -> Mattermost {
     let config =
         MattermostConfig::new(&view.mattermost_url("mm"), token, channel).with_update_mode(mode);
-    Mattermost::new(config, http::client()).unwrap()
+    Mattermost::new(config, crate::client()).unwrap()
 }
 
 /// One attempt bounded as the engine bounds it: past the limit it is `Unknown`.
@@ -210,7 +210,7 @@ async fn the_incoming_webhook_posts_text_and_classifies_its_errors() {
     let (sim, view) = simulator(FaultPlan::healthy().fail_first(1, 503)).await;
     let hook = MattermostWebhook::new(
         MattermostWebhookConfig::new(view.mattermost_hook_url("mm")),
-        http::client(),
+        crate::client(),
     )
     .unwrap();
     let mut message = message();
@@ -229,7 +229,7 @@ async fn the_incoming_webhook_posts_text_and_classifies_its_errors() {
     ] {
         let url = view.mattermost_hook_url("mm").replace("simhookkey", key);
         let hook =
-            MattermostWebhook::new(MattermostWebhookConfig::new(url), http::client()).unwrap();
+            MattermostWebhook::new(MattermostWebhookConfig::new(url), crate::client()).unwrap();
         let report = attempt(&hook, &req).await;
         assert_eq!(
             (report.outcome.class(), report.status),
@@ -244,7 +244,7 @@ async fn the_incoming_webhook_posts_text_and_classifies_its_errors() {
     let (sim, view) = simulator(FaultPlan::healthy().hang_first(1)).await;
     let hook = MattermostWebhook::new(
         MattermostWebhookConfig::new(view.mattermost_hook_url("mm")),
-        http::client(),
+        crate::client(),
     )
     .unwrap();
     assert_eq!(attempt(&hook, &req).await.outcome.class(), "unknown");

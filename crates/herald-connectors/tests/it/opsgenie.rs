@@ -25,7 +25,7 @@ async fn start(plan: FaultPlan) -> Simulator {
 }
 
 fn connector(sim: &Simulator, key: &str) -> Opsgenie {
-    let options = ClientOptions { timeout: Some(TIMEOUT), ..ClientOptions::default() };
+    let options = ClientOptions { timeout: Some(TIMEOUT), ..crate::options() };
     let config = OpsgenieConfig { api_key: key.to_owned(), base_url: sim.opsgenie_url("og") };
     Opsgenie::new(config, client_with(&options).unwrap()).unwrap()
 }

@@ -24,7 +24,7 @@ async fn start(plan: FaultPlan) -> Simulator {
 }
 
 fn connector(sim: &Simulator, routing_key: &str) -> PagerDuty {
-    let options = ClientOptions { timeout: Some(TIMEOUT), ..ClientOptions::default() };
+    let options = ClientOptions { timeout: Some(TIMEOUT), ..crate::options() };
     let config =
         PagerDutyConfig { routing_key: routing_key.to_owned(), base_url: sim.pagerduty_url("pd") };
     PagerDuty::new(config, client_with(&options).unwrap()).unwrap()
@@ -188,7 +188,7 @@ async fn pagerduty_throttling_and_server_errors() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let options = ClientOptions { timeout: Some(TIMEOUT), ..ClientOptions::default() };
+    let options = ClientOptions { timeout: Some(TIMEOUT), ..crate::options() };
     let config = PagerDutyConfig {
         routing_key: PAGERDUTY_ROUTING_KEY.to_owned(),
         base_url: format!("http://{addr}"),

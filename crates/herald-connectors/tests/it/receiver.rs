@@ -228,7 +228,7 @@ impl Drop for RawServer {
 }
 
 /// Reads one HTTP/1.1 request with a `content-length` body, in full.
-async fn read_request(stream: &mut TcpStream) -> Vec<u8> {
+pub(crate) async fn read_request(stream: &mut TcpStream) -> Vec<u8> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use herald_connectors::slack::{self, Slack, SlackConfig, UpdateMode};
 use herald_connectors::slack_webhook::{SlackWebhook, SlackWebhookConfig};
-use herald_connectors::{Connector, Report, Request, Thread, http};
+use herald_connectors::{Connector, Report, Request, Thread};
 use herald_core::{Message, Outcome};
 use herald_simulator::{FaultPlan, SimView, Simulator, SlackFault};
 
@@ -26,7 +26,7 @@ fn connector(view: &SimView, token: &str, channel: &str, mode: UpdateMode) -> Sl
     let config = SlackConfig::new(token, channel)
         .with_base_url(&view.slack_api_url("ws"))
         .with_update_mode(mode);
-    Slack::new(config, http::client()).unwrap()
+    Slack::new(config, crate::client()).unwrap()
 }
 
 /// One attempt bounded as the engine bounds it: past `limit` it is `Unknown`.
@@ -190,7 +190,7 @@ async fn look_up_reads_keep_to_their_own_rate_limit() {
     let config = SlackConfig::new(TOKEN, CHANNEL)
         .with_base_url(&view.slack_api_url("ws"))
         .with_history_rate_limit(one_per_minute);
-    let slack = Slack::new(config, http::client()).unwrap();
+    let slack = Slack::new(config, crate::client()).unwrap();
     let (first, second) = (message(), Message { title: "P2".into(), ..message() });
     let mut a = request(&first);
     let mut b = Request { delivery_id: "d_01JD0000000000000000000002", ..request(&second) };
@@ -374,7 +374,7 @@ async fn an_update_of_a_deleted_original_is_permanent() {
 async fn the_incoming_webhook_classifies_its_text_errors() {
     let (sim, view) = simulator(FaultPlan::healthy().dedupe(false)).await;
     let config = SlackWebhookConfig::new(view.slack_hook_url("ws"));
-    let hook = SlackWebhook::new(config, http::client()).unwrap();
+    let hook = SlackWebhook::new(config, crate::client()).unwrap();
     let message = message();
     let ok = attempt(&hook, &request(&message)).await;
     assert_eq!(ok.outcome, Outcome::delivered(None));
@@ -403,7 +403,7 @@ async fn the_incoming_webhook_classifies_its_text_errors() {
 async fn the_incoming_webhook_is_unknown_when_the_post_hangs() {
     let (sim, view) = simulator(FaultPlan::healthy().dedupe(false).hang_first(1)).await;
     let config = SlackWebhookConfig::new(view.slack_hook_url("ws"));
-    let hook = SlackWebhook::new(config, http::client()).unwrap();
+    let hook = SlackWebhook::new(config, crate::client()).unwrap();
     let message = message();
     assert_eq!(attempt(&hook, &request(&message)).await.outcome.class(), "unknown");
     // No look-up exists: a resend is a second copy, which on_unknown decides about.
@@ -443,7 +443,7 @@ async fn writes_are_json_declared_utf8_with_a_bearer_token() {
         .body(r#"{"ok":true,"channel":"C0HERALD01","ts":"1700000000.000100"}"#);
     let mut receiver = TestReceiver::start(vec![answer]).await;
     let config = SlackConfig::new(TOKEN, CHANNEL).with_base_url(&receiver.url("/api"));
-    let slack = Slack::new(config, http::client()).unwrap();
+    let slack = Slack::new(config, crate::client()).unwrap();
     let message = message();
     let report = attempt(&slack, &request(&message)).await;
     assert_eq!(remote(&report), "C0HERALD01:1700000000.000100");
@@ -469,7 +469,7 @@ async fn a_lookup_answer_without_messages_does_not_post() {
             Scripted::status(200).header("content-type", "application/json").body(body.to_owned());
         let mut receiver = TestReceiver::start(vec![answer]).await;
         let config = SlackConfig::new(TOKEN, CHANNEL).with_base_url(&receiver.url("/api"));
-        let slack = Slack::new(config, http::client()).unwrap();
+        let slack = Slack::new(config, crate::client()).unwrap();
         let message = message();
         let ambiguous = Request { attempt: 2, ambiguous: true, ..request(&message) };
         let report = attempt(&slack, &ambiguous).await;

@@ -19,9 +19,8 @@ use crate::webhook::wall_clock;
 /// The client timeout standing in for the engine's per-attempt timeout.
 const TIMEOUT: Duration = Duration::from_millis(500);
 
-fn client() -> reqwest::Client {
-    http::client_with(&ClientOptions { timeout: Some(TIMEOUT), ..ClientOptions::default() })
-        .unwrap()
+fn client() -> http::Client {
+    http::client_with(&ClientOptions { timeout: Some(TIMEOUT), ..crate::options() }).unwrap()
 }
 
 async fn start(endpoints: Vec<(&str, FaultPlan)>) -> Simulator {

@@ -12,7 +12,7 @@ use crate::receiver::{Misbehavior, RawServer, Scripted, TestReceiver, refused_ur
 
 pub(crate) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-pub(crate) fn webhook_with(url: &str, client: reqwest::Client) -> Webhook {
+pub(crate) fn webhook_with(url: &str, client: http::Client) -> Webhook {
     let config = WebhookConfig {
         url: url.to_owned(),
         secret: Some(SECRET.to_owned()),
@@ -22,7 +22,7 @@ pub(crate) fn webhook_with(url: &str, client: reqwest::Client) -> Webhook {
 }
 
 pub(crate) fn webhook(url: &str) -> Webhook {
-    webhook_with(url, http::client())
+    webhook_with(url, crate::client())
 }
 
 pub(crate) fn message() -> Message {
@@ -212,8 +212,7 @@ async fn no_answer_runs_into_the_engines_timeout() {
 #[tokio::test]
 async fn the_clients_own_timeout_is_unknown() {
     let mut server = RawServer::start(Misbehavior::NeverAnswer).await;
-    let options =
-        ClientOptions { timeout: Some(Duration::from_millis(300)), ..ClientOptions::default() };
+    let options = ClientOptions { timeout: Some(Duration::from_millis(300)), ..crate::options() };
     let webhook = webhook_with(&server.url, http::client_with(&options).unwrap());
     let message = message();
     let report = tokio::time::timeout(Duration::from_secs(10), webhook.send(&request(&message)))
