@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use herald_api::{AppState, Ids, Limits, Targets};
+use herald_api::{AppState, Auth, Ids, Limits, Targets};
 use herald_connectors::http;
 use herald_core::Timestamp;
 use herald_engine::{Clock, Destination, Engine, EngineConfig, Membership, Retention, SystemClock};
@@ -124,6 +124,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             ..Limits::default()
         },
         ids: Ids::new(clock, seed()),
+        auth: Auth::Open,
     };
     let stop_http = CancellationToken::new();
     let stop = stop_http.clone();

@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use serde_json::Value;
+use herald_api::{Access, Scope};
+use serde_json::{Value, json};
 
 use crate::{TestApp, delivery, str_of};
 
@@ -33,7 +34,7 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
         }
     }
     let served: BTreeSet<(String, String)> =
-        herald_api::routes().into_iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        herald_api::routes().into_iter().map(|(m, p, _)| (m.to_string(), p.to_string())).collect();
     assert_eq!(documented, served);
 
     // The router answers each listed route, and no other method on its path.
@@ -60,6 +61,45 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
                 );
             }
         }
+    }
+}
+
+/// The scope each operation documents is the one the router enforces: the same table
+/// builds both, and this holds the hand-written document to it.
+#[tokio::test]
+async fn every_operation_documents_the_scope_the_router_enforces() {
+    let t = TestApp::new();
+    let doc = document(&t).await;
+    let scheme = &doc["components"]["securitySchemes"]["bearerAuth"];
+    assert_eq!(
+        (scheme["type"].as_str(), scheme["scheme"].as_str()),
+        (Some("http"), Some("bearer"))
+    );
+    for (method, path, access) in herald_api::routes() {
+        let operation = &doc["paths"][path][method.to_ascii_lowercase()];
+        let what = format!("{method} {path}");
+        let documented = operation["x-herald-scope"].as_str();
+        assert_eq!(documented, Some(access.scope().map_or("none", Scope::name)), "{what}");
+        let Some(scope) = access.scope() else {
+            assert_eq!(operation["security"], json!([]), "{what} is open");
+            assert!(operation["responses"].get("401").is_none(), "{what} is open");
+            continue;
+        };
+        let alternatives = json!([{"bearerAuth": [scope.name()]}, {"bearerAuth": ["admin"]}]);
+        assert_eq!(operation["security"], alternatives, "{what}");
+        for (status, name) in [("401", "Unauthorized"), ("403", "Forbidden")] {
+            let reference = format!("#/components/responses/{name}");
+            assert_eq!(operation["responses"][status]["$ref"], reference.as_str(), "{what}");
+        }
+        let description = str_of(operation, "description");
+        assert!(description.contains(&format!("scope `{scope}` (or `admin`)")), "{what}");
+        if access == Access::Metrics {
+            assert!(description.contains("metrics_public = true"), "{what}");
+        }
+    }
+    let kinds = doc["components"]["schemas"]["Problem"]["properties"]["type"]["enum"].clone();
+    for kind in ["unauthorized", "forbidden"] {
+        assert!(kinds.as_array().unwrap().contains(&json!(format!("urn:herald:problem:{kind}"))));
     }
 }
 
