@@ -2,7 +2,9 @@
 //!
 //! [`Config::parse`] checks the whole file and reports every problem it finds, each with
 //! its `file:line:column`, the dotted key it concerns and what to do about it; only a
-//! file without a single problem becomes a [`Config`]. Secrets (`${ENV_VAR}`,
+//! file without a single problem becomes a [`Config`]. `[[tokens]]` (API tokens by hash,
+//! in `config/build/tokens.rs`) are required when `server.listen` is not a loopback
+//! address. Secrets (`${ENV_VAR}`,
 //! `file:/path` or inline `whsec_...`) are resolved while parsing, and no error message
 //! ever contains a secret's value.
 //!
@@ -24,6 +26,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use herald_api::ApiToken;
 use herald_connectors::ConnectorConfig;
 use herald_core::OnUnknown;
 use herald_engine::LaneSettings;
@@ -39,6 +42,9 @@ pub struct Config {
     pub groups: BTreeMap<String, Vec<String>>,
     /// The `[retention]` table.
     pub retention: RetentionConfig,
+    /// The `[[tokens]]` entries: API tokens by hash, with their scopes. Empty: the API
+    /// is open, which the configuration allows only on a loopback `listen` address.
+    pub tokens: Vec<ApiToken>,
 }
 
 /// The `[retention]` table: how long terminal broadcasts are kept.
@@ -87,6 +93,9 @@ pub struct ServerConfig {
     /// How many submits and updates may wait for the database writer before new ones
     /// get `503` (`1024`).
     pub submit_queue: usize,
+    /// Whether `/metrics` answers without a token when `[[tokens]]` are configured
+    /// (`false`: it needs `read`).
+    pub metrics_public: bool,
 }
 
 impl Default for ServerConfig {
@@ -100,6 +109,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(10),
             store_timeout: Duration::from_secs(5),
             submit_queue: 1024,
+            metrics_public: false,
         }
     }
 }
@@ -398,4 +408,9 @@ impl Config {
     pub fn destination(&self, name: &str) -> Option<&DestinationConfig> {
         self.destinations.iter().find(|d| d.name == name)
     }
+}
+
+/// Checks a `[[tokens]]` name (the rule of destination names), for `herald token create`.
+pub(crate) fn check_token_name(name: &str) -> Result<(), String> {
+    values::check_name(name)
 }

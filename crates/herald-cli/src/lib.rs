@@ -10,4 +10,5 @@ pub mod database;
 pub mod demo;
 pub mod progress;
 pub mod serve;
+pub mod token;
 pub mod torture;

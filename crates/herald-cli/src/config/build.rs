@@ -12,6 +12,8 @@ use herald_engine::LaneSettings;
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
+mod tokens;
+
 use super::values;
 use super::{Config, DestinationConfig, RetentionConfig, ServerConfig};
 
@@ -21,7 +23,7 @@ type Key<'i> = Spanned<DeString<'i>>;
 type Value<'i> = Spanned<DeValue<'i>>;
 
 /// The top-level tables.
-const TOP_LEVEL: &[&str] = &["server", "destinations", "groups", "retention"];
+const TOP_LEVEL: &[&str] = &["server", "destinations", "groups", "retention", "tokens"];
 /// The settings of `[server]`.
 const SERVER_KEYS: &[&str] = &[
     "listen",
@@ -32,6 +34,7 @@ const SERVER_KEYS: &[&str] = &[
     "request_timeout",
     "store_timeout",
     "submit_queue",
+    "metrics_public",
 ];
 /// The settings of `[retention]`.
 const RETENTION_KEYS: &[&str] = &["delivered", "failed"];
@@ -175,18 +178,21 @@ impl Checker<'_> {
                         config.retention = self.retention(table);
                     }
                 }
+                "tokens" => config.tokens = self.tokens(value),
                 _ => self.unknown_top_level(key, value),
             }
         }
         if let Some(value) = groups {
             config.groups = self.groups(value, &destination_names);
         }
+        self.exposure(root, config.server.listen, !config.tokens.is_empty());
         config
     }
 
     fn unknown_top_level(&mut self, key: &Key<'_>, value: &Value<'_>) {
         let name = key.get_ref().as_ref();
-        let layout = "herald.toml has [server], [destinations.NAME], [groups] and [retention]";
+        let layout =
+            "herald.toml has [server], [destinations.NAME], [groups], [retention] and [[tokens]]";
         let message = if SERVER_KEYS.contains(&name) {
             format!("unknown top-level key `{name}`; it belongs in the [server] table")
         } else if COMMON_KEYS.contains(&name) || self.kinds.iter().any(|k| k.keys.contains(&name)) {
@@ -263,6 +269,18 @@ impl Checker<'_> {
                         server.store_timeout = timeout;
                     }
                 }
+                "metrics_public" => match value.get_ref() {
+                    DeValue::Boolean(public) => server.metrics_public = *public,
+                    other => self.error(
+                        value.span().start,
+                        &path,
+                        format!(
+                            "expected true or false, found {}; true lets anyone read /metrics \
+                             without a token",
+                            other.type_str()
+                        ),
+                    ),
+                },
                 _ => {
                     let message = match settings::closest(name, SERVER_KEYS) {
                         Some(close) => format!("unknown setting `{name}`; did you mean `{close}`?"),
