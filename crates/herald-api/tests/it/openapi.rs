@@ -192,3 +192,68 @@ async fn schemas_name_the_fields_of_real_responses() {
         doc["components"]["schemas"]["Problem"]["properties"]["type"]["enum"].as_array().unwrap();
     assert!(kinds.contains(&problem["type"]));
 }
+
+/// Found by Schemathesis: the event stream's schema described the whole body as one
+/// string, where OpenAPI 3.1 tools read it as the schema of each event. Each event the
+/// stream sends has the documented fields and name.
+#[tokio::test]
+async fn each_server_sent_event_fits_the_documented_event_schema() {
+    let t = TestApp::new();
+    let doc = document(&t).await;
+    let schema = &doc["paths"]["/v1/broadcasts/{id}/events"]["get"]["responses"]["200"]["content"]
+        ["text/event-stream"]["schema"];
+    assert_eq!(schema["required"], json!(["event", "data"]));
+    let names: BTreeSet<&str> = schema["properties"]["event"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|name| name.as_str().unwrap())
+        .collect();
+    let b = t.submit(&["ops"], "streamed").await;
+    let id = str_of(&b, "id");
+    t.settle(id).await;
+    // A settled broadcast's stream is its snapshot and `done`, then it ends.
+    let stream = t.get(&format!("/v1/broadcasts/{id}/events")).await;
+    assert_eq!(stream.status, StatusCode::OK, "{}", stream.text);
+    let mut seen = Vec::new();
+    for block in stream.text.split("\n\n").filter(|block| !block.trim().is_empty()) {
+        let field = |name: &str| {
+            block.lines().find_map(|line| line.strip_prefix(&format!("{name}:")).map(str::trim))
+        };
+        let (Some(event), Some(data)) = (field("event"), field("data")) else {
+            assert!(block.lines().all(|line| line.starts_with(':')), "not an event: {block:?}");
+            continue;
+        };
+        assert!(names.contains(event), "undocumented event {event}");
+        let broadcast: Value = serde_json::from_str(data).unwrap();
+        matches_schema(&doc, "Broadcast", &broadcast);
+        seen.push(event.to_string());
+    }
+    assert_eq!(seen, ["snapshot", "done"]);
+}
+
+/// Found by Schemathesis: `null` for an optional string of a submit or an update is
+/// read as leaving it out, which the document did not allow.
+#[tokio::test]
+async fn null_for_an_optional_request_field_is_documented_and_means_absent() {
+    let t = TestApp::new();
+    let doc = document(&t).await;
+    for schema in ["SubmitRequest", "UpdateRequest"] {
+        for field in ["idempotency_key", "expires_in"] {
+            let types = &doc["components"]["schemas"][schema]["properties"][field]["type"];
+            assert_eq!(types, &json!(["string", "null"]), "{schema}.{field}");
+        }
+    }
+    let mut body = crate::submission(&["ops"], "nulls");
+    body["idempotency_key"] = Value::Null;
+    body["expires_in"] = Value::Null;
+    let res = t.post("/v1/broadcasts", &body).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text);
+    assert_eq!(res.json["idempotency_key"], Value::Null);
+    assert_eq!(res.json["expires_at"], Value::Null);
+    let id = str_of(&res.json, "id");
+    let update =
+        json!({"message": {"title": "again"}, "idempotency_key": null, "expires_in": null});
+    let res = t.post(&format!("/v1/broadcasts/{id}/updates"), &update).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text);
+}
