@@ -1,7 +1,10 @@
 //! Project automation, the one entry point for checks: `cargo xtask test` runs the
-//! whole test suite (installing the Python verifier it needs), `cargo xtask ci` adds
-//! formatting, lints and tidy checks. `.ci/run` calls `cargo xtask ci`; no check lives
-//! anywhere else.
+//! whole test suite (installing the Python verifier it needs), `cargo xtask
+//! schemathesis` fuzzes the API from its OpenAPI document, `cargo xtask ci` adds
+//! formatting, lints and tidy checks to both. `.ci/run` calls `cargo xtask ci`; no check
+//! lives anywhere else.
+
+mod schemathesis;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -12,9 +15,10 @@ fn main() -> ExitCode {
         "test" => test(),
         "ci" => ci(),
         "tidy" => tidy(),
+        "schemathesis" => schemathesis::schemathesis(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|ci|tidy>\n  test  run every test (installs the Python signature verifier if missing)\n  ci    fmt --check, clippy -D warnings, tidy, test\n  tidy  every Rust file opens with a //! doc line"
+                "usage: cargo xtask <test|ci|tidy|schemathesis>\n  test          run every test (installs the Python signature verifier if missing)\n  ci            fmt --check, clippy -D warnings, tidy, test, schemathesis\n  tidy          every Rust file opens with a //! doc line\n  schemathesis  fuzz the API of a real herald serve from /openapi.json (installs Schemathesis in target/schemathesis-venv)"
             );
             return ExitCode::from(2);
         }
@@ -96,7 +100,8 @@ fn ci() -> Result<(), String> {
     run("cargo", &["fmt", "--all", "--", "--check"])?;
     run("cargo", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;
     tidy()?;
-    test()
+    test()?;
+    schemathesis::schemathesis()
 }
 
 fn tidy() -> Result<(), String> {

@@ -14,6 +14,8 @@ use axum::response::{IntoResponse, Response};
 use herald_store::StoreError;
 use serde::Serialize;
 
+use crate::tokens::Scope;
+
 /// The media type of every error body.
 pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -63,6 +65,18 @@ pub enum ApiError {
     /// 413: the body is larger than the limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 401: no token, or not one of the configured tokens. Answered with
+    /// `WWW-Authenticate: Bearer`.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: a valid token whose scopes do not allow the operation.
+    #[error("{detail}")]
+    Forbidden {
+        /// Which token, what it has and what the operation needs.
+        detail: String,
+        /// The scope the operation needs (`admin` also allows it).
+        scope: Scope,
+    },
     /// 404: the broadcast, delivery or destination does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -97,6 +111,9 @@ pub enum ApiError {
 
 /// The `Retry-After` (seconds) sent with an overload or timeout 503.
 const RETRY_AFTER_SECS: &str = "1";
+
+/// The `WWW-Authenticate` challenge of a 401 (RFC 6750).
+const CHALLENGE: &str = "Bearer realm=\"herald\"";
 
 /// The RFC 9457 document. Kept in the response's extensions until the middleware has
 /// filled in `instance`.
@@ -155,6 +172,8 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -172,6 +191,8 @@ impl ApiError {
             ApiError::BadRequest { .. } => "urn:herald:problem:bad-request",
             ApiError::UnsupportedMediaType(_) => "urn:herald:problem:unsupported-media-type",
             ApiError::PayloadTooLarge(_) => "urn:herald:problem:payload-too-large",
+            ApiError::Unauthorized(_) => "urn:herald:problem:unauthorized",
+            ApiError::Forbidden { .. } => "urn:herald:problem:forbidden",
             ApiError::NotFound(_) => "urn:herald:problem:not-found",
             ApiError::NoRoute => "urn:herald:problem:no-such-route",
             ApiError::MethodNotAllowed(_) => "urn:herald:problem:method-not-allowed",
@@ -190,6 +211,8 @@ impl ApiError {
             ApiError::BadRequest { .. } => "The request cannot be read",
             ApiError::UnsupportedMediaType(_) => "The body must be JSON",
             ApiError::PayloadTooLarge(_) => "The body is too large",
+            ApiError::Unauthorized(_) => "A valid token is needed",
+            ApiError::Forbidden { .. } => "The token does not allow this",
             ApiError::NotFound(_) => "Not found",
             ApiError::NoRoute => "No such route",
             ApiError::MethodNotAllowed(_) => "Method not allowed",
@@ -209,6 +232,8 @@ impl ApiError {
             }
             ApiError::UnsupportedMediaType(detail)
             | ApiError::PayloadTooLarge(detail)
+            | ApiError::Unauthorized(detail)
+            | ApiError::Forbidden { detail, .. }
             | ApiError::NotFound(detail)
             | ApiError::MethodNotAllowed(detail)
             | ApiError::Conflict(detail) => (detail.clone(), Vec::new()),
@@ -299,9 +324,24 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        if let ApiError::Overloaded(_) | ApiError::TimedOut(_) = &self {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        match &self {
+            ApiError::Overloaded(_) | ApiError::TimedOut(_) => {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+            }
+            // RFC 6750's challenges: how to authenticate, and which scope was missing.
+            ApiError::Unauthorized(_) => {
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE));
+            }
+            ApiError::Forbidden { scope, .. } => {
+                let challenge =
+                    format!("{CHALLENGE}, error=\"insufficient_scope\", scope=\"{scope}\"");
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    res.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            _ => {}
         }
         res.extensions_mut().insert(problem);
         res

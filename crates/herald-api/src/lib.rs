@@ -13,6 +13,8 @@
 //! - `state.rs`: [`AppState`] and what it carries ([`Targets`], [`Limits`]).
 //! - `ids.rs`: [`Ids`], the `b_`/`d_` ULID source.
 //! - `error.rs`: [`ApiError`] and the middleware that completes and logs problems.
+//! - `tokens.rs`: API tokens, their hashes and [`Scope`]s; `auth.rs`: the layer that
+//!   answers 401/403 from each route's [`Access`] in the route table ([`Auth`]).
 //! - `guard.rs`: the concurrency limit and request timeout (503 + `Retry-After`).
 //! - `bounded.rs`: every store call bounded by `Limits::store_timeout`.
 //! - `extract.rs`: the JSON body and query extractors that answer in problems.
@@ -21,6 +23,7 @@
 //! - `routes/`: one file per resource; `routes/mod.rs` holds the route table that both
 //!   the router and [`routes`] are built from, and `openapi.json` documents it.
 
+mod auth;
 mod bounded;
 mod dto;
 mod error;
@@ -29,9 +32,12 @@ mod guard;
 mod ids;
 mod routes;
 mod state;
+mod tokens;
 mod validate;
 
+pub use auth::{Access, Auth};
 pub use error::{ApiError, FieldError};
 pub use ids::Ids;
 pub use routes::{app, routes};
 pub use state::{AppState, Limits, Targets};
+pub use tokens::{ApiToken, Scope, TOKEN_PREFIX, TokenHash, new_token};

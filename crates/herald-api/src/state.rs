@@ -1,5 +1,5 @@
 //! What every handler shares: the store, the engine, the clock, the configured targets,
-//! the request limits and the id source. Nothing here does I/O.
+//! the request limits, the id source and who may call what. Nothing here does I/O.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use herald_engine::{Clock, Engine};
 use herald_store::Store;
 
+use crate::auth::Auth;
 use crate::error::FieldError;
 use crate::ids::Ids;
 
@@ -26,6 +27,8 @@ pub struct AppState {
     pub limits: Limits,
     /// The id source for broadcasts and deliveries.
     pub ids: Ids,
+    /// Who may call what: open, or the configured tokens.
+    pub auth: Auth,
 }
 
 impl std::fmt::Debug for AppState {
@@ -34,6 +37,7 @@ impl std::fmt::Debug for AppState {
             .field("engine", &self.engine)
             .field("targets", &self.targets)
             .field("limits", &self.limits)
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }

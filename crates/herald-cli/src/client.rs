@@ -1,21 +1,96 @@
-//! A small client of herald's HTTP API for the CLI commands, the demo and the benchmark.
+//! A small client of herald's HTTP API for the CLI commands, the demo and the benchmark,
+//! and where the commands find their API token ([`Bearer::load`]).
 
 use std::path::Path;
 
 use anyhow::{Context, bail};
 use serde_json::Value;
 
+/// The environment variable the commands read their API token from.
+pub const TOKEN_VAR: &str = "HERALD_TOKEN";
+
 /// Talks to one herald server.
 #[derive(Debug, Clone)]
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    bearer: Option<Bearer>,
+}
+
+/// An API token and where it came from (for messages; never the token itself).
+#[derive(Clone)]
+pub struct Bearer {
+    token: String,
+    source: String,
+}
+
+/// Never shows the token.
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bearer").field("source", &self.source).finish_non_exhaustive()
+    }
+}
+
+impl Bearer {
+    /// The token in `file` if given, else in `HERALD_TOKEN` if set and not empty.
+    ///
+    /// # Errors
+    /// When the file cannot be read or is empty, or the token cannot be a token (a
+    /// space or control character, or a `sha256:` hash). Messages never show the token.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Option<Bearer>> {
+        let (token, source) = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the token file {}", path.display()))?;
+                (text, format!("--token-file {}", path.display()))
+            }
+            None => match std::env::var(TOKEN_VAR) {
+                Ok(text) if !text.trim().is_empty() => (text, TOKEN_VAR.to_string()),
+                _ => return Ok(None),
+            },
+        };
+        let token = token.trim().to_string();
+        if token.is_empty() {
+            bail!("{source}: the file is empty; put the token `herald token create` printed in it");
+        }
+        if token.starts_with("sha256:") {
+            bail!(
+                "{source} holds a token's hash, which belongs in the server's [[tokens]]; the \
+                 client needs the token itself (the `hrld_...` line `herald token create` printed)"
+            );
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            bail!(
+                "{source} has characters a token cannot have (spaces, line breaks or non-ASCII); \
+                 it should hold only the `hrld_...` token `herald token create` printed"
+            );
+        }
+        Ok(Some(Bearer { token, source }))
+    }
 }
 
 impl Client {
-    /// A client of the server at `base` (`http://127.0.0.1:8080`).
+    /// A client of the server at `base` (`http://127.0.0.1:8080`), without a token.
     pub fn new(base: &str) -> Client {
-        Client { base: base.trim_end_matches('/').to_string(), http: reqwest::Client::new() }
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+            bearer: None,
+        }
+    }
+
+    /// This client, sending `bearer` (if any) as `Authorization: Bearer` on every request.
+    pub fn with_bearer(mut self, bearer: Option<Bearer>) -> Client {
+        self.bearer = bearer;
+        self
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match &self.bearer {
+            Some(bearer) => req.bearer_auth(&bearer.token),
+            None => req,
+        }
     }
 
     /// A client of the server at `base` that, besides the public roots, trusts the CA
@@ -44,7 +119,7 @@ impl Client {
         let http = builder
             .build()
             .with_context(|| format!("cannot use the certificates in {shown} as trust roots"))?;
-        Ok(Client { base: base.trim_end_matches('/').to_string(), http })
+        Ok(Client { base: base.trim_end_matches('/').to_string(), http, bearer: None })
     }
 
     /// `GET path` → JSON.
@@ -52,7 +127,7 @@ impl Client {
     /// # Errors
     /// When the server is unreachable or answers with a problem.
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let res = self.http.get(format!("{}{path}", self.base)).send().await;
+        let res = self.request(reqwest::Method::GET, path).send().await;
         self.answer(path, res).await.map(|(_, body)| body)
     }
 
@@ -61,7 +136,7 @@ impl Client {
     /// # Errors
     /// When the server is unreachable or answers with a problem.
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
-        let res = self.http.post(format!("{}{path}", self.base)).json(body).send().await;
+        let res = self.request(reqwest::Method::POST, path).json(body).send().await;
         self.answer(path, res).await
     }
 
@@ -77,7 +152,22 @@ impl Client {
         let text = res.text().await.with_context(|| format!("reading the answer to {path}"))?;
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status >= 400 {
-            bail!("{}", problem_text(status, &body));
+            let mut text = problem_text(status, &body);
+            match (status, &self.bearer) {
+                (401, None) => text.push_str(&format!(
+                    "\nherald sent no token: put one in {TOKEN_VAR} or a file named by --token-file"
+                )),
+                (401, Some(bearer)) => text.push_str(&format!(
+                    "\nthe token from {} is not one the server knows",
+                    bearer.source
+                )),
+                (403, Some(bearer)) => text.push_str(&format!(
+                    "\nthe token from {} lacks the scope; use one that has it",
+                    bearer.source
+                )),
+                _ => {}
+            }
+            bail!("{text}");
         }
         Ok((status, body))
     }

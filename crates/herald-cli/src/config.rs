@@ -2,7 +2,9 @@
 //!
 //! [`Config::parse`] checks the whole file and reports every problem it finds, each with
 //! its `file:line:column`, the dotted key it concerns and what to do about it; only a
-//! file without a single problem becomes a [`Config`]. Secrets (`${ENV_VAR}`,
+//! file without a single problem becomes a [`Config`]. `[[tokens]]` (API tokens by hash,
+//! in `config/build/tokens.rs`) are required when `server.listen` is not a loopback
+//! address. Secrets (`${ENV_VAR}`,
 //! `file:/path` or inline `whsec_...`) are resolved while parsing, and no error message
 //! ever contains a secret's value.
 //!
@@ -26,6 +28,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use herald_api::ApiToken;
 use herald_connectors::ConnectorConfig;
 use herald_connectors::outbound::Outbound;
 use herald_connectors::redact::Redactor;
@@ -53,6 +56,9 @@ pub struct Config {
     /// The `[outbound]` table: the networks destinations may reach besides the public
     /// internet (`allow_networks`).
     pub outbound: Outbound,
+    /// The `[[tokens]]` entries: API tokens by hash, with their scopes. Empty: the API
+    /// is open, which the configuration allows only on a loopback `listen` address.
+    pub tokens: Vec<ApiToken>,
 }
 
 /// The `[retention]` table: how long terminal broadcasts are kept.
@@ -116,6 +122,9 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// The most API connections open at once; more wait to be accepted (`4096`).
     pub max_connections: usize,
+    /// Whether `/metrics` answers without a token when `[[tokens]]` are configured
+    /// (`false`: it needs `read`).
+    pub metrics_public: bool,
 }
 
 impl Default for ServerConfig {
@@ -134,6 +143,7 @@ impl Default for ServerConfig {
             max_header_bytes: 16 * 1024,
             header_read_timeout: Duration::from_secs(10),
             max_connections: 4096,
+            metrics_public: false,
         }
     }
 }
@@ -432,4 +442,9 @@ impl Config {
     pub fn destination(&self, name: &str) -> Option<&DestinationConfig> {
         self.destinations.iter().find(|d| d.name == name)
     }
+}
+
+/// Checks a `[[tokens]]` name (the rule of destination names), for `herald token create`.
+pub(crate) fn check_token_name(name: &str) -> Result<(), String> {
+    values::check_name(name)
 }

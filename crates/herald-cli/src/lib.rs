@@ -14,4 +14,5 @@ pub mod outbound;
 pub mod progress;
 pub mod serve;
 pub mod tls;
+pub mod token;
 pub mod torture;

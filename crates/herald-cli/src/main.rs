@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use herald_cli::client::Client;
+use herald_api::Scope;
+use herald_cli::client::{Bearer, Client};
 use herald_cli::config::Config;
-use herald_cli::{bench, database, demo, logging, outbound, progress, serve, torture};
+use herald_cli::{bench, database, demo, logging, outbound, progress, serve, token, torture};
 use serde_json::{Value, json};
 
 /// herald allocates many small, short-lived buffers per delivery (HTTP, JSON, SQL
@@ -28,6 +29,10 @@ struct Cli {
     /// https:// server whose certificate a private CA issued.
     #[arg(long, global = true, env = "HERALD_CA_FILE")]
     ca_file: Option<PathBuf>,
+    /// A file holding the API token the client commands send (instead of HERALD_TOKEN,
+    /// which keeps it out of the process list and shell history too).
+    #[arg(long, global = true, value_name = "PATH")]
+    token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -134,12 +139,46 @@ enum Command {
         #[arg(long, short, default_value = "herald.toml")]
         config: PathBuf,
     },
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Run a server with simulated destinations and watch a broadcast converge.
     Demo,
     /// Measure deliveries per second and latency against a local sink.
     Bench(bench::Options),
     /// Kill and restart a real server under random faults, then check every promise.
     Torture(torture::Options),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make a new random token; print it once, and the [[tokens]] entry (its hash and
+    /// scopes) to add to herald.toml.
+    Create {
+        /// Who will hold the token (e.g. alertmanager); shown in 403 answers.
+        #[arg(long)]
+        name: String,
+        /// What it may do: send, read, operate or admin (all); repeat for several.
+        #[arg(long = "scope", required = true, value_parser = token::parse_scope)]
+        scopes: Vec<Scope>,
+    },
+}
+
+impl Command {
+    /// Whether the command calls the API (and so needs the token, if any).
+    fn calls_the_api(&self) -> bool {
+        matches!(
+            self,
+            Command::Send { .. }
+                | Command::Update { .. }
+                | Command::Status { .. }
+                | Command::List { .. }
+                | Command::Retry { .. }
+                | Command::Cancel { .. }
+                | Command::Destinations
+                | Command::Nodes
+        )
+    }
 }
 
 fn main() -> ExitCode {
@@ -168,10 +207,15 @@ fn count(n: usize, noun: &str) -> String {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let bearer =
+        if cli.command.calls_the_api() { Bearer::load(cli.token_file.as_deref())? } else { None };
     // Built on first use: a broken CA file concerns the client commands only.
-    let client = || match &cli.ca_file {
-        Some(ca_file) => Client::trusting(&cli.server, ca_file),
-        None => Ok(Client::new(&cli.server)),
+    let client = || {
+        let client = match &cli.ca_file {
+            Some(ca_file) => Client::trusting(&cli.server, ca_file)?,
+            None => Client::new(&cli.server),
+        };
+        anyhow::Ok(client.with_bearer(bearer.clone()))
     };
     let mut out = std::io::stdout();
     match cli.command {
@@ -336,6 +380,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     if lanes.is_empty() { "-".to_string() } else { lanes.join(", ") }
                 );
             }
+        }
+        Command::Token(TokenCommand::Create { name, scopes }) => {
+            print!("{}", token::create(&name, &scopes)?.text(&name));
         }
         Command::Demo => return demo::run(&mut out).await,
         Command::Bench(options) => bench::run(options, &mut out).await?,

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use herald_api::{AppState, Ids, Limits, Targets};
+use herald_api::{AppState, Auth, Ids, Limits, Targets};
 use herald_connectors::http;
 use herald_core::Timestamp;
 use herald_engine::{Clock, Destination, Engine, EngineConfig, Membership, Retention, SystemClock};
@@ -133,7 +133,16 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             ..Limits::default()
         },
         ids: Ids::new(clock, seed()),
+        auth: Auth::new(config.tokens.clone(), config.server.metrics_public),
     };
+    if state.auth == Auth::Open {
+        tracing::warn!(
+            %addr,
+            "The API is unauthenticated: no [[tokens]] are configured, so every process on \
+             this machine may send, cancel and pause. Create tokens with `herald token create` \
+             to require them."
+        );
+    }
     let stop_http = CancellationToken::new();
     let stop = stop_http.clone();
     let app = herald_api::app(state);

@@ -1,7 +1,8 @@
 //! The route table and the router built from it.
 //!
-//! The router is built only from [`table`], and [`routes`] lists the same table, so a
-//! test can hold it against `openapi.json` in both directions.
+//! The router and the auth layer are built only from [`table`], and [`routes`] lists
+//! the same table with each operation's [`Access`], so tests can hold it against
+//! `openapi.json` in both directions and try every route with every scope.
 
 mod broadcasts;
 mod deliveries;
@@ -18,20 +19,32 @@ use axum::http::{Method, Uri};
 use axum::routing::{MethodRouter, get, post};
 use tower_http::trace::TraceLayer;
 
+use crate::auth::{Access, Auth, Gate, authorize};
 use crate::bounded::Bounded;
 use crate::error::{ApiError, problem_details};
 use crate::guard::{Guard, guard};
 use crate::state::AppState;
+use crate::tokens::Scope;
 
 /// The state handlers see: one allocation shared by all requests.
 type Shared = Arc<AppState>;
 
-/// One path, the methods it serves (as documented), and its handlers.
+/// One path, the methods it serves (as documented) with who may call each, and its
+/// handlers.
 struct Route {
     path: &'static str,
-    methods: &'static [&'static str],
+    methods: &'static [(&'static str, Access)],
     handler: MethodRouter<Shared>,
 }
+
+/// Submits broadcasts and updates.
+const SEND: Access = Access::Scoped(Scope::Send);
+/// Reads what herald knows.
+const READ: Access = Access::Scoped(Scope::Read);
+/// Changes what herald does with deliveries and destinations.
+const OPERATE: Access = Access::Scoped(Scope::Operate);
+/// The probes and the OpenAPI document.
+const OPEN: Access = Access::Open;
 
 /// The long-lived stream, exempt from the request timeout and the concurrency limit.
 const EVENTS: &str = "/v1/broadcasts/{id}/events";
@@ -44,7 +57,7 @@ const UNGUARDED: &[&str] = &[EVENTS, "/healthz", "/readyz", "/metrics"];
 
 fn route(
     path: &'static str,
-    methods: &'static [&'static str],
+    methods: &'static [(&'static str, Access)],
     handler: MethodRouter<Shared>,
 ) -> Route {
     Route { path, methods, handler }
@@ -52,30 +65,37 @@ fn route(
 
 fn table() -> Vec<Route> {
     vec![
-        route("/v1/broadcasts", &["GET", "POST"], get(broadcasts::list).post(broadcasts::submit)),
-        route("/v1/broadcasts/{id}", &["GET"], get(broadcasts::show)),
-        route("/v1/broadcasts/{id}/attempts", &["GET"], get(broadcasts::attempts)),
-        route(EVENTS, &["GET"], get(events::stream)),
-        route("/v1/broadcasts/{id}/updates", &["POST"], post(broadcasts::update)),
-        route("/v1/deliveries/{id}/retry", &["POST"], post(deliveries::retry)),
-        route("/v1/deliveries/{id}/cancel", &["POST"], post(deliveries::cancel)),
-        route("/v1/destinations", &["GET"], get(destinations::list)),
-        route("/v1/destinations/{name}/pause", &["POST"], post(destinations::pause)),
-        route("/v1/destinations/{name}/resume", &["POST"], post(destinations::resume)),
-        route("/v1/nodes", &["GET"], get(nodes::list)),
-        route("/healthz", &["GET"], get(ops::healthz)),
-        route("/readyz", &["GET"], get(ops::readyz)),
-        route("/metrics", &["GET"], get(ops::metrics)),
-        route("/openapi.json", &["GET"], get(ops::openapi)),
+        route(
+            "/v1/broadcasts",
+            &[("GET", READ), ("POST", SEND)],
+            get(broadcasts::list).post(broadcasts::submit),
+        ),
+        route("/v1/broadcasts/{id}", &[("GET", READ)], get(broadcasts::show)),
+        route("/v1/broadcasts/{id}/attempts", &[("GET", READ)], get(broadcasts::attempts)),
+        route(EVENTS, &[("GET", READ)], get(events::stream)),
+        route("/v1/broadcasts/{id}/updates", &[("POST", SEND)], post(broadcasts::update)),
+        route("/v1/deliveries/{id}/retry", &[("POST", OPERATE)], post(deliveries::retry)),
+        route("/v1/deliveries/{id}/cancel", &[("POST", OPERATE)], post(deliveries::cancel)),
+        route("/v1/destinations", &[("GET", READ)], get(destinations::list)),
+        route("/v1/destinations/{name}/pause", &[("POST", OPERATE)], post(destinations::pause)),
+        route("/v1/destinations/{name}/resume", &[("POST", OPERATE)], post(destinations::resume)),
+        route("/v1/nodes", &[("GET", READ)], get(nodes::list)),
+        route("/healthz", &[("GET", OPEN)], get(ops::healthz)),
+        route("/readyz", &[("GET", OPEN)], get(ops::readyz)),
+        route("/metrics", &[("GET", Access::Metrics)], get(ops::metrics)),
+        route("/openapi.json", &[("GET", OPEN)], get(ops::openapi)),
     ]
 }
 
-/// Every `(method, path)` the router serves, paths in OpenAPI/axum template form
-/// (`/v1/broadcasts/{id}`). `HEAD` is served wherever `GET` is and not listed.
-pub fn routes() -> Vec<(&'static str, &'static str)> {
+/// Every `(method, path, access)` the router serves, paths in OpenAPI/axum template
+/// form (`/v1/broadcasts/{id}`). `HEAD` is served wherever `GET` is, with the same
+/// access, and not listed.
+pub fn routes() -> Vec<(&'static str, &'static str, Access)> {
     table()
         .iter()
-        .flat_map(|route| route.methods.iter().map(|method| (*method, route.path)))
+        .flat_map(|route| {
+            route.methods.iter().map(|(method, access)| (*method, route.path, *access))
+        })
         .collect()
 }
 
@@ -96,11 +116,16 @@ pub fn app(mut state: AppState) -> Router {
     for route in unguarded {
         router = router.route(route.path, route.handler);
     }
+    router = router.fallback(|| async { ApiError::NoRoute }).method_not_allowed_fallback(
+        |method: Method, uri: Uri| async move { method_not_allowed(&method, &uri) },
+    );
+    // Added last so it wraps every route and both fallbacks, outside the overload
+    // guard: a request without a valid token never takes a permit.
+    if let Auth::Tokens { tokens, metrics_public } = &state.auth {
+        let gate = Gate::new(tokens.clone(), *metrics_public, &routes());
+        router = router.layer(axum::middleware::from_fn_with_state(Arc::new(gate), authorize));
+    }
     router
-        .fallback(|| async { ApiError::NoRoute })
-        .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
-            method_not_allowed(&method, &uri)
-        })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(problem_details))
         .layer(TraceLayer::new_for_http())
@@ -113,7 +138,7 @@ fn method_not_allowed(method: &Method, uri: &Uri) -> ApiError {
     let allowed: Vec<&str> = table()
         .iter()
         .filter(|route| template_matches(route.path, path))
-        .flat_map(|route| route.methods.iter().copied())
+        .flat_map(|route| route.methods.iter().map(|(method, _)| *method))
         .collect();
     ApiError::MethodNotAllowed(format!(
         "{path} does not accept {method}; it accepts {}.",

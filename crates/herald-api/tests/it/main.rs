@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod auth;
 mod bad_input;
 mod broadcasts;
 mod ids;
@@ -21,7 +22,7 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use herald_api::{AppState, Ids, Limits, Targets, app};
+use herald_api::{AppState, Auth, Ids, Limits, Targets, app};
 use herald_connectors::{Connector, Report, Request as Attempt};
 use herald_core::{Capabilities, Outcome, Timestamp};
 use herald_engine::{Clock, Destination, Engine, EngineConfig, FakeClock, LaneSettings};
@@ -127,6 +128,15 @@ impl TestApp {
     }
 
     fn with_limits(limits: Limits) -> TestApp {
+        TestApp::build(limits, Auth::Open)
+    }
+
+    /// [`TestApp::new`] with `auth`.
+    fn with_auth(auth: Auth) -> TestApp {
+        TestApp::build(Limits::default(), auth)
+    }
+
+    fn build(limits: Limits, auth: Auth) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::open(&dir.path().join("herald.db")).unwrap());
@@ -173,6 +183,7 @@ impl TestApp {
             targets: Targets::new(names, groups),
             limits,
             ids: Ids::new(clock, 7),
+            auth,
         };
         TestApp { router: app(state), engine, connectors, clock: fake_clock, _dir: dir }
     }

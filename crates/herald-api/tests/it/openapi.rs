@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use serde_json::Value;
+use herald_api::{Access, Scope};
+use serde_json::{Value, json};
 
 use crate::{TestApp, delivery, str_of};
 
@@ -33,7 +34,7 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
         }
     }
     let served: BTreeSet<(String, String)> =
-        herald_api::routes().into_iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+        herald_api::routes().into_iter().map(|(m, p, _)| (m.to_string(), p.to_string())).collect();
     assert_eq!(documented, served);
 
     // The router answers each listed route, and no other method on its path.
@@ -60,6 +61,45 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
                 );
             }
         }
+    }
+}
+
+/// The scope each operation documents is the one the router enforces: the same table
+/// builds both, and this holds the hand-written document to it.
+#[tokio::test]
+async fn every_operation_documents_the_scope_the_router_enforces() {
+    let t = TestApp::new();
+    let doc = document(&t).await;
+    let scheme = &doc["components"]["securitySchemes"]["bearerAuth"];
+    assert_eq!(
+        (scheme["type"].as_str(), scheme["scheme"].as_str()),
+        (Some("http"), Some("bearer"))
+    );
+    for (method, path, access) in herald_api::routes() {
+        let operation = &doc["paths"][path][method.to_ascii_lowercase()];
+        let what = format!("{method} {path}");
+        let documented = operation["x-herald-scope"].as_str();
+        assert_eq!(documented, Some(access.scope().map_or("none", Scope::name)), "{what}");
+        let Some(scope) = access.scope() else {
+            assert_eq!(operation["security"], json!([]), "{what} is open");
+            assert!(operation["responses"].get("401").is_none(), "{what} is open");
+            continue;
+        };
+        let alternatives = json!([{"bearerAuth": [scope.name()]}, {"bearerAuth": ["admin"]}]);
+        assert_eq!(operation["security"], alternatives, "{what}");
+        for (status, name) in [("401", "Unauthorized"), ("403", "Forbidden")] {
+            let reference = format!("#/components/responses/{name}");
+            assert_eq!(operation["responses"][status]["$ref"], reference.as_str(), "{what}");
+        }
+        let description = str_of(operation, "description");
+        assert!(description.contains(&format!("scope `{scope}` (or `admin`)")), "{what}");
+        if access == Access::Metrics {
+            assert!(description.contains("metrics_public = true"), "{what}");
+        }
+    }
+    let kinds = doc["components"]["schemas"]["Problem"]["properties"]["type"]["enum"].clone();
+    for kind in ["unauthorized", "forbidden"] {
+        assert!(kinds.as_array().unwrap().contains(&json!(format!("urn:herald:problem:{kind}"))));
     }
 }
 
@@ -151,4 +191,69 @@ async fn schemas_name_the_fields_of_real_responses() {
     let kinds =
         doc["components"]["schemas"]["Problem"]["properties"]["type"]["enum"].as_array().unwrap();
     assert!(kinds.contains(&problem["type"]));
+}
+
+/// Found by Schemathesis: the event stream's schema described the whole body as one
+/// string, where OpenAPI 3.1 tools read it as the schema of each event. Each event the
+/// stream sends has the documented fields and name.
+#[tokio::test]
+async fn each_server_sent_event_fits_the_documented_event_schema() {
+    let t = TestApp::new();
+    let doc = document(&t).await;
+    let schema = &doc["paths"]["/v1/broadcasts/{id}/events"]["get"]["responses"]["200"]["content"]
+        ["text/event-stream"]["schema"];
+    assert_eq!(schema["required"], json!(["event", "data"]));
+    let names: BTreeSet<&str> = schema["properties"]["event"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|name| name.as_str().unwrap())
+        .collect();
+    let b = t.submit(&["ops"], "streamed").await;
+    let id = str_of(&b, "id");
+    t.settle(id).await;
+    // A settled broadcast's stream is its snapshot and `done`, then it ends.
+    let stream = t.get(&format!("/v1/broadcasts/{id}/events")).await;
+    assert_eq!(stream.status, StatusCode::OK, "{}", stream.text);
+    let mut seen = Vec::new();
+    for block in stream.text.split("\n\n").filter(|block| !block.trim().is_empty()) {
+        let field = |name: &str| {
+            block.lines().find_map(|line| line.strip_prefix(&format!("{name}:")).map(str::trim))
+        };
+        let (Some(event), Some(data)) = (field("event"), field("data")) else {
+            assert!(block.lines().all(|line| line.starts_with(':')), "not an event: {block:?}");
+            continue;
+        };
+        assert!(names.contains(event), "undocumented event {event}");
+        let broadcast: Value = serde_json::from_str(data).unwrap();
+        matches_schema(&doc, "Broadcast", &broadcast);
+        seen.push(event.to_string());
+    }
+    assert_eq!(seen, ["snapshot", "done"]);
+}
+
+/// Found by Schemathesis: `null` for an optional string of a submit or an update is
+/// read as leaving it out, which the document did not allow.
+#[tokio::test]
+async fn null_for_an_optional_request_field_is_documented_and_means_absent() {
+    let t = TestApp::new();
+    let doc = document(&t).await;
+    for schema in ["SubmitRequest", "UpdateRequest"] {
+        for field in ["idempotency_key", "expires_in"] {
+            let types = &doc["components"]["schemas"][schema]["properties"][field]["type"];
+            assert_eq!(types, &json!(["string", "null"]), "{schema}.{field}");
+        }
+    }
+    let mut body = crate::submission(&["ops"], "nulls");
+    body["idempotency_key"] = Value::Null;
+    body["expires_in"] = Value::Null;
+    let res = t.post("/v1/broadcasts", &body).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text);
+    assert_eq!(res.json["idempotency_key"], Value::Null);
+    assert_eq!(res.json["expires_at"], Value::Null);
+    let id = str_of(&res.json, "id");
+    let update =
+        json!({"message": {"title": "again"}, "idempotency_key": null, "expires_in": null});
+    let res = t.post(&format!("/v1/broadcasts/{id}/updates"), &update).await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text);
 }

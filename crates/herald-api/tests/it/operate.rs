@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use herald_api::{AppState, Ids, Limits, Targets, app};
+use herald_api::{AppState, Auth, Ids, Limits, Targets, app};
 use herald_core::{RetryPolicy, Timestamp};
 use herald_engine::{Clock, Engine, EngineConfig, FakeClock};
 use herald_store::{
@@ -428,6 +428,7 @@ fn broken_app(error: fn() -> StoreError) -> axum::Router {
         targets: Targets::new(vec!["teams-ops".into()], Default::default()),
         limits: Limits::default(),
         ids: Ids::new(clock, 1),
+        auth: Auth::Open,
     })
 }
 

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use futures_util::StreamExt;
-use herald_api::{AppState, Ids, Limits, Targets, app};
+use herald_api::{AppState, Auth, Ids, Limits, Targets, app};
 use herald_engine::{Clock, Engine, EngineConfig, FakeClock};
 use herald_store::Store;
 use herald_store::sqlite::{SqliteOptions, SqliteStore};
@@ -42,6 +42,7 @@ fn harness(limits: Limits, submit_queue: usize) -> Harness {
         targets: Targets::new(vec!["teams-ops".into()], Default::default()),
         limits,
         ids: Ids::new(clock, 3),
+        auth: Auth::Open,
     };
     Harness { store, router: app(state), _dir: dir }
 }

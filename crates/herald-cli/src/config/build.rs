@@ -14,6 +14,8 @@ use herald_engine::LaneSettings;
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
+mod tokens;
+
 use super::values;
 use super::{Config, Database, DestinationConfig, RetentionConfig, ServerConfig};
 use crate::tls::{TlsIdentity, TlsProblem};
@@ -24,7 +26,7 @@ type Key<'i> = Spanned<DeString<'i>>;
 type Value<'i> = Spanned<DeValue<'i>>;
 
 /// The top-level tables.
-const TOP_LEVEL: &[&str] = &["server", "destinations", "groups", "retention", "outbound"];
+const TOP_LEVEL: &[&str] = &["server", "destinations", "groups", "retention", "outbound", "tokens"];
 /// The settings of `[server]`.
 const SERVER_KEYS: &[&str] = &[
     "listen",
@@ -41,6 +43,7 @@ const SERVER_KEYS: &[&str] = &[
     "max_header_bytes",
     "header_read_timeout",
     "max_connections",
+    "metrics_public",
 ];
 /// The bounds of `server.max_header_bytes`: below, ordinary requests (a few cookies or a
 /// long token) would be refused; above, hyper's read buffer is the limit anyway.
@@ -226,19 +229,20 @@ impl Checker<'_> {
                         config.outbound = self.outbound(table);
                     }
                 }
+                "tokens" => config.tokens = self.tokens(value),
                 _ => self.unknown_top_level(key, value),
             }
         }
         if let Some(value) = groups {
             config.groups = self.groups(value, &destination_names);
         }
+        self.exposure(root, config.server.listen, !config.tokens.is_empty());
         config
     }
 
     fn unknown_top_level(&mut self, key: &Key<'_>, value: &Value<'_>) {
         let name = key.get_ref().as_ref();
-        let layout =
-            "herald.toml has [server], [destinations.NAME], [groups], [retention] and [outbound]";
+        let layout = "herald.toml has [server], [destinations.NAME], [groups], [retention], [outbound] and [[tokens]]";
         let message = if SERVER_KEYS.contains(&name) {
             format!("unknown top-level key `{name}`; it belongs in the [server] table")
         } else if COMMON_KEYS.contains(&name) || self.kinds.iter().any(|k| k.keys.contains(&name)) {
@@ -413,6 +417,18 @@ impl Checker<'_> {
                         server.max_connections = n as usize;
                     }
                 }
+                "metrics_public" => match value.get_ref() {
+                    DeValue::Boolean(public) => server.metrics_public = *public,
+                    other => self.error(
+                        value.span().start,
+                        &path,
+                        format!(
+                            "expected true or false, found {}; true lets anyone read /metrics \
+                             without a token",
+                            other.type_str()
+                        ),
+                    ),
+                },
                 _ => {
                     let message = match settings::closest(name, SERVER_KEYS) {
                         Some(close) => format!("unknown setting `{name}`; did you mean `{close}`?"),

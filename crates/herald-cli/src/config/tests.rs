@@ -9,6 +9,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use herald_api::{ApiToken, Scope, TokenHash};
 use herald_connectors::http;
 use herald_connectors::outbound::{Outbound, Server, parse_network};
 use herald_connectors::settings::{Table, format_duration, parse_duration};
@@ -60,6 +61,7 @@ fn assert_same(config: &Config, expected: &Config) {
     assert_eq!(config.groups, expected.groups);
     assert_eq!(config.retention, expected.retention);
     assert_eq!(config.outbound, expected.outbound);
+    assert_eq!(config.tokens, expected.tokens);
     let names = |c: &Config| c.destinations.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
     assert_eq!(names(config), names(expected));
     for (got, want) in config.destinations.iter().zip(&expected.destinations) {
@@ -114,6 +116,11 @@ max_attempts = 3
 [groups]
 p1 = ["ops-webhook", "audit"]
 audit-only = ["audit"]
+
+[[tokens]]
+name = "alertmanager"
+hash = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+scopes = ["send"]
 "#;
     let config = parse(text).unwrap();
 
@@ -162,6 +169,11 @@ audit-only = ["audit"]
             ("audit-only".to_owned(), vec!["audit".to_owned()]),
         ]),
         retention: RetentionConfig::default(),
+        tokens: vec![ApiToken {
+            name: "alertmanager".into(),
+            hash: TokenHash::of("test"),
+            scopes: vec![Scope::Send],
+        }],
         outbound: Outbound::default(),
         ..Config::default()
     };
