@@ -933,7 +933,8 @@ async fn a_destination_only_another_live_node_configures_is_not_held() {
     }
     let b = Server::start(&without).await;
     let view = b.get(&format!("/v1/broadcasts/{id}")).await;
-    assert_eq!(state_of_extra(&view), "pending", "B held what A still sends: {view:#}");
+    // Pending, or in flight when A is sending it at that moment; never held.
+    assert_ne!(state_of_extra(&view), "held", "B held what A still sends: {view:#}");
 
     // A leaves; B restarts: now no live node configures `extra`.
     a.terminate().await;
