@@ -161,7 +161,11 @@ fn doc_of(content: Vec<Value>) -> Value {
     json!({"type": "doc", "version": 1, "content": content})
 }
 
+/// A paragraph of `content`, empty text nodes left out: ADF forbids them, and a field's
+/// value or a body may be empty.
 fn paragraph(content: Vec<Value>) -> Value {
+    let content: Vec<Value> =
+        content.into_iter().filter(|node| node.get("text") != Some(&json!(""))).collect();
     json!({"type": "paragraph", "content": content})
 }
 
@@ -169,8 +173,8 @@ fn list_item(content: Vec<Value>) -> Value {
     json!({"type": "listItem", "content": content})
 }
 
-/// A text node, or nothing for empty text (ADF forbids empty text nodes); callers filter
-/// `Value::Null` out through [`push_inline`].
+/// A text node. ADF forbids empty ones: [`paragraph`] leaves them out, and the
+/// converter's `text` and `code` never make one.
 fn text_node(text: &str, marks: &[Value]) -> Value {
     let mut node = Map::new();
     node.insert("type".into(), "text".into());

@@ -184,6 +184,22 @@ fn comment_snapshot_names_the_update_and_carries_the_marker() {
     assert!(!render::has_marker(&comment, "herald-d"));
 }
 
+/// Found by the `render` fuzz target: a field with an empty value made an empty text
+/// node, which ADF forbids (Jira refuses the issue with a 400).
+#[test]
+fn an_empty_field_value_leaves_no_empty_text_node() {
+    let mut empty = message();
+    empty.fields = BTreeMap::from([("region".to_owned(), String::new())]);
+    let field = json!({"type": "bulletList", "content": [{"type": "listItem", "content": [
+        para(json!([marked("region: ", json!([{"type": "strong"}]))])),
+    ]}]});
+    for doc in [render::description(&empty), render::comment(&empty, 1, "d_1")] {
+        let blocks = doc["content"].as_array().cloned().unwrap_or_default();
+        assert!(blocks.contains(&field), "{doc}");
+        assert!(!doc.to_string().contains(r#""text":"""#), "{doc}");
+    }
+}
+
 #[test]
 fn summary_is_one_line_and_cut_to_255_characters() {
     let title = "🚨".repeat(300);
