@@ -19,11 +19,11 @@ use serde_json::{Map, Value, json};
 use crate::text::{TRUNCATION_MARKER, cut};
 
 /// Jira's limit on a summary, in characters.
-pub(super) const SUMMARY_LIMIT: usize = 255;
+pub(crate) const SUMMARY_LIMIT: usize = 255;
 
 /// Jira's limit on a description or a comment, in characters. Herald keeps the whole
 /// serialized ADF document under it, which bounds the text however Jira counts it.
-pub(super) const TEXT_LIMIT: usize = 32_767;
+pub(crate) const TEXT_LIMIT: usize = 32_767;
 
 /// Jira's limit on one label, in characters.
 const LABEL_LIMIT: usize = 255;
@@ -32,12 +32,12 @@ const LABEL_LIMIT: usize = 255;
 pub(super) const HERALD_LABEL: &str = "herald";
 
 /// The marker of one delivery: a label on an issue, a word in a comment's footer.
-pub(super) fn marker(delivery_id: &str) -> String {
+pub(crate) fn marker(delivery_id: &str) -> String {
     format!("herald-{delivery_id}")
 }
 
 /// The summary: the title on one line, cut to [`SUMMARY_LIMIT`] with a visible marker.
-pub(super) fn summary(title: &str) -> String {
+pub(crate) fn summary(title: &str) -> String {
     let line = title.split_whitespace().collect::<Vec<_>>().join(" ");
     let line = if line.is_empty() { "(untitled)".to_owned() } else { line };
     cut(&line, SUMMARY_LIMIT).into_owned()
@@ -45,7 +45,7 @@ pub(super) fn summary(title: &str) -> String {
 
 /// The labels: [`HERALD_LABEL`], the delivery's marker, then the message's tags (spaces
 /// become `-`, since a Jira label has none), without duplicates.
-pub(super) fn labels(message: &Message, delivery_id: &str) -> Vec<String> {
+pub(crate) fn labels(message: &Message, delivery_id: &str) -> Vec<String> {
     let mut res = vec![HERALD_LABEL.to_owned(), marker(delivery_id)];
     for tag in &message.tags {
         let label = tag.split_whitespace().collect::<Vec<_>>().join("-");
@@ -58,13 +58,13 @@ pub(super) fn labels(message: &Message, delivery_id: &str) -> Vec<String> {
 }
 
 /// The description of a new issue: severity, the body, the fields, the links.
-pub(super) fn description(message: &Message) -> Value {
+pub(crate) fn description(message: &Message) -> Value {
     fit(message, |body| document(message, body, None))
 }
 
 /// A follow-up comment: a heading line naming the update, then as [`description`], then
 /// a footer carrying the delivery's marker, by which a retry finds it.
-pub(super) fn comment(message: &Message, seq: u32, delivery_id: &str) -> Value {
+pub(crate) fn comment(message: &Message, seq: u32, delivery_id: &str) -> Value {
     fit(message, |body| document(message, body, Some((seq, delivery_id))))
 }
 
@@ -186,7 +186,7 @@ fn text_node(text: &str, marks: &[Value]) -> Value {
 }
 
 /// The ADF blocks of a Markdown text.
-pub(super) fn markdown(source: &str) -> Vec<Value> {
+pub(crate) fn markdown(source: &str) -> Vec<Value> {
     let mut builder = Builder::default();
     let options = Options::ENABLE_STRIKETHROUGH;
     for event in Parser::new_ext(source, options) {
@@ -499,7 +499,7 @@ fn collect_texts<'a>(node: &'a Value, out: &mut Vec<Cow<'a, str>>) {
 }
 
 /// Whether an ADF comment body carries `marker` as a whole word of one of its texts.
-pub(super) fn has_marker(body: &Value, marker: &str) -> bool {
+pub(crate) fn has_marker(body: &Value, marker: &str) -> bool {
     texts(body)
         .iter()
         .any(|text| text.split(|c: char| c.is_whitespace() || c == '·').any(|word| word == marker))

@@ -184,7 +184,7 @@ pub(crate) fn utc(at: Timestamp) -> String {
 
 /// One piece of a card body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Block {
+pub(crate) enum Block {
     /// Adaptive Card Markdown (bold, italic, lists, links).
     Text(String),
     /// Shown in a monospace font, as is.
@@ -199,7 +199,7 @@ pub(crate) fn options() -> Options {
 }
 
 /// Converts Markdown to card blocks.
-pub(super) fn markdown(source: &str) -> Vec<Block> {
+pub(crate) fn markdown(source: &str) -> Vec<Block> {
     let mut out = Blocks::default();
     for event in Parser::new_ext(source, options()) {
         out.event(event);
