@@ -1,0 +1,33 @@
+//! Inputs on which a fuzzer once broke a property, each a test named after what it
+//! found; the fix it led to is named in the test's comment.
+
+use herald_fuzz::{api, markdown, render};
+
+/// `render`, Jira: a field with an empty value made an empty ADF text node (fixed in
+/// `jira/render.rs`: `paragraph` leaves empty text nodes out).
+#[test]
+fn jira_field_with_an_empty_value() {
+    render::run(b"\x05\x00\x00\x00alert\0body\0region=\0\0");
+}
+
+/// `markdown`, Slack: a Markdown link to `!channel` became `<!channel|x>`, which pings
+/// the whole channel (fixed in `slack/render.rs`: only web and mail targets are links).
+#[test]
+fn slack_link_to_a_mention() {
+    markdown::run(b"\x00\x00[x](!channel) [y](@U024BE7LH) [z](#C0123)");
+    render::run(b"\x01\x00\x03\x00alert\0[runbook](!here)\0\0\0\0");
+}
+
+/// `api`: `"severity": [3]` (valid JSON, an enum of the wrong type) was refused as "not
+/// valid JSON" (400) instead of naming `message.severity` (fixed in herald-api's
+/// `extract.rs`: a body that is JSON is refused as the field it got wrong, 422).
+#[test]
+fn api_severity_of_the_wrong_type() {
+    // Mode byte 0: a submit without an Idempotency-Key header.
+    let wrong_type = br#"{"destinations":["slack"],"message":{"title":"x","severity":[3]}}"#;
+    api::run(&[b"\0".as_slice(), wrong_type].concat());
+    let body = br#"{"destinations":["slack"],"message":{"title":"x","severity":3}}"#;
+    let refused = herald_api::fuzzing::submit(body, None, &Default::default(), &Default::default());
+    let error = refused.expect_err("a numeric severity is refused");
+    assert_eq!(error.status().as_u16(), 422, "{error:?}");
+}
