@@ -1,7 +1,10 @@
 //! Project automation, the one entry point for checks: `cargo xtask test` runs the
 //! whole test suite (installing the Python verifier it needs), `cargo xtask ci` adds
-//! formatting, lints and tidy checks. `.ci/run` calls `cargo xtask ci`; no check lives
-//! anywhere else.
+//! formatting, lints and tidy checks, `cargo xtask fuzz` runs every fuzz target for a
+//! bounded time (`fuzz.rs`). `.ci/run` calls `cargo xtask ci` and `cargo xtask fuzz`; no
+//! check lives anywhere else.
+
+mod fuzz;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -12,9 +15,10 @@ fn main() -> ExitCode {
         "test" => test(),
         "ci" => ci(),
         "tidy" => tidy(),
+        "fuzz" => fuzz::run(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|ci|tidy>\n  test  run every test (installs the Python signature verifier if missing)\n  ci    fmt --check, clippy -D warnings, tidy, test\n  tidy  every Rust file opens with a //! doc line"
+                "usage: cargo xtask <test|ci|tidy|fuzz>\n  test  run every test (installs the Python signature verifier if missing)\n  ci    fmt --check, clippy -D warnings, tidy, test\n  tidy  every Rust file opens with a //! doc line\n  fuzz  every fuzz target for a bounded time: [--seconds N per target] [--stable]"
             );
             return ExitCode::from(2);
         }
@@ -28,11 +32,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-fn run(program: &str, args: &[&str]) -> Result<(), String> {
+pub(crate) fn run(program: &str, args: &[&str]) -> Result<(), String> {
     eprintln!("$ {program} {}", args.join(" "));
     let status = Command::new(program)
         .args(args)
@@ -101,7 +105,7 @@ fn ci() -> Result<(), String> {
 
 fn tidy() -> Result<(), String> {
     let mut bad = Vec::new();
-    for dir in ["crates", "xtask"] {
+    for dir in ["crates", "xtask", "fuzz/fuzz_targets"] {
         visit(&root().join(dir), &mut bad);
     }
     if bad.is_empty() {
