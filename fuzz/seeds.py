@@ -81,6 +81,10 @@ for i, kind in enumerate(KINDS):
     write("render", f"{i:02d}-{kind}-large", bytes([i, 0, 3, 99]) + parts(
         "Disk full on db-1 " * 20, BODY, FIELDS, LINKS, TAGS))
 
+# Jira with 30 fields of 1,280 characters: over Jira's limit without the body.
+write("render", "05-jira-wide-fields", bytes([5, 1, 0, 127]) + parts(
+    "alert", "body", "\n".join(f"k{i}=0123456789" for i in range(30)), "", "", "orig"))
+
 # --- markdown: [converter][knob] text ---------------------------------------------------
 CONVERTERS = ["slack", "teams-workflow", "teams-graph", "email", "jira", "cut", "excerpt"]
 for i, converter in enumerate(CONVERTERS):

@@ -11,6 +11,7 @@
 //! Pure: no I/O, no clock.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use herald_core::{Message, Severity};
 use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
@@ -59,19 +60,21 @@ pub(crate) fn labels(message: &Message, delivery_id: &str) -> Vec<String> {
 
 /// The description of a new issue: severity, the body, the fields, the links.
 pub(crate) fn description(message: &Message) -> Value {
-    fit(message, |body| document(message, body, None))
+    fit(message, |message, body| document(message, body, None))
 }
 
 /// A follow-up comment: a heading line naming the update, then as [`description`], then
 /// a footer carrying the delivery's marker, by which a retry finds it.
 pub(crate) fn comment(message: &Message, seq: u32, delivery_id: &str) -> Value {
-    fit(message, |body| document(message, body, Some((seq, delivery_id))))
+    fit(message, |message, body| document(message, body, Some((seq, delivery_id))))
 }
 
 /// Renders with the whole body, and if the document is over [`TEXT_LIMIT`], with the body
-/// cut (with a visible marker) until it fits.
-fn fit(message: &Message, render: impl Fn(&str) -> Value) -> Value {
-    let doc = render(&message.body);
+/// cut (with a visible marker) until it fits. If the fields and links alone are over it,
+/// renders without them, saying so at the top of the body: the rest of the document (a
+/// comment's marker above all, which a retry looks for) is always sent.
+fn fit(message: &Message, render: impl Fn(&Message, &str) -> Value) -> Value {
+    let doc = render(message, &message.body);
     let mut doc_size = size(&doc);
     if doc_size <= TEXT_LIMIT {
         return doc;
@@ -82,15 +85,30 @@ fn fit(message: &Message, render: impl Fn(&str) -> Value) -> Value {
     for _ in 0..12 {
         let scaled = budget as u128 * TEXT_LIMIT as u128 * 97 / (doc_size as u128 * 100);
         budget = usize::try_from(scaled).unwrap_or(0).min(budget.saturating_sub(1));
-        let doc = render(&cut(&message.body, budget.max(TRUNCATION_MARKER.chars().count())));
+        let body = cut(&message.body, budget.max(TRUNCATION_MARKER.chars().count()));
+        let doc = render(message, &body);
         doc_size = size(&doc);
         if doc_size <= TEXT_LIMIT {
             return doc;
         }
     }
-    // Fields and links alone are over the limit: say so in a document that fits.
-    let text = cut(&message.body, TEXT_LIMIT / 2);
-    doc_of(vec![paragraph(vec![text_node(&text, &[])])])
+    if message.fields.is_empty() && message.links.is_empty() {
+        // Not reached: without fields and links, a body cut to the marker leaves the
+        // summary-sized heading, the severity and the footer, far under the limit.
+        return render(message, TRUNCATION_MARKER);
+    }
+    let note = format!(
+        "{TRUNCATION_MARKER}: the message's {} field(s) and {} link(s) are too long for Jira.",
+        message.fields.len(),
+        message.links.len()
+    );
+    let bare = Message {
+        body: format!("{note}\n\n{}", message.body),
+        fields: BTreeMap::new(),
+        links: Vec::new(),
+        ..message.clone()
+    };
+    fit(&bare, render)
 }
 
 /// The serialized size of an ADF document, in characters.

@@ -226,6 +226,24 @@ fn long_bodies_are_cut_under_jiras_limit_with_a_visible_marker() {
     }
 }
 
+/// Found by the `render` fuzz target's comment-marker property: fields and links over the
+/// limit on their own made a bare paragraph of the body, so a follow-up comment lost its
+/// marker (a retry after an ambiguous attempt would not find it and post it again), and
+/// an issue lost its fields without a word.
+#[test]
+fn fields_too_long_for_jira_are_left_out_saying_so_and_the_marker_stays() {
+    let mut wide = message();
+    wide.fields = (0..40).map(|i| (format!("field {i}"), "v".repeat(1_000))).collect();
+    for doc in [render::description(&wide), render::comment(&wide, 2, "d_7")] {
+        let size = serde_json::to_string(&doc).map(|s| s.chars().count()).unwrap_or(usize::MAX);
+        assert!(size <= render::TEXT_LIMIT, "{size}");
+        let texts = render::texts(&doc).join("");
+        assert!(texts.contains("40 field(s) and 1 link(s) are too long for Jira"), "{texts}");
+        assert!(texts.contains("Payments "), "the body is kept: {texts}");
+    }
+    assert!(render::has_marker(&render::comment(&wide, 2, "d_7"), "herald-d_7"));
+}
+
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (name, value) in pairs {

@@ -31,3 +31,16 @@ fn api_severity_of_the_wrong_type() {
     let error = refused.expect_err("a numeric severity is refused");
     assert_eq!(error.status().as_u16(), 422, "{error:?}");
 }
+
+/// `render`, Jira: a follow-up whose 30 fields of 1,280 characters are over Jira's limit
+/// on their own became a bare paragraph without the comment's marker, so a retry would
+/// not find it (fixed in `jira/render.rs`: `fit` leaves fields and links out, saying so,
+/// and keeps the rest).
+#[test]
+fn jira_comment_with_fields_over_the_limit() {
+    let fields: Vec<String> = (0..30).map(|i| format!("k{i}=0123456789")).collect();
+    let fields = fields.join("\n");
+    // Update 1, severity info, each field value repeated 128 times.
+    let head = b"\x05\x01\x00\x7falert\0body\0".as_slice();
+    render::run(&[head, fields.as_bytes(), b"\0\0\0orig"].concat());
+}
