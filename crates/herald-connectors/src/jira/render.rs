@@ -11,13 +11,12 @@
 //! Pure: no I/O, no clock.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use herald_core::{Message, Severity};
 use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 use serde_json::{Map, Value, json};
 
-use crate::text::{TRUNCATION_MARKER, cut};
+use crate::text::{self, TRUNCATION_MARKER, cut};
 
 /// Jira's limit on a summary, in characters.
 pub(crate) const SUMMARY_LIMIT: usize = 255;
@@ -97,18 +96,7 @@ fn fit(message: &Message, render: impl Fn(&Message, &str) -> Value) -> Value {
         // summary-sized heading, the severity and the footer, far under the limit.
         return render(message, TRUNCATION_MARKER);
     }
-    let note = format!(
-        "{TRUNCATION_MARKER}: the message's {} field(s) and {} link(s) are too long for Jira.",
-        message.fields.len(),
-        message.links.len()
-    );
-    let bare = Message {
-        body: format!("{note}\n\n{}", message.body),
-        fields: BTreeMap::new(),
-        links: Vec::new(),
-        ..message.clone()
-    };
-    fit(&bare, render)
+    fit(&text::without_fields_and_links(message, "Jira"), render)
 }
 
 /// The serialized size of an ADF document, in characters.
