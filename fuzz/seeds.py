@@ -77,13 +77,18 @@ for i, kind in enumerate(KINDS):
     thread = 0 if i % 3 == 0 else i
     write("render", f"{i:02d}-{kind}", bytes([i, thread, i % 5, 0]) + parts(
         "P1: checkout is down", BODY, FIELDS, LINKS, TAGS, "P1: checkout is down (original)"))
-    # The same with the body and field values repeated 100 times: near the size limits.
-    write("render", f"{i:02d}-{kind}-large", bytes([i, 0, 3, 99]) + parts(
+    # The same with the body and field values repeated 64 times: near the size limits.
+    write("render", f"{i:02d}-{kind}-large", bytes([i, 0, 3, 6]) + parts(
         "Disk full on db-1 " * 20, BODY, FIELDS, LINKS, TAGS))
 
 # Jira with 30 fields of 1,280 characters: over Jira's limit without the body.
 write("render", "05-jira-wide-fields", bytes([5, 1, 0, 127]) + parts(
     "alert", "body", "\n".join(f"k{i}=0123456789" for i in range(30)), "", "", "orig"))
+
+# Teams and Matrix with 40 fields of 1,280 characters and no body.
+for kind in (3, 4, 12):
+    write("render", f"{kind:02d}-{KINDS[kind]}-wide-fields", bytes([kind, 0, 3, 127]) + parts(
+        "alert", "", "\n".join(f"k{i}=0123456789" for i in range(40)), LINKS, "", ""))
 
 # --- markdown: [converter][knob] text ---------------------------------------------------
 CONVERTERS = ["slack", "teams-workflow", "teams-graph", "email", "jira", "cut", "excerpt"]

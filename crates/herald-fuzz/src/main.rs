@@ -2,7 +2,7 @@
 //! replays inputs through them.
 //!
 //! ```text
-//! herald-fuzz run [--seconds N] [--runs N] [--seed N] [TARGET...]
+//! herald-fuzz run [--seconds N] [--runs N] [--seed N] [TARGET...]   # N seconds per share
 //! herald-fuzz replay TARGET FILE...
 //! ```
 //!
@@ -71,7 +71,7 @@ fn run(args: &[String]) -> Result<(), String> {
         let corpus = stable::read_corpus(&dir.join("corpus").join(target.name))?;
         let dictionary =
             stable::read_dictionary(&dir.join("dict").join(format!("{}.dict", target.name)))?;
-        let budget = Budget { time: Duration::from_secs(seconds), runs };
+        let budget = Budget { time: Duration::from_secs(seconds * target.share), runs };
         let started = Instant::now();
         match stable::fuzz(target, &corpus, &dictionary, seed, budget) {
             Ok(stats) => {

@@ -5,8 +5,10 @@
 //! Format: knobs `[thread][severity][repeat]`, then NUL-separated parts `title`, `body`,
 //! `fields` (lines `key=value`), `links` (lines `title|url`), `tags` (lines) and the
 //! original's title (for an update). `thread` 0 is the original, `n` update `n`; `repeat`
-//! repeats the body and field values `1 + repeat % 128` times, so short inputs reach the
-//! destinations' size limits.
+//! repeats the body, the field values, and the lists of fields and links (numbering the
+//! copies' keys) `2^(repeat % 8)` times (1 to 128; small more often than large, which
+//! are slow to render), within the API's limits, so short inputs reach the destinations'
+//! size limits.
 
 use std::collections::BTreeMap;
 
@@ -46,21 +48,25 @@ impl Case {
             3 => Severity::Critical,
             _ => Severity::Resolved,
         };
-        let repeat = 1 + usize::from(input.byte() % 128);
+        let repeat = 1 << (input.byte() % 8);
         let limits = Limits::default();
         let title = one_line(&input.text());
         let body = clamp(&input.text().repeat(repeat), limits.max_body);
         let mut fields = BTreeMap::new();
-        for line in input.text().lines().take(limits.max_fields) {
-            let (key, value) = line.split_once('=').unwrap_or((line, ""));
-            if !key.trim().is_empty() {
-                let key = clamp(key, limits.max_key);
-                fields.insert(key, clamp(&value.repeat(repeat), limits.max_body));
+        let lines = input.text();
+        for copy in 0..repeat {
+            for line in lines.lines() {
+                let (key, value) = line.split_once('=').unwrap_or((line, ""));
+                let key = if copy == 0 { key.to_owned() } else { format!("{key} {copy}") };
+                if !key.trim().is_empty() && fields.len() < limits.max_fields {
+                    let key = clamp(&key, limits.max_key);
+                    fields.insert(key, clamp(&value.repeat(repeat), limits.max_body));
+                }
             }
         }
-        let links = input
-            .text()
-            .lines()
+        let lines = input.text();
+        let links = (0..repeat)
+            .flat_map(|_| lines.lines())
             .take(limits.max_links)
             .map(|line| {
                 let (title, url) = line.split_once('|').unwrap_or((line, ""));

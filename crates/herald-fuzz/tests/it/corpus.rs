@@ -50,11 +50,11 @@ fn every_target_has_a_libfuzzer_entry_point() {
 }
 
 #[test]
-fn xtask_and_cargo_fuzz_know_every_target_with_its_max_len() {
+fn xtask_and_cargo_fuzz_know_every_target_with_its_max_len_and_share() {
     let xtask = std::fs::read_to_string(fuzz_dir().join("../xtask/src/fuzz.rs")).unwrap();
     let manifest = std::fs::read_to_string(fuzz_dir().join("Cargo.toml")).unwrap();
     for target in TARGETS {
-        let entry = format!("(\"{}\", {})", target.name, target.max_len);
+        let entry = format!("(\"{}\", {}, {})", target.name, target.max_len, target.share);
         assert!(xtask.contains(&entry), "xtask/src/fuzz.rs lacks {entry}");
         let bin = format!("name = \"{}\"\npath = \"fuzz_targets/{}.rs\"", target.name, target.name);
         assert!(manifest.contains(&bin), "fuzz/Cargo.toml lacks the [[bin]] {}", target.name);

@@ -38,7 +38,7 @@ fn fragile(data: &[u8]) {
 
 #[test]
 fn it_finds_and_reports_an_input_that_breaks_a_property() {
-    let target = Target { name: "fragile", run: fragile, max_len: 64 };
+    let target = Target { name: "fragile", run: fragile, max_len: 64, share: 1 };
     let corpus = vec![b"seed".to_vec()];
     let dictionary = vec![b"boom".to_vec(), b"\0".to_vec()];
     let failure: Failure = stable::fuzz(&target, &corpus, &dictionary, 1, budget(100_000))
@@ -50,7 +50,7 @@ fn it_finds_and_reports_an_input_that_breaks_a_property() {
 
 #[test]
 fn the_same_seed_gives_the_same_run() {
-    let target = Target { name: "fragile", run: fragile, max_len: 64 };
+    let target = Target { name: "fragile", run: fragile, max_len: 64, share: 1 };
     let corpus = vec![b"seed".to_vec()];
     let dictionary = vec![b"boom".to_vec(), b"\0".to_vec()];
     let first = stable::fuzz(&target, &corpus, &dictionary, 99, budget(100_000));
