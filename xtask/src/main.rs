@@ -1,9 +1,11 @@
 //! Project automation, the one entry point for checks: `cargo xtask test` runs the
 //! whole test suite (installing the Python verifier it needs), `cargo xtask
 //! schemathesis` fuzzes the API from its OpenAPI document, `cargo xtask ci` adds
-//! formatting, lints and tidy checks to both. `.ci/run` calls `cargo xtask ci`; no check
-//! lives anywhere else.
+//! formatting, lints and tidy checks to both, `cargo xtask fuzz` runs every fuzz target
+//! for a bounded time (`fuzz.rs`). `.ci/run` calls `cargo xtask ci` and `cargo xtask
+//! fuzz`; no check lives anywhere else.
 
+mod fuzz;
 mod schemathesis;
 
 use std::path::{Path, PathBuf};
@@ -16,9 +18,10 @@ fn main() -> ExitCode {
         "ci" => ci(),
         "tidy" => tidy(),
         "schemathesis" => schemathesis::schemathesis(),
+        "fuzz" => fuzz::run(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|ci|tidy|schemathesis>\n  test          run every test (installs the Python signature verifier if missing)\n  ci            fmt --check, clippy -D warnings, tidy, test, schemathesis\n  tidy          every Rust file opens with a //! doc line\n  schemathesis  fuzz the API of a real herald serve from /openapi.json (installs Schemathesis in target/schemathesis-venv)"
+                "usage: cargo xtask <test|ci|tidy|schemathesis|fuzz>\n  test          run every test (installs the Python signature verifier if missing)\n  ci            fmt --check, clippy -D warnings, tidy, test, schemathesis\n  tidy          every Rust file opens with a //! doc line\n  schemathesis  fuzz the API of a real herald serve from /openapi.json (installs Schemathesis in target/schemathesis-venv)\n  fuzz          every fuzz target for a bounded time: [--seconds N per target] [--stable]"
             );
             return ExitCode::from(2);
         }
@@ -32,11 +35,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-fn run(program: &str, args: &[&str]) -> Result<(), String> {
+pub(crate) fn run(program: &str, args: &[&str]) -> Result<(), String> {
     eprintln!("$ {program} {}", args.join(" "));
     let status = Command::new(program)
         .args(args)
@@ -106,7 +109,7 @@ fn ci() -> Result<(), String> {
 
 fn tidy() -> Result<(), String> {
     let mut bad = Vec::new();
-    for dir in ["crates", "xtask"] {
+    for dir in ["crates", "xtask", "fuzz/fuzz_targets"] {
         visit(&root().join(dir), &mut bad);
     }
     if bad.is_empty() {

@@ -27,9 +27,7 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for ApiJson<T> {
         let limit = state.limits.max_body_bytes;
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge(format!(
-                    "The body is larger than the limit of {limit} bytes; shorten the message."
-                ))
+                too_large(limit)
             } else {
                 ApiError::BadRequest {
                     detail: format!("The body could not be read: {}.", rejection.body_text()),
@@ -39,6 +37,13 @@ impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for ApiJson<T> {
         })?;
         parse(&bytes).map(ApiJson)
     }
+}
+
+/// The 413 for a body over `limit` bytes.
+pub(crate) fn too_large(limit: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "The body is larger than the limit of {limit} bytes; shorten the message."
+    ))
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -70,16 +75,32 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         });
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(json_error)?;
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| json_error(e, bytes))?;
     de.end().map_err(|error| syntax_error(&error))?;
     Ok(value)
 }
 
-fn json_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+fn json_error(error: serde_path_to_error::Error<serde_json::Error>, bytes: &[u8]) -> ApiError {
     let path = error.path().to_string();
     let inner = error.into_inner();
     if inner.classify() != Category::Data {
-        return syntax_error(&inner);
+        // serde_json reports a number or an array where an enum is expected
+        // (`"severity": 3`) as a syntax error ("expected value"); a body that is JSON is
+        // still never refused as unreadable, but as the field it got wrong.
+        if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() {
+            return syntax_error(&inner);
+        }
+        let field = field_path(&path, "");
+        let message = "is not one of the values this field takes; give one of its names, as a \
+                       string";
+        return ApiError::Invalid {
+            detail: format!(
+                "`{field}` is invalid: {message} (line {}, column {}).",
+                inner.line(),
+                inner.column()
+            ),
+            errors: vec![FieldError::new(&field, message)],
+        };
     }
     let message = without_position(&inner);
     let field = field_path(&path, &message);

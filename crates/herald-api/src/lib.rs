@@ -19,6 +19,7 @@
 //! - `bounded.rs`: every store call bounded by `Limits::store_timeout`.
 //! - `extract.rs`: the JSON body and query extractors that answer in problems.
 //! - `validate.rs`: request limits and rules, field by field.
+//! - `fuzzing.rs`: body decoding and checks without a server, for the fuzz targets.
 //! - `dto.rs`: request and response JSON shapes and their conversions.
 //! - `routes/`: one file per resource; `routes/mod.rs` holds the route table that both
 //!   the router and [`routes`] are built from, and `openapi.json` documents it.
@@ -28,6 +29,8 @@ mod bounded;
 mod dto;
 mod error;
 mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 mod guard;
 mod ids;
 mod routes;

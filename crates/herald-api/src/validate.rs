@@ -6,8 +6,9 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use herald_core::Message;
 
+use crate::dto::{SubmitRequest, UpdateRequest};
 use crate::error::{ApiError, FieldError};
-use crate::state::Limits;
+use crate::state::{Limits, Targets};
 
 /// The header that may carry the idempotency key instead of the body.
 pub(crate) const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -147,4 +148,88 @@ pub(crate) fn idempotency_key(
         ));
     }
     Ok(Some(key.to_string()))
+}
+
+/// What a submit or update body came to once checked: the idempotency key, the expiry
+/// and (for a submit) the destinations its names resolve to.
+pub(crate) struct Checked {
+    pub(crate) key: Option<String>,
+    pub(crate) expires_in: Option<Duration>,
+    pub(crate) resolved: Vec<String>,
+}
+
+/// Checks a decoded submit body (`POST /v1/broadcasts`) against the limits and the
+/// configured targets.
+///
+/// # Errors
+/// A 400 for an unreadable `Idempotency-Key` header, else a 422 listing every problem.
+pub(crate) fn submit(
+    req: &SubmitRequest,
+    headers: &HeaderMap,
+    limits: &Limits,
+    targets: &Targets,
+) -> Result<Checked, ApiError> {
+    let key = idempotency_key(headers, req.idempotency_key.as_deref(), limits)?;
+    let mut errors = Vec::new();
+    if req.destinations.is_empty() {
+        errors.push(FieldError::new("destinations", "must name at least one destination or group"));
+    }
+    if req.destinations.len() > limits.max_destinations {
+        errors.push(FieldError::new(
+            "destinations",
+            format!(
+                "lists {} names; the limit is {}",
+                req.destinations.len(),
+                limits.max_destinations
+            ),
+        ));
+    }
+    message(&req.message, limits, "message", &mut errors);
+    let expires_in = expires_in(req.expires_in.as_deref(), &mut errors);
+    let resolved = match targets.resolve(&req.destinations) {
+        Ok(resolved) => resolved,
+        Err(unknown) => {
+            errors.extend(unknown);
+            Vec::new()
+        }
+    };
+    if resolved.len() > limits.max_destinations {
+        errors.push(FieldError::new(
+            "destinations",
+            format!(
+                "resolves to {} destinations; the limit is {}; split the broadcast",
+                resolved.len(),
+                limits.max_destinations
+            ),
+        ));
+    }
+    if errors.is_empty() && resolved.is_empty() {
+        errors.push(FieldError::new(
+            "destinations",
+            "resolves to no destination (every group named is empty); name a destination",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    Ok(Checked { key, expires_in, resolved })
+}
+
+/// Checks a decoded update body (`POST /v1/broadcasts/{id}/updates`) against the limits.
+///
+/// # Errors
+/// As [`submit`].
+pub(crate) fn update(
+    req: &UpdateRequest,
+    headers: &HeaderMap,
+    limits: &Limits,
+) -> Result<Checked, ApiError> {
+    let key = idempotency_key(headers, req.idempotency_key.as_deref(), limits)?;
+    let mut errors = Vec::new();
+    message(&req.message, limits, "message", &mut errors);
+    let expires_in = expires_in(req.expires_in.as_deref(), &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    Ok(Checked { key, expires_in, resolved: Vec::new() })
 }

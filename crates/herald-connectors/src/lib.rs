@@ -7,6 +7,8 @@
 
 pub mod discord;
 pub mod email;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod jira;
 mod kind;

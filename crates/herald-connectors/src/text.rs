@@ -1,11 +1,13 @@
 //! Text the renderers share: cutting to a destination's documented limit, visibly (a
 //! reader must see that herald shortened the message, never receive a silently clipped
-//! one), and instants as RFC 3339.
+//! one; fields and links too long on their own are left out saying so), and instants as
+//! RFC 3339.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
-use herald_core::Timestamp;
+use herald_core::{Message, Timestamp};
 
 /// The last millisecond RFC 3339 can express: the end of the year 9999.
 const LAST_RFC3339_MILLIS: i64 = 253_402_300_800_000 - 1;
@@ -29,6 +31,24 @@ pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
 
 /// Appended to text herald shortened to fit a destination's limit.
 pub const TRUNCATION_MARKER: &str = "…(truncated by herald)";
+
+/// `message` without its fields and links, its body led by a line saying how many were
+/// left out: for a destination whose size limit they alone exceed, so that the rest of
+/// the message (and the marker a retry looks for) is still sent.
+pub fn without_fields_and_links(message: &Message, destination: &str) -> Message {
+    let note = format!(
+        "{TRUNCATION_MARKER}: the message's {} field(s) and {} link(s) are too long for \
+         {destination}.",
+        message.fields.len(),
+        message.links.len()
+    );
+    Message {
+        body: format!("{note}\n\n{}", message.body),
+        fields: BTreeMap::new(),
+        links: Vec::new(),
+        ..message.clone()
+    }
+}
 
 /// `text` if it has at most `max_chars` characters; otherwise its start, cut on a
 /// character boundary, followed by [`TRUNCATION_MARKER`], `max_chars` characters in all

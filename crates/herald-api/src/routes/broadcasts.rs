@@ -22,7 +22,7 @@ use crate::dto::{
     AttemptJson, AttemptsJson, BroadcastJson, Canonical, PageJson, SubmitRequest, UpdateCanonical,
     UpdateRequest, UpdatedJson,
 };
-use crate::error::{ApiError, FieldError};
+use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::AppState;
 use crate::validate;
@@ -38,50 +38,8 @@ pub(super) async fn submit(
     headers: HeaderMap,
     ApiJson(req): ApiJson<SubmitRequest>,
 ) -> Result<Response, ApiError> {
-    let key = validate::idempotency_key(&headers, req.idempotency_key.as_deref(), &state.limits)?;
-    let mut errors = Vec::new();
-    if req.destinations.is_empty() {
-        errors.push(FieldError::new("destinations", "must name at least one destination or group"));
-    }
-    if req.destinations.len() > state.limits.max_destinations {
-        errors.push(FieldError::new(
-            "destinations",
-            format!(
-                "lists {} names; the limit is {}",
-                req.destinations.len(),
-                state.limits.max_destinations
-            ),
-        ));
-    }
-    validate::message(&req.message, &state.limits, "message", &mut errors);
-    let expires_in = validate::expires_in(req.expires_in.as_deref(), &mut errors);
-    let resolved = match state.targets.resolve(&req.destinations) {
-        Ok(resolved) => resolved,
-        Err(unknown) => {
-            errors.extend(unknown);
-            Vec::new()
-        }
-    };
-    if resolved.len() > state.limits.max_destinations {
-        errors.push(FieldError::new(
-            "destinations",
-            format!(
-                "resolves to {} destinations; the limit is {}; split the broadcast",
-                resolved.len(),
-                state.limits.max_destinations
-            ),
-        ));
-    }
-    if errors.is_empty() && resolved.is_empty() {
-        errors.push(FieldError::new(
-            "destinations",
-            "resolves to no destination (every group named is empty); name a destination",
-        ));
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::invalid(errors));
-    }
-
+    let validate::Checked { key, expires_in, resolved } =
+        validate::submit(&req, &headers, &state.limits, &state.targets)?;
     let now = state.clock.now();
     let fingerprint = fingerprint(&Canonical {
         destinations: &req.destinations,
@@ -285,13 +243,8 @@ pub(super) async fn update(
     headers: HeaderMap,
     ApiJson(req): ApiJson<UpdateRequest>,
 ) -> Result<Response, ApiError> {
-    let key = validate::idempotency_key(&headers, req.idempotency_key.as_deref(), &state.limits)?;
-    let mut errors = Vec::new();
-    validate::message(&req.message, &state.limits, "message", &mut errors);
-    let expires_in = validate::expires_in(req.expires_in.as_deref(), &mut errors);
-    if !errors.is_empty() {
-        return Err(ApiError::invalid(errors));
-    }
+    let validate::Checked { key, expires_in, .. } =
+        validate::update(&req, &headers, &state.limits)?;
     let view = load(&state, &id).await?;
     let now = state.clock.now();
     let idempotency = key.map(|key| UpdateKey {

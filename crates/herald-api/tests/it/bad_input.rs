@@ -222,6 +222,20 @@ fn cases() -> Vec<Case> {
                 Field("message.severity"),
             )
         },
+        // Found by the `api` fuzz target: serde_json calls a non-string enum value a
+        // syntax error, and the body was refused as "not valid JSON".
+        case(
+            "severity of the wrong type",
+            edited(|b| b["message"]["severity"] = json!([3])),
+            unprocessable,
+            Field("message.severity"),
+        ),
+        case(
+            "numeric severity",
+            edited(|b| b["message"]["severity"] = json!(3)),
+            unprocessable,
+            Field("message.severity"),
+        ),
         Case {
             mentions: &["2 hourz"],
             ..case(

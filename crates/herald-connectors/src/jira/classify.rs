@@ -35,7 +35,7 @@ const RATE_HEADERS: &[&str] = &[
 
 /// A failed answer from Jira, reduced to what classification uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Failure {
+pub(crate) struct Failure {
     /// The HTTP status.
     pub(super) status: u16,
     /// The parsed `Retry-After`, if any.
@@ -48,7 +48,7 @@ pub(super) struct Failure {
 
 impl Failure {
     /// Reduces an answer's status, headers and body.
-    pub(super) fn new(
+    pub(crate) fn new(
         status: u16,
         retry_after: Option<Duration>,
         headers: &HeaderMap,
@@ -156,7 +156,7 @@ pub(super) fn outcome(failure: &Failure, what: &str) -> Outcome {
 
 /// The report of a failed step: the outcome, the status, and Jira's message with the
 /// rate-limit headers as the detail.
-pub(super) fn report(failure: &Failure, what: &str) -> Report {
+pub(crate) fn report(failure: &Failure, what: &str) -> Report {
     let mut detail = failure.message.clone();
     if let Some(rate) = &failure.rate {
         if !detail.is_empty() {

@@ -19,10 +19,10 @@
 //! reads the comments, so "comment posted, transition failed" does not post the
 //! comment twice.
 
-mod classify;
+pub(crate) mod classify;
 mod config;
 mod lookup;
-mod render;
+pub(crate) mod render;
 
 #[cfg(test)]
 mod tests;

@@ -16,14 +16,14 @@ use herald_core::{Message, Severity};
 use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 use serde_json::{Map, Value, json};
 
-use crate::text::{TRUNCATION_MARKER, cut};
+use crate::text::{self, TRUNCATION_MARKER, cut};
 
 /// Jira's limit on a summary, in characters.
-pub(super) const SUMMARY_LIMIT: usize = 255;
+pub(crate) const SUMMARY_LIMIT: usize = 255;
 
 /// Jira's limit on a description or a comment, in characters. Herald keeps the whole
 /// serialized ADF document under it, which bounds the text however Jira counts it.
-pub(super) const TEXT_LIMIT: usize = 32_767;
+pub(crate) const TEXT_LIMIT: usize = 32_767;
 
 /// Jira's limit on one label, in characters.
 const LABEL_LIMIT: usize = 255;
@@ -32,12 +32,12 @@ const LABEL_LIMIT: usize = 255;
 pub(super) const HERALD_LABEL: &str = "herald";
 
 /// The marker of one delivery: a label on an issue, a word in a comment's footer.
-pub(super) fn marker(delivery_id: &str) -> String {
+pub(crate) fn marker(delivery_id: &str) -> String {
     format!("herald-{delivery_id}")
 }
 
 /// The summary: the title on one line, cut to [`SUMMARY_LIMIT`] with a visible marker.
-pub(super) fn summary(title: &str) -> String {
+pub(crate) fn summary(title: &str) -> String {
     let line = title.split_whitespace().collect::<Vec<_>>().join(" ");
     let line = if line.is_empty() { "(untitled)".to_owned() } else { line };
     cut(&line, SUMMARY_LIMIT).into_owned()
@@ -45,7 +45,7 @@ pub(super) fn summary(title: &str) -> String {
 
 /// The labels: [`HERALD_LABEL`], the delivery's marker, then the message's tags (spaces
 /// become `-`, since a Jira label has none), without duplicates.
-pub(super) fn labels(message: &Message, delivery_id: &str) -> Vec<String> {
+pub(crate) fn labels(message: &Message, delivery_id: &str) -> Vec<String> {
     let mut res = vec![HERALD_LABEL.to_owned(), marker(delivery_id)];
     for tag in &message.tags {
         let label = tag.split_whitespace().collect::<Vec<_>>().join("-");
@@ -58,20 +58,22 @@ pub(super) fn labels(message: &Message, delivery_id: &str) -> Vec<String> {
 }
 
 /// The description of a new issue: severity, the body, the fields, the links.
-pub(super) fn description(message: &Message) -> Value {
-    fit(message, |body| document(message, body, None))
+pub(crate) fn description(message: &Message) -> Value {
+    fit(message, |message, body| document(message, body, None))
 }
 
 /// A follow-up comment: a heading line naming the update, then as [`description`], then
 /// a footer carrying the delivery's marker, by which a retry finds it.
-pub(super) fn comment(message: &Message, seq: u32, delivery_id: &str) -> Value {
-    fit(message, |body| document(message, body, Some((seq, delivery_id))))
+pub(crate) fn comment(message: &Message, seq: u32, delivery_id: &str) -> Value {
+    fit(message, |message, body| document(message, body, Some((seq, delivery_id))))
 }
 
 /// Renders with the whole body, and if the document is over [`TEXT_LIMIT`], with the body
-/// cut (with a visible marker) until it fits.
-fn fit(message: &Message, render: impl Fn(&str) -> Value) -> Value {
-    let doc = render(&message.body);
+/// cut (with a visible marker) until it fits. If the fields and links alone are over it,
+/// renders without them, saying so at the top of the body: the rest of the document (a
+/// comment's marker above all, which a retry looks for) is always sent.
+fn fit(message: &Message, render: impl Fn(&Message, &str) -> Value) -> Value {
+    let doc = render(message, &message.body);
     let mut doc_size = size(&doc);
     if doc_size <= TEXT_LIMIT {
         return doc;
@@ -82,15 +84,19 @@ fn fit(message: &Message, render: impl Fn(&str) -> Value) -> Value {
     for _ in 0..12 {
         let scaled = budget as u128 * TEXT_LIMIT as u128 * 97 / (doc_size as u128 * 100);
         budget = usize::try_from(scaled).unwrap_or(0).min(budget.saturating_sub(1));
-        let doc = render(&cut(&message.body, budget.max(TRUNCATION_MARKER.chars().count())));
+        let body = cut(&message.body, budget.max(TRUNCATION_MARKER.chars().count()));
+        let doc = render(message, &body);
         doc_size = size(&doc);
         if doc_size <= TEXT_LIMIT {
             return doc;
         }
     }
-    // Fields and links alone are over the limit: say so in a document that fits.
-    let text = cut(&message.body, TEXT_LIMIT / 2);
-    doc_of(vec![paragraph(vec![text_node(&text, &[])])])
+    if message.fields.is_empty() && message.links.is_empty() {
+        // Not reached: without fields and links, a body cut to the marker leaves the
+        // summary-sized heading, the severity and the footer, far under the limit.
+        return render(message, TRUNCATION_MARKER);
+    }
+    fit(&text::without_fields_and_links(message, "Jira"), render)
 }
 
 /// The serialized size of an ADF document, in characters.
@@ -161,7 +167,11 @@ fn doc_of(content: Vec<Value>) -> Value {
     json!({"type": "doc", "version": 1, "content": content})
 }
 
+/// A paragraph of `content`, empty text nodes left out: ADF forbids them, and a field's
+/// value or a body may be empty.
 fn paragraph(content: Vec<Value>) -> Value {
+    let content: Vec<Value> =
+        content.into_iter().filter(|node| node.get("text") != Some(&json!(""))).collect();
     json!({"type": "paragraph", "content": content})
 }
 
@@ -169,8 +179,8 @@ fn list_item(content: Vec<Value>) -> Value {
     json!({"type": "listItem", "content": content})
 }
 
-/// A text node, or nothing for empty text (ADF forbids empty text nodes); callers filter
-/// `Value::Null` out through [`push_inline`].
+/// A text node. ADF forbids empty ones: [`paragraph`] leaves them out, and the
+/// converter's `text` and `code` never make one.
 fn text_node(text: &str, marks: &[Value]) -> Value {
     let mut node = Map::new();
     node.insert("type".into(), "text".into());
@@ -182,7 +192,7 @@ fn text_node(text: &str, marks: &[Value]) -> Value {
 }
 
 /// The ADF blocks of a Markdown text.
-pub(super) fn markdown(source: &str) -> Vec<Value> {
+pub(crate) fn markdown(source: &str) -> Vec<Value> {
     let mut builder = Builder::default();
     let options = Options::ENABLE_STRIKETHROUGH;
     for event in Parser::new_ext(source, options) {
@@ -495,7 +505,7 @@ fn collect_texts<'a>(node: &'a Value, out: &mut Vec<Cow<'a, str>>) {
 }
 
 /// Whether an ADF comment body carries `marker` as a whole word of one of its texts.
-pub(super) fn has_marker(body: &Value, marker: &str) -> bool {
+pub(crate) fn has_marker(body: &Value, marker: &str) -> bool {
     texts(body)
         .iter()
         .any(|text| text.split(|c: char| c.is_whitespace() || c == '·').any(|word| word == marker))

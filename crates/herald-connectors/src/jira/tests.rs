@@ -184,6 +184,22 @@ fn comment_snapshot_names_the_update_and_carries_the_marker() {
     assert!(!render::has_marker(&comment, "herald-d"));
 }
 
+/// Found by the `render` fuzz target: a field with an empty value made an empty text
+/// node, which ADF forbids (Jira refuses the issue with a 400).
+#[test]
+fn an_empty_field_value_leaves_no_empty_text_node() {
+    let mut empty = message();
+    empty.fields = BTreeMap::from([("region".to_owned(), String::new())]);
+    let field = json!({"type": "bulletList", "content": [{"type": "listItem", "content": [
+        para(json!([marked("region: ", json!([{"type": "strong"}]))])),
+    ]}]});
+    for doc in [render::description(&empty), render::comment(&empty, 1, "d_1")] {
+        let blocks = doc["content"].as_array().cloned().unwrap_or_default();
+        assert!(blocks.contains(&field), "{doc}");
+        assert!(!doc.to_string().contains(r#""text":"""#), "{doc}");
+    }
+}
+
 #[test]
 fn summary_is_one_line_and_cut_to_255_characters() {
     let title = "🚨".repeat(300);
@@ -208,6 +224,24 @@ fn long_bodies_are_cut_under_jiras_limit_with_a_visible_marker() {
         }
         assert!(render::has_marker(&render::comment(&long, 1, "d_1"), "herald-d_1"));
     }
+}
+
+/// Found by the `render` fuzz target's comment-marker property: fields and links over the
+/// limit on their own made a bare paragraph of the body, so a follow-up comment lost its
+/// marker (a retry after an ambiguous attempt would not find it and post it again), and
+/// an issue lost its fields without a word.
+#[test]
+fn fields_too_long_for_jira_are_left_out_saying_so_and_the_marker_stays() {
+    let mut wide = message();
+    wide.fields = (0..40).map(|i| (format!("field {i}"), "v".repeat(1_000))).collect();
+    for doc in [render::description(&wide), render::comment(&wide, 2, "d_7")] {
+        let size = serde_json::to_string(&doc).map(|s| s.chars().count()).unwrap_or(usize::MAX);
+        assert!(size <= render::TEXT_LIMIT, "{size}");
+        let texts = render::texts(&doc).join("");
+        assert!(texts.contains("40 field(s) and 1 link(s) are too long for Jira"), "{texts}");
+        assert!(texts.contains("Payments "), "the body is kept: {texts}");
+    }
+    assert!(render::has_marker(&render::comment(&wide, 2, "d_7"), "herald-d_7"));
 }
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

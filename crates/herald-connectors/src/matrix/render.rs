@@ -13,7 +13,8 @@
 //!
 //! The whole event must stay under 65,536 bytes; the body is cut with the visible
 //! marker `…(truncated by herald)` so the content stays under [`CONTENT_LIMIT_BYTES`]
-//! (an edit carries its content twice, and both count).
+//! (an edit carries its content twice, and both count); fields and links too long on
+//! their own are left out, the body saying so.
 
 use std::fmt::Write as _;
 
@@ -21,7 +22,7 @@ use herald_core::{Message, Severity};
 use serde_json::{Value, json};
 
 use crate::teams_graph::render::{escape, markdown};
-use crate::teams_workflow::render::{allowed_url, longest_fitting};
+use crate::teams_workflow::render::{allowed_url, fitting};
 use crate::text;
 
 /// The most bytes of content herald sends, leaving room under Matrix's 65,536-byte
@@ -55,10 +56,12 @@ pub enum Role<'a> {
 
 /// The event content for `message` sent as delivery `delivery_id` in `role`.
 pub fn content(message: &Message, delivery_id: &str, role: Role<'_>) -> Value {
-    let build =
-        |budget: usize| build(message, &text::cut(&message.body, budget), delivery_id, role);
-    let fits = |budget: usize| build(budget).to_string().len() <= CONTENT_LIMIT_BYTES;
-    build(longest_fitting(message.body.chars().count(), fits))
+    fitting(
+        message,
+        "Matrix",
+        |message, body| build(message, body, delivery_id, role),
+        |content| content.to_string().len() <= CONTENT_LIMIT_BYTES,
+    )
 }
 
 fn build(message: &Message, body: &str, delivery_id: &str, role: Role<'_>) -> Value {

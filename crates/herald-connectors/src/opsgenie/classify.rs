@@ -26,7 +26,7 @@ pub(super) const RATE_HEADERS: &[&str] =
 
 /// A failed answer from Opsgenie, reduced to what classification uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Failure {
+pub(crate) struct Failure {
     /// The HTTP status.
     pub(super) status: u16,
     /// `Retry-After`, else `X-RateLimit-Period-In-Sec`, if either was sent.
@@ -39,7 +39,7 @@ pub(super) struct Failure {
 
 impl Failure {
     /// Reduces an answer's status, headers and body.
-    pub(super) fn new(
+    pub(crate) fn new(
         status: u16,
         retry_after: Option<Duration>,
         headers: &HeaderMap,
@@ -150,7 +150,7 @@ pub(super) fn outcome(failure: &Failure, what: &str) -> Outcome {
 
 /// The report of a failed step: the outcome, the status, and Opsgenie's message with the
 /// rate-limit headers as the detail.
-pub(super) fn report(failure: &Failure, what: &str) -> Report {
+pub(crate) fn report(failure: &Failure, what: &str) -> Report {
     let mut detail = failure.message.clone();
     if let Some(rate) = &failure.rate {
         if !detail.is_empty() {

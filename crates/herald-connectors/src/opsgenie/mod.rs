@@ -20,9 +20,9 @@
 //! `Outcome::Delivered { unconfirmed: true }`: Opsgenie took it, and waiting longer would
 //! hold the lane for what is almost always a success. The remote ref is the alias.
 
-mod classify;
+pub(crate) mod classify;
 mod config;
-mod render;
+pub(crate) mod render;
 
 #[cfg(test)]
 mod tests;

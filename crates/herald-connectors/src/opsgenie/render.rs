@@ -9,13 +9,13 @@ use serde_json::{Map, Value, json};
 use crate::text::cut;
 
 /// The longest alert message Opsgenie keeps, in characters.
-pub(super) const MESSAGE_LIMIT: usize = 130;
+pub(crate) const MESSAGE_LIMIT: usize = 130;
 
 /// The longest description Opsgenie keeps, in characters.
-pub(super) const DESCRIPTION_LIMIT: usize = 15_000;
+pub(crate) const DESCRIPTION_LIMIT: usize = 15_000;
 
 /// The longest note Opsgenie keeps, in characters.
-pub(super) const NOTE_LIMIT: usize = 25_000;
+pub(crate) const NOTE_LIMIT: usize = 25_000;
 
 /// The `details` entry naming the herald delivery (for tracing, and the key the
 /// simulator's fault plans use).
@@ -23,12 +23,12 @@ pub(super) const DELIVERY_DETAIL: &str = "herald_delivery";
 
 /// The alias of every alert of a broadcast: Opsgenie keeps one open alert per alias, so a
 /// resend bumps its count instead of opening a second one.
-pub(super) fn alias(broadcast_id: &str) -> String {
+pub(crate) fn alias(broadcast_id: &str) -> String {
     format!("herald-{broadcast_id}")
 }
 
 /// The word a follow-up's note carries, found again by a retry.
-pub(super) fn marker(delivery_id: &str) -> String {
+pub(crate) fn marker(delivery_id: &str) -> String {
     format!("herald-{delivery_id}")
 }
 
@@ -51,7 +51,7 @@ pub(super) fn message(title: &str) -> String {
 }
 
 /// The body of `POST /v2/alerts` for an original.
-pub(super) fn create(message: &Message, broadcast_id: &str, delivery_id: &str) -> Value {
+pub(crate) fn create(message: &Message, broadcast_id: &str, delivery_id: &str) -> Value {
     let mut details = Map::new();
     for (name, value) in &message.fields {
         details.insert(name.clone(), Value::from(value.as_str()));
@@ -89,6 +89,6 @@ pub(super) fn note_text(message: &Message, delivery_id: &str) -> String {
 }
 
 /// The body of a note or close request for a follow-up.
-pub(super) fn note(message: &Message, delivery_id: &str) -> Value {
+pub(crate) fn note(message: &Message, delivery_id: &str) -> Value {
     json!({"note": note_text(message, delivery_id), "source": "herald", "user": "herald"})
 }

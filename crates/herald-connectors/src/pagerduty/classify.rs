@@ -47,7 +47,7 @@ pub(super) fn said(body: &[u8], routing_key: &str) -> String {
 
 /// The report for an answer: `status`, its `Retry-After`, its body; `dedup_key` is the
 /// remote ref of a delivered event when the body names none.
-pub(super) fn answered(
+pub(crate) fn answered(
     status: u16,
     retry_after: Option<Duration>,
     body: &[u8],

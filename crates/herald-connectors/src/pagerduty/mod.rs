@@ -8,9 +8,9 @@
 //! alert: nothing is looked up first. The routing key travels in the body and never
 //! appears in a reason, a detail or `Debug`.
 
-mod classify;
+pub(crate) mod classify;
 mod config;
-mod render;
+pub(crate) mod render;
 
 #[cfg(test)]
 mod tests;

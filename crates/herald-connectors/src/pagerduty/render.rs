@@ -8,11 +8,11 @@ use serde_json::{Map, Value, json};
 use crate::text::cut;
 
 /// The longest summary PagerDuty keeps, in characters.
-pub(super) const SUMMARY_LIMIT: usize = 1024;
+pub(crate) const SUMMARY_LIMIT: usize = 1024;
 
 /// The longest body herald puts into `custom_details`, in characters: the whole event
 /// must stay below PagerDuty's 512 KB, with room for the fields.
-pub(super) const BODY_LIMIT: usize = 64 * 1024;
+pub(crate) const BODY_LIMIT: usize = 64 * 1024;
 
 /// The `custom_details` entry naming the herald delivery (for tracing, and the key the
 /// simulator's fault plans use).
@@ -50,7 +50,7 @@ pub(super) fn summary(title: &str) -> String {
 }
 
 /// The whole event for `message`; `seq` is the update's number (0 for the original).
-pub(super) fn event(
+pub(crate) fn event(
     message: &Message,
     routing_key: &str,
     broadcast_id: &str,

@@ -16,6 +16,7 @@ use herald_core::{Message, Severity};
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 use serde_json::{Value, json};
 
+use crate::teams_workflow::render::allowed_url;
 use crate::text::{TRUNCATION_MARKER, cut};
 
 /// Slack truncates `text` beyond this (chat.postMessage reference).
@@ -65,8 +66,13 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// A link in mrkdwn: `<url|label>`; a label cannot hold `|` or `>` there.
+/// A link in mrkdwn: `<url|label>`; a label cannot hold `|` or `>` there. Only web and
+/// mail targets become links: `<!channel>`, `<@U…>` and `<#C…>` are mentions in Slack, so
+/// any other target (`[x](!here)`) leaves just the label, as text.
 fn link(url: &str, label: &str) -> String {
+    if !allowed_url(url) {
+        return if label.is_empty() { escape(url) } else { escape(label) };
+    }
     let label = escape(label).replace('|', "¦");
     let url = url.replace('|', "%7C").replace('>', "%3E").replace('<', "%3C");
     if label.is_empty() { format!("<{url}>") } else { format!("<{url}|{label}>") }

@@ -161,6 +161,25 @@ fn markdown_becomes_mrkdwn() {
         ("<b>raw</b> html", "&lt;b&gt;raw&lt;/b&gt; html"),
         ("a\n\n---\n\nb", "a\n\n——————\n\nb"),
         ("[x|y](https://e.example)", "<https://e.example|x¦y>"),
+        ("[mail](mailto:oncall@example.com)", "<mailto:oncall@example.com|mail>"),
+    ];
+    for (markdown, expected) in cases {
+        assert_eq!(render::mrkdwn(markdown), expected, "{markdown:?}");
+    }
+}
+
+/// Found by the `markdown` fuzz target: a link target is written into `<…>` markup, where
+/// `!here`, `!channel`, `@U…` and `#C…` are mentions; such a link leaves just its text.
+#[test]
+fn a_link_to_anything_but_the_web_or_mail_mentions_nobody() {
+    let cases = [
+        ("[runbook](!channel)", "runbook"),
+        ("[x](!here)", "x"),
+        ("[on call](@U024BE7LH)", "on call"),
+        ("[ops](#C0123456789)", "ops"),
+        ("[](!everyone)", "!everyone"),
+        ("![img](!subteam^S012)", "img"),
+        ("[a <b>](javascript:alert(1))", "a &lt;b&gt;"),
     ];
     for (markdown, expected) in cases {
         assert_eq!(render::mrkdwn(markdown), expected, "{markdown:?}");

@@ -25,7 +25,7 @@ use crate::http;
 use crate::teams_workflow::classify::{error_code, with_code};
 
 /// The outcome of a `201` (or other 2xx) answer to a post: delivered, with the id.
-pub(super) fn posted(body: &[u8]) -> Outcome {
+pub(crate) fn posted(body: &[u8]) -> Outcome {
     let id = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned))
@@ -34,13 +34,13 @@ pub(super) fn posted(body: &[u8]) -> Outcome {
 }
 
 /// The outcome of a non-2xx Graph answer, its `error.code` leading the reason.
-pub(super) fn failed(status: u16, retry_after: Option<Duration>, excerpt: &str) -> Outcome {
+pub(crate) fn failed(status: u16, retry_after: Option<Duration>, excerpt: &str) -> Outcome {
     let outcome = http::classify(status, retry_after, excerpt);
     with_code(outcome, error_code(excerpt).as_deref())
 }
 
 /// The outcome of a token endpoint answer other than `200`.
-pub(super) fn token_failed(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Outcome {
+pub(crate) fn token_failed(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Outcome {
     let value = serde_json::from_slice::<Value>(body).ok();
     let error = value.as_ref().and_then(|v| v.get("error")).and_then(Value::as_str);
     let description = value

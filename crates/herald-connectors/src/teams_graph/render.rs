@@ -17,7 +17,8 @@
 //! is the one thing every version keeps.
 //!
 //! The content is kept under Graph's ~28 KB message limit by cutting the body with the
-//! visible marker `…(truncated by herald)`.
+//! visible marker `…(truncated by herald)`, and by leaving out fields and links too long
+//! on their own, the body saying so.
 
 use std::fmt::Write as _;
 
@@ -25,7 +26,7 @@ use herald_core::{Message, Severity};
 use pulldown_cmark::{Event, Parser, Tag, TagEnd};
 use serde_json::{Value, json};
 
-use crate::teams_workflow::render::{allowed_url, longest_fitting, options};
+use crate::teams_workflow::render::{allowed_url, fitting, options};
 use crate::text;
 
 /// Graph refuses chatMessages over about 28 KB; keep a margin for the JSON around it.
@@ -60,11 +61,13 @@ pub fn render(message: &Message, delivery_id: &str) -> Value {
 
 /// The HTML content, cut to fit [`CONTENT_LIMIT_BYTES`].
 pub fn content(message: &Message, delivery_id: &str) -> String {
-    let build = |budget: usize| assemble(message, &text::cut(&message.body, budget), delivery_id);
-    // Measured as sent: JSON escaping can grow the content.
-    let fits =
-        |budget: usize| Value::String(build(budget)).to_string().len() <= CONTENT_LIMIT_BYTES;
-    build(longest_fitting(message.body.chars().count(), fits))
+    fitting(
+        message,
+        "Teams",
+        |message, body| assemble(message, body, delivery_id),
+        // Measured as sent: JSON escaping can grow the content.
+        |content| Value::String(content.clone()).to_string().len() <= CONTENT_LIMIT_BYTES,
+    )
 }
 
 fn assemble(message: &Message, body: &str, delivery_id: &str) -> String {

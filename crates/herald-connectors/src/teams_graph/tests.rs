@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used)]
 
 use super::render::{CONTENT_LIMIT_BYTES, content, has_marker, render};
-use crate::teams_workflow::tests::{long_message, rich_message, snapshot, unicode_message};
+use crate::teams_workflow::tests::{
+    long_message, rich_message, snapshot, unicode_message, wide_message,
+};
 use crate::text::TRUNCATION_MARKER;
 
 #[test]
@@ -37,6 +39,17 @@ fn a_long_body_is_cut_to_the_limit_with_a_visible_marker() {
     assert!(size > CONTENT_LIMIT_BYTES - 64, "cut too much: {size} bytes");
     assert!(html.contains(&format!("{TRUNCATION_MARKER}</p>")));
     assert!(has_marker(&html, "d_4"), "the marker survives the cut");
+}
+
+/// Found by the fuzz target's size property: fields and links were never cut (60 KB of
+/// content); they are left out now, saying so, and the marker stays.
+#[test]
+fn fields_and_links_too_long_on_their_own_are_left_out_saying_so() {
+    let html = content(&wide_message(), "d_6");
+    let size = serde_json::Value::String(html.clone()).to_string().len();
+    assert!(size <= CONTENT_LIMIT_BYTES, "{size} bytes");
+    assert!(html.contains("40 field(s) and 20 link(s) are too long for Teams"), "{html}");
+    assert!(has_marker(&html, "d_6"));
 }
 
 /// One row per line of DESTINATIONS.md §3c's classification (the 401 refresh, timeouts

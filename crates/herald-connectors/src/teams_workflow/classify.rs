@@ -20,7 +20,7 @@ use crate::http::{self, Answer};
 
 /// The report for an answer the flow endpoint gave; `secret` (the `sig`) is redacted
 /// from the excerpt should the endpoint echo it.
-pub(super) fn answered(mut answer: Answer, secret: Option<&str>) -> Report {
+pub(crate) fn answered(mut answer: Answer, secret: Option<&str>) -> Report {
     if let Some(secret) = secret.filter(|s| s.len() >= 8) {
         answer.excerpt = answer.excerpt.replace(secret, "[redacted]");
     }

@@ -12,7 +12,8 @@
 //! - a follow-up starts with a quote of the original: its title and when it was posted.
 //!
 //! The whole payload is kept under Power Automate's ~28 KB request limit: the body is cut
-//! with the visible marker `…(truncated by herald)` until it fits.
+//! with the visible marker `…(truncated by herald)` until it fits, and fields and links
+//! too long on their own are left out, the body saying so.
 
 use std::fmt::Write as _;
 
@@ -46,16 +47,39 @@ pub struct Quote<'a> {
 
 /// The payload for `message`, marked with `delivery_id`; `quote` for a follow-up.
 pub fn render(message: &Message, delivery_id: &str, quote: Option<Quote<'_>>) -> Value {
-    let build =
-        |budget: usize| payload(message, &text::cut(&message.body, budget), delivery_id, quote);
-    let fits = |budget: usize| build(budget).to_string().len() <= PAYLOAD_LIMIT_BYTES;
-    build(longest_fitting(message.body.chars().count(), fits))
+    fitting(
+        message,
+        "Teams",
+        |message, body| payload(message, body, delivery_id, quote),
+        |payload| payload.to_string().len() <= PAYLOAD_LIMIT_BYTES,
+    )
+}
+
+/// `build` of `message` with the longest body for which the result `fits`; when even no
+/// body leaves room, of the message without its fields and links, saying so
+/// ([`text::without_fields_and_links`], for `destination`).
+pub(crate) fn fitting<T>(
+    message: &Message,
+    destination: &str,
+    build: impl Fn(&Message, &str) -> T,
+    fits: impl Fn(&T) -> bool,
+) -> T {
+    let cut_to_fit = |message: &Message| {
+        let fits_with = |budget: usize| fits(&build(message, &text::cut(&message.body, budget)));
+        let budget = longest_fitting(message.body.chars().count(), fits_with);
+        build(message, &text::cut(&message.body, budget))
+    };
+    let res = cut_to_fit(message);
+    if fits(&res) || (message.fields.is_empty() && message.links.is_empty()) {
+        return res;
+    }
+    cut_to_fit(&text::without_fields_and_links(message, destination))
 }
 
 /// The largest budget in `0..=max` for which `fits` holds (0 if none does), by bisection:
 /// rendering is not linear in the body (escaping, Markdown), so measure rather than guess.
-pub(crate) fn longest_fitting(max: usize, fits: impl Fn(usize) -> bool) -> usize {
-    if fits(max) {
+fn longest_fitting(max: usize, fits: impl Fn(usize) -> bool) -> usize {
+    if max == 0 || fits(max) {
         return max;
     }
     let (mut lo, mut hi) = (0, max - 1);
@@ -184,7 +208,7 @@ pub(crate) fn utc(at: Timestamp) -> String {
 
 /// One piece of a card body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Block {
+pub(crate) enum Block {
     /// Adaptive Card Markdown (bold, italic, lists, links).
     Text(String),
     /// Shown in a monospace font, as is.
@@ -199,7 +223,7 @@ pub(crate) fn options() -> Options {
 }
 
 /// Converts Markdown to card blocks.
-pub(super) fn markdown(source: &str) -> Vec<Block> {
+pub(crate) fn markdown(source: &str) -> Vec<Block> {
     let mut out = Blocks::default();
     for event in Parser::new_ext(source, options()) {
         out.event(event);
