@@ -1,9 +1,10 @@
 //! Project automation, the one entry point for checks: `cargo xtask test` runs the
 //! whole test suite (installing the Python verifier it needs), `cargo xtask
-//! schemathesis` fuzzes the API from its OpenAPI document, `cargo xtask ci` adds
-//! formatting, lints and tidy checks to both, `cargo xtask fuzz` runs every fuzz target
-//! for a bounded time (`fuzz.rs`). `.ci/run` calls `cargo xtask ci` and `cargo xtask
-//! fuzz`; no check lives anywhere else.
+//! schemathesis` fuzzes the API from its OpenAPI document, `cargo xtask rules` checks and
+//! unit-tests the Prometheus alert rules with `promtool`, `cargo xtask ci` adds
+//! formatting, lints, tidy and rules checks to both, `cargo xtask fuzz` runs every fuzz
+//! target for a bounded time (`fuzz.rs`). `.ci/run` calls `cargo xtask ci` and `cargo
+//! xtask fuzz`; no check lives anywhere else.
 
 mod fuzz;
 mod schemathesis;
@@ -18,10 +19,11 @@ fn main() -> ExitCode {
         "ci" => ci(),
         "tidy" => tidy(),
         "schemathesis" => schemathesis::schemathesis(),
+        "rules" => rules(),
         "fuzz" => fuzz::run(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test|ci|tidy|schemathesis|fuzz>\n  test          run every test (installs the Python signature verifier if missing)\n  ci            fmt --check, clippy -D warnings, tidy, test, schemathesis\n  tidy          every Rust file opens with a //! doc line\n  schemathesis  fuzz the API of a real herald serve from /openapi.json (installs Schemathesis in target/schemathesis-venv)\n  fuzz          every fuzz target for a bounded time: [--seconds N per target] [--stable]"
+                "usage: cargo xtask <test|ci|tidy|rules|schemathesis|fuzz>\n  test          run every test (installs the Python signature verifier if missing)\n  ci            fmt --check, clippy -D warnings, tidy, rules, test, schemathesis\n  tidy          every Rust file opens with a //! doc line\n  rules         promtool check and unit-test ops/prometheus/alerts.yml (Debian package `prometheus`)\n  schemathesis  fuzz the API of a real herald serve from /openapi.json (installs Schemathesis in target/schemathesis-venv)\n  fuzz          every fuzz target for a bounded time: [--seconds N per target] [--stable]"
             );
             return ExitCode::from(2);
         }
@@ -103,8 +105,28 @@ fn ci() -> Result<(), String> {
     run("cargo", &["fmt", "--all", "--", "--check"])?;
     run("cargo", &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"])?;
     tidy()?;
+    rules()?;
     test()?;
     schemathesis::schemathesis()
+}
+
+/// The shipped alert rules: `promtool check rules` (syntax, PromQL) and `promtool test
+/// rules` (each alert fires where it should, and not on its look-alikes). Without
+/// promtool this is skipped with a note, except in CI (`CI=true`), where it fails: a
+/// check that silently does not run is no check.
+fn rules() -> Result<(), String> {
+    let present =
+        Command::new("promtool").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !present {
+        let hint = "promtool not found; install Debian's `prometheus` package (apt-get install -y prometheus)";
+        if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+            return Err(format!("{hint}: CI must check the alert rules"));
+        }
+        eprintln!("skipping the alert rules check: {hint}");
+        return Ok(());
+    }
+    run("promtool", &["check", "rules", "ops/prometheus/alerts.yml"])?;
+    run("promtool", &["test", "rules", "ops/prometheus/alerts_test.yml"])
 }
 
 fn tidy() -> Result<(), String> {

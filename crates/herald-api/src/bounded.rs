@@ -102,4 +102,7 @@ impl Store for Bounded {
     async fn prune(&self, request: PruneRequest) -> Result<Pruned, StoreError> {
         self.bound(self.inner.prune(request)).await
     }
+    fn metrics(&self) -> Option<herald_store::metrics::StoreMetrics> {
+        self.inner.metrics()
+    }
 }

@@ -15,7 +15,6 @@ use herald_store::{AttemptRecord, Record, Release, Work};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::engine::{Lane, RECENT_WINDOW, Shared};
-use crate::metrics::OutcomeLabels;
 
 /// Takes a delivery off the "being sent" list when its attempt ends, however it ends.
 struct Sending<'a> {
@@ -207,15 +206,11 @@ pub(crate) async fn run(
     match shared.store.record(vec![record]).await {
         Ok(changes) => {
             for change in &changes {
-                if change.state.is_terminal() {
-                    shared
-                        .metrics
-                        .deliveries
-                        .get_or_create(&OutcomeLabels {
-                            destination: change.destination.clone(),
-                            outcome: change.state.as_str().into(),
-                        })
-                        .inc();
+                if change.delivery_id == work.delivery_id
+                    && change.state == herald_core::State::Delivered
+                {
+                    let latency = shared.clock.now().since(work.created_at);
+                    lane.metrics.latency.observe(latency.as_secs_f64());
                 }
             }
             shared.publish(&changes);

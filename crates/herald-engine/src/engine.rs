@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::destination::{Destination, LaneSettings};
 use crate::events::Event;
 use crate::membership::{self, Membership, Ownership};
-use crate::metrics::{EngineMetrics, LaneMetrics};
+use crate::metrics::{EngineMetrics, LaneMetrics, OutcomeLabels};
 use crate::retention::{self, Retention};
 use crate::{lane, recovery};
 
@@ -259,11 +259,23 @@ impl Shared {
         self.sending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Wakes the lanes that have new due work and publishes the changes as events.
+    /// Wakes the lanes that have new due work, counts the deliveries that ended and
+    /// publishes the changes as events. Every change this process makes passes here
+    /// (attempts, recovery, releases, and the API's submits, retries and cancels through
+    /// `Engine::notify`), so `herald_deliveries_total` misses no way a delivery ends.
     pub(crate) fn publish(&self, changes: &[Change]) {
         let now = self.clock.now();
         let mut announce: Vec<String> = Vec::new();
         for change in changes {
+            if change.state.is_terminal() {
+                self.metrics
+                    .deliveries
+                    .get_or_create(&OutcomeLabels {
+                        destination: change.destination.clone(),
+                        outcome: change.state.as_str().into(),
+                    })
+                    .inc();
+            }
             if change.state == herald_core::State::Pending {
                 if let Some(lane) = self.lanes.get(&change.destination) {
                     lane.wake.notify_one();

@@ -12,6 +12,7 @@
 //! transactions.
 
 pub mod cluster;
+pub mod metrics;
 mod model;
 pub mod postgres;
 pub mod sqlite;
@@ -187,8 +188,11 @@ pub trait Store: Send + Sync + 'static {
     /// The attempt log of a broadcast, oldest first.
     async fn attempts(&self, broadcast_id: &str) -> Result<Vec<AttemptView>, StoreError>;
 
-    /// Per-destination delivery counts by state, plus the last success. Costs
-    /// O(destinations): the counts are kept up to date as deliveries change.
+    /// Per-destination delivery counts by state, the last success and the oldest
+    /// unfinished delivery. The counts cost O(destinations) on SQLite (kept up to date
+    /// as deliveries change); the oldest unfinished delivery, and PostgreSQL's
+    /// unfinished counts, are read from partial indexes of unfinished rows, so they cost
+    /// O(backlog), not O(history).
     async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError>;
 
     /// A round trip through the write path: answers once an empty write transaction has
@@ -200,4 +204,9 @@ pub trait Store: Send + Sync + 'static {
     /// attempts and messages. Runs at the lowest write priority; call again with
     /// `Pruned::next` until it is `None`.
     async fn prune(&self, request: PruneRequest) -> Result<Pruned, StoreError>;
+
+    /// The store's write-path series for `/metrics`, if it keeps any.
+    fn metrics(&self) -> Option<metrics::StoreMetrics> {
+        None
+    }
 }

@@ -351,6 +351,9 @@ pub struct DestinationStats {
     pub cancelled: u64,
     /// The latest delivery time.
     pub last_delivered_at: Option<Timestamp>,
+    /// When the oldest delivery not yet delivered, failed or cancelled was created;
+    /// `None` when there is none.
+    pub oldest_open_at: Option<Timestamp>,
 }
 
 /// One retention batch: which broadcasts may go, and where the scan continues.

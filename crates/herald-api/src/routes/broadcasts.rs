@@ -59,6 +59,7 @@ pub(super) async fn submit(
     };
     match state.store.submit(new).await? {
         Submitted::Created(view) => {
+            state.engine.metrics().broadcasts_accepted.inc();
             state.engine.notify(&changes(&view));
             let mut res = (StatusCode::ACCEPTED, Json(BroadcastJson::from(&view))).into_response();
             if let Ok(location) = HeaderValue::from_str(&format!("/v1/broadcasts/{}", view.id)) {
@@ -278,6 +279,9 @@ pub(super) async fn update(
         if let Some(view) = state.store.broadcast(&id).await? {
             added.broadcast = view;
         }
+    }
+    if !added.replayed {
+        state.engine.metrics().updates_accepted.inc();
     }
     state.engine.notify(&added.changes);
     let status = if added.replayed { StatusCode::OK } else { StatusCode::ACCEPTED };

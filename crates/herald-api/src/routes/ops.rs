@@ -1,10 +1,12 @@
 //! Operations endpoints: liveness, readiness, Prometheus metrics, the OpenAPI document.
 
+use std::sync::atomic::AtomicU64;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use herald_engine::metrics::DestinationLabels;
+use herald_engine::metrics::{self, DestinationLabels};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -40,39 +42,51 @@ pub(super) async fn readyz(State(state): State<Shared>) -> Result<Json<StatusJso
     Ok(Json(StatusJson { status: "ok" }))
 }
 
-/// `GET /metrics`: the engine's counters plus `herald_pending_deliveries`, the
-/// non-terminal deliveries per destination as the store counts them now, and
-/// `herald_destination_paused`, 1 while a destination is paused (by an operator or
-/// because the destination said it is gone), so an alert can catch work piling up.
+/// `GET /metrics`: the engine's counters and its lanes' health (circuit, throttling,
+/// pauses), the store's write-path histograms, and per destination the gauges the store
+/// counts now: unfinished deliveries (`herald_pending_deliveries`), held ones, and the
+/// age of the oldest unfinished one, so an alert can catch work piling up. The store's
+/// counts are one read whose cost does not grow with the deliveries ever made.
 pub(super) async fn metrics(State(state): State<Shared>) -> Result<Response, ApiError> {
     let stats = state.store.destination_stats().await?;
+    let now = state.clock.now();
     let mut registry = Registry::default();
     state.engine.metrics().register(&mut registry);
-    let pending = Family::<DestinationLabels, Gauge>::default();
-    for name in state.engine.destinations() {
-        pending.get_or_create(&DestinationLabels { destination: name }).set(0);
+    metrics::register_health(&state.engine.health(), &mut registry);
+    if let Some(store) = state.store.metrics() {
+        store.register(&mut registry);
     }
+    let pending = Family::<DestinationLabels, Gauge>::default();
+    let held = Family::<DestinationLabels, Gauge>::default();
+    let oldest = Family::<DestinationLabels, Gauge<f64, AtomicU64>>::default();
+    for name in state.engine.destinations() {
+        let labels = DestinationLabels { destination: name };
+        pending.get_or_create(&labels).set(0);
+        held.get_or_create(&labels).set(0);
+        oldest.get_or_create(&labels).set(0.0);
+    }
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     for s in &stats {
-        let open = s.pending + s.in_flight + s.waiting + s.held;
-        pending
-            .get_or_create(&DestinationLabels { destination: s.destination.clone() })
-            .set(i64::try_from(open).unwrap_or(i64::MAX));
+        let labels = DestinationLabels { destination: s.destination.clone() };
+        pending.get_or_create(&labels).set(count(s.pending + s.in_flight + s.waiting + s.held));
+        held.get_or_create(&labels).set(count(s.held));
+        let age = s.oldest_open_at.map_or(0.0, |at| now.since(at).as_secs_f64());
+        oldest.get_or_create(&labels).set(age);
     }
     registry.register(
         "herald_pending_deliveries",
         "Deliveries not yet delivered, failed or cancelled, per destination",
         pending,
     );
-    let paused = Family::<DestinationLabels, Gauge>::default();
-    for health in state.engine.health() {
-        paused
-            .get_or_create(&DestinationLabels { destination: health.destination })
-            .set(i64::from(health.paused));
-    }
     registry.register(
-        "herald_destination_paused",
-        "1 while the destination is paused (by an operator, or because it said it is gone)",
-        paused,
+        "herald_held_deliveries",
+        "Deliveries held for an operator (ambiguous, or their destination removed)",
+        held,
+    );
+    registry.register(
+        "herald_oldest_pending_age_seconds",
+        "Age of the oldest delivery not yet delivered, failed or cancelled (0 when none)",
+        oldest,
     );
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)

@@ -12,6 +12,7 @@ mod database;
 mod hold;
 mod listener;
 mod matrix;
+mod metrics;
 mod outbound;
 mod paging;
 mod pause;

@@ -34,6 +34,7 @@ use tokio::sync::Semaphore;
 
 pub use self::cluster::PgCluster;
 pub use self::migrate::{MIGRATIONS, Migrated};
+use crate::metrics::StoreMetrics;
 use crate::{StoreClock, StoreError};
 
 /// Tuning of a [`PgStore`].
@@ -83,6 +84,8 @@ pub struct PgStore {
     clock: Option<Arc<StoreClock>>,
     /// Picks the counter shard of the next transaction.
     next_shard: AtomicU32,
+    /// Write transaction times (no batch sizes: one operation per transaction).
+    metrics: StoreMetrics,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -261,6 +264,7 @@ impl PgStore {
             submit_queue: options.submit_queue.max(1),
             clock: None,
             next_shard: AtomicU32::new(0),
+            metrics: StoreMetrics::new(false),
         })
     }
 
@@ -331,8 +335,10 @@ impl PgStore {
             tries += 1;
             let res: Result<R, Failure> = async {
                 let mut tx = self.pool.begin().await?;
+                let started = std::time::Instant::now();
                 let res = op(&mut tx).await?;
                 tx.commit().await.map_err(Failure::Commit)?;
+                self.metrics.transaction_duration.observe(started.elapsed().as_secs_f64());
                 Ok(res)
             }
             .await;

@@ -361,6 +361,10 @@ impl Store for PgStore {
         self.check_writable().await
     }
 
+    fn metrics(&self) -> Option<crate::metrics::StoreMetrics> {
+        Some(self.metrics.clone())
+    }
+
     async fn prune(&self, request: PruneRequest) -> Result<Pruned, StoreError> {
         let shard = self.shard();
         self.write(move |conn| {
@@ -889,18 +893,19 @@ async fn list_in(conn: &mut PgConnection, query: ListQuery) -> Result<Page, Fail
 
 async fn destination_stats_in(conn: &mut PgConnection) -> Result<Vec<DestinationStats>, Failure> {
     // Terminal counts from the sharded counters; the rest counted from their partial
-    // indexes, which hold only the unfinished deliveries.
+    // indexes, which hold only the unfinished deliveries, with the oldest creation time
+    // among them in the last column.
     let rows = sqlx::query(
         "SELECT destination, state, SUM(n)::BIGINT, MAX(last_delivered_at) FROM destination_counts \
              GROUP BY destination, state \
-         UNION ALL SELECT destination, 'pending', COUNT(*), NULL::BIGINT FROM deliveries \
-             WHERE state = 'pending' GROUP BY destination \
-         UNION ALL SELECT destination, 'in_flight', COUNT(*), NULL::BIGINT FROM deliveries \
-             WHERE state = 'in_flight' GROUP BY destination \
-         UNION ALL SELECT destination, 'waiting', COUNT(*), NULL::BIGINT FROM deliveries \
-             WHERE state = 'waiting' GROUP BY destination \
-         UNION ALL SELECT destination, 'held', COUNT(*), NULL::BIGINT FROM deliveries \
-             WHERE state = 'held' GROUP BY destination",
+         UNION ALL SELECT destination, state, COUNT(*), MIN(created_at) FROM deliveries \
+             WHERE state = 'pending' GROUP BY destination, state \
+         UNION ALL SELECT destination, state, COUNT(*), MIN(created_at) FROM deliveries \
+             WHERE state = 'in_flight' GROUP BY destination, state \
+         UNION ALL SELECT destination, state, COUNT(*), MIN(created_at) FROM deliveries \
+             WHERE state = 'waiting' GROUP BY destination, state \
+         UNION ALL SELECT destination, state, COUNT(*), MIN(created_at) FROM deliveries \
+             WHERE state = 'held' GROUP BY destination, state",
     )
     .fetch_all(&mut *conn)
     .await?;
@@ -909,21 +914,30 @@ async fn destination_stats_in(conn: &mut PgConnection) -> Result<Vec<Destination
         let destination: String = row.try_get(0)?;
         let state: String = row.try_get(1)?;
         let n = u64::try_from(row.try_get::<i64, _>(2)?).unwrap_or(0);
-        let last: Option<i64> = row.try_get(3)?;
-        if n == 0 && last.is_none() {
+        let time: Option<i64> = row.try_get(3)?;
+        if n == 0 && time.is_none() {
             continue;
         }
         let stats = by_destination
             .entry(destination.clone())
             .or_insert_with(|| DestinationStats { destination, ..Default::default() });
         match state.as_str() {
-            "pending" => stats.pending = n,
-            "in_flight" => stats.in_flight = n,
-            "waiting" => stats.waiting = n,
-            "held" => stats.held = n,
+            "pending" | "in_flight" | "waiting" | "held" => {
+                match state.as_str() {
+                    "pending" => stats.pending = n,
+                    "in_flight" => stats.in_flight = n,
+                    "waiting" => stats.waiting = n,
+                    _ => stats.held = n,
+                }
+                let oldest = time.map(Timestamp);
+                stats.oldest_open_at = match (stats.oldest_open_at, oldest) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
             "delivered" => {
                 stats.delivered = n;
-                stats.last_delivered_at = last.map(Timestamp);
+                stats.last_delivered_at = time.map(Timestamp);
             }
             "failed" => stats.failed = n,
             "cancelled" => stats.cancelled = n,

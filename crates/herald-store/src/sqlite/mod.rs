@@ -32,6 +32,7 @@ use tokio::sync::{oneshot, watch};
 
 use self::queue::{Priority, Queue};
 use crate::StoreError;
+use crate::metrics::StoreMetrics;
 
 /// The schema, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -77,6 +78,8 @@ pub struct SqliteStore {
     /// Stamps leases when their claim commits; without it, leases run from the
     /// caller's `now`.
     clock: Option<Arc<StoreClock>>,
+    /// The writer's batch sizes and transaction times.
+    metrics: StoreMetrics,
     /// Held for the store's lifetime so a second process cannot open the same file.
     _lock: File,
 }
@@ -162,9 +165,11 @@ impl SqliteStore {
         let queue = Arc::new(Queue::new(options.submit_queue));
         let (report, failure) = watch::channel(None);
         let jobs = Arc::clone(&queue);
+        let metrics = StoreMetrics::new(true);
+        let writer_metrics = metrics.clone();
         std::thread::Builder::new()
             .name("herald-sqlite-writer".into())
-            .spawn(move || run_writer(conn, &jobs, &report))
+            .spawn(move || run_writer(conn, &jobs, &report, &writer_metrics))
             .map_err(unavailable)?;
 
         Ok(SqliteStore {
@@ -174,6 +179,7 @@ impl SqliteStore {
             next_reader: AtomicUsize::new(0),
             path: path.to_path_buf(),
             clock: None,
+            metrics,
             _lock: lock,
         })
     }
@@ -345,8 +351,13 @@ pub struct WriterStall {
 }
 
 /// The writer thread: the write loop, and what happens when it panics.
-fn run_writer(conn: Connection, queue: &Queue, report: &watch::Sender<Option<String>>) {
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| write_loop(&conn, queue)));
+fn run_writer(
+    conn: Connection,
+    queue: &Queue,
+    report: &watch::Sender<Option<String>>,
+    metrics: &StoreMetrics,
+) {
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| write_loop(&conn, queue, metrics)));
     // Dropping the connection rolls back the transaction the panic interrupted, so
     // nothing half-done is committed and everything committed before stays.
     drop(conn);
@@ -367,8 +378,10 @@ fn run_writer(conn: Connection, queue: &Queue, report: &watch::Sender<Option<Str
     }
 }
 
-fn write_loop(conn: &Connection, queue: &Queue) {
+fn write_loop(conn: &Connection, queue: &Queue, metrics: &StoreMetrics) {
     while let Some(batch) = queue.take(MAX_GROUP) {
+        let started = std::time::Instant::now();
+        let size = batch.len();
         let begin = conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::from);
         if let Err(error) = begin {
             for job in batch {
@@ -384,6 +397,12 @@ fn write_loop(conn: &Connection, queue: &Queue) {
             let _ = conn.execute_batch("ROLLBACK");
         }
         let commit_error = commit.err();
+        if commit_error.is_none() {
+            metrics.transaction_duration.observe(started.elapsed().as_secs_f64());
+            if let Some(batch_size) = &metrics.batch_size {
+                batch_size.observe(size as f64);
+            }
+        }
         for finish in finishers {
             finish(commit_error.as_ref());
         }

@@ -627,6 +627,25 @@ impl Store for SqliteStore {
                     _ => {}
                 }
             }
+            // The oldest unfinished delivery, from the partial indexes of pending,
+            // in-flight and held rows (O(backlog)). Waiting updates need no look: one
+            // waits only behind an earlier, unfinished delivery of its thread, and the
+            // first of those is pending, in flight or held.
+            let mut stmt = conn.prepare_cached(
+                "SELECT destination, MIN(created_at) FROM ( \
+                   SELECT destination, created_at FROM deliveries WHERE state = 'pending' \
+                   UNION ALL SELECT destination, created_at FROM deliveries WHERE state = 'in_flight' \
+                   UNION ALL SELECT destination, created_at FROM deliveries WHERE state = 'held' \
+                 ) GROUP BY destination",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let destination: String = row.get(0)?;
+                let oldest: i64 = row.get(1)?;
+                if let Some(stats) = res.iter_mut().find(|s| s.destination == destination) {
+                    stats.oldest_open_at = Some(Timestamp(oldest));
+                }
+            }
             Ok(res)
         })
         .await
@@ -638,6 +657,10 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    fn metrics(&self) -> Option<crate::metrics::StoreMetrics> {
+        Some(self.metrics.clone())
     }
 
     async fn prune(&self, request: PruneRequest) -> Result<Pruned, StoreError> {

@@ -1110,7 +1110,7 @@ pub async fn a_record_without_an_attempt_logs_nothing(store: &dyn Store) {
 }
 
 /// `destination_stats` counts each destination's deliveries per state and reports the
-/// latest delivery.
+/// latest delivery and the oldest unfinished one.
 pub async fn destination_stats_count_deliveries_per_state(store: &dyn Store) {
     let roles = [
         "pending-1",
@@ -1124,7 +1124,10 @@ pub async fn destination_stats_count_deliveries_per_state(store: &dyn Store) {
     ];
     let mut by_role: HashMap<&str, BroadcastView> = HashMap::new();
     for role in roles {
-        by_role.insert(role, create(store, broadcast(&["x"], at(0))).await);
+        // The ones that end are older, so the oldest unfinished delivery must skip them.
+        let open = role.starts_with("pending") || role == "in-flight" || role == "held";
+        let created = if open { at(1) } else { at(0) };
+        by_role.insert(role, create(store, broadcast(&["x"], created)).await);
     }
     create(store, broadcast(&["y"], at(0))).await;
     let work: HashMap<String, Work> = claim(store, "x", 20, at(1))
@@ -1166,8 +1169,14 @@ pub async fn destination_stats_count_deliveries_per_state(store: &dyn Store) {
                 failed: 1,
                 cancelled: 1,
                 last_delivered_at: Some(at(7)),
+                oldest_open_at: Some(at(1)),
             },
-            DestinationStats { destination: "y".into(), pending: 1, ..DestinationStats::default() },
+            DestinationStats {
+                destination: "y".into(),
+                pending: 1,
+                oldest_open_at: Some(at(0)),
+                ..DestinationStats::default()
+            },
         ]
     );
 }
