@@ -79,6 +79,11 @@ impl Client {
         }
     }
 
+    /// The server's base URL, for messages.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// This client, sending `bearer` (if any) as `Authorization: Bearer` on every request.
     pub fn with_bearer(mut self, bearer: Option<Bearer>) -> Client {
         self.bearer = bearer;
@@ -140,37 +145,79 @@ impl Client {
         self.answer(path, res).await
     }
 
+    /// `GET path` as a `text/event-stream`: the open response, whose body the caller
+    /// reads as it arrives.
+    ///
+    /// # Errors
+    /// [`StreamError::Refused`] when the server answers 4xx (asking again will not help),
+    /// [`StreamError::Transient`] when it cannot be reached or answers 5xx.
+    pub async fn events(&self, path: &str) -> Result<reqwest::Response, StreamError> {
+        let res = self
+            .request(reqwest::Method::GET, path)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .send()
+            .await
+            .map_err(|error| StreamError::Transient(self.unreachable(error)))?;
+        let status = res.status().as_u16();
+        if status < 400 {
+            return Ok(res);
+        }
+        let text = res.text().await.unwrap_or_default();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        let error = anyhow::anyhow!("{}", self.problem(status, &body));
+        Err(if status < 500 { StreamError::Refused(error) } else { StreamError::Transient(error) })
+    }
+
+    fn unreachable(&self, error: reqwest::Error) -> anyhow::Error {
+        anyhow::Error::new(error).context(format!(
+            "cannot reach herald at {}; is `herald serve` running? (set --server or HERALD_SERVER)",
+            self.base
+        ))
+    }
+
     async fn answer(
         &self,
         path: &str,
         res: Result<reqwest::Response, reqwest::Error>,
     ) -> anyhow::Result<(u16, Value)> {
-        let res = res.with_context(|| {
-            format!("cannot reach herald at {}; is `herald serve` running? (set --server or HERALD_SERVER)", self.base)
-        })?;
+        let res = res.map_err(|error| self.unreachable(error))?;
         let status = res.status().as_u16();
         let text = res.text().await.with_context(|| format!("reading the answer to {path}"))?;
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status >= 400 {
-            let mut text = problem_text(status, &body);
-            match (status, &self.bearer) {
-                (401, None) => text.push_str(&format!(
-                    "\nherald sent no token: put one in {TOKEN_VAR} or a file named by --token-file"
-                )),
-                (401, Some(bearer)) => text.push_str(&format!(
-                    "\nthe token from {} is not one the server knows",
-                    bearer.source
-                )),
-                (403, Some(bearer)) => text.push_str(&format!(
-                    "\nthe token from {} lacks the scope; use one that has it",
-                    bearer.source
-                )),
-                _ => {}
-            }
-            bail!("{text}");
+            bail!("{}", self.problem(status, &body));
         }
         Ok((status, body))
     }
+
+    /// An error answer in words, with a hint about the token where it matters.
+    fn problem(&self, status: u16, body: &Value) -> String {
+        let mut text = problem_text(status, body);
+        match (status, &self.bearer) {
+            (401, None) => text.push_str(&format!(
+                "\nherald sent no token: put one in {TOKEN_VAR} or a file named by --token-file"
+            )),
+            (401, Some(bearer)) => text.push_str(&format!(
+                "\nthe token from {} is not one the server knows",
+                bearer.source
+            )),
+            (403, Some(bearer)) => text.push_str(&format!(
+                "\nthe token from {} lacks the scope; use one that has it",
+                bearer.source
+            )),
+            _ => {}
+        }
+        text
+    }
+}
+
+/// Why an event stream could not be opened.
+#[derive(Debug)]
+pub enum StreamError {
+    /// The server is unreachable or failed (5xx): worth another try.
+    Transient(anyhow::Error),
+    /// The server refused the request (4xx): another try gets the same answer.
+    Refused(anyhow::Error),
 }
 
 /// A problem+json answer as one or more readable lines.

@@ -18,6 +18,7 @@ use herald_simulator::{
 };
 use serde_json::{Value, json};
 
+use crate::board::{self, Display};
 use crate::client::Client;
 use crate::config::Config;
 use crate::{progress, serve};
@@ -211,8 +212,9 @@ pub async fn run(out: &mut impl Write) -> anyhow::Result<ExitCode> {
     }
     writeln!(out, "   (each update waits for the one before it on its destination)\n")?;
 
-    let view = progress::follow(&client, &id, Duration::from_secs(60), out).await?;
-    writeln!(out, "\n{}\n", progress::summary(&view))?;
+    let view =
+        progress::follow(&client, &id, Duration::from_secs(60), Display::detect(), out).await?.view;
+    writeln!(out, "\n{}\n", board::summary(&view))?;
 
     // The proof comes from the destinations, not from herald's own bookkeeping.
     writeln!(out, "What each destination holds:")?;

@@ -5,11 +5,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use herald_api::Scope;
+use herald_cli::board::{self, Display};
 use herald_cli::client::{Bearer, Client};
 use herald_cli::config::Config;
-use herald_cli::{bench, database, demo, logging, outbound, progress, serve, token, torture};
+use herald_cli::progress::Followed;
+use herald_cli::{
+    bench, database, demo, destinations, logging, outbound, progress, serve, token, torture,
+};
 use serde_json::{Value, json};
 
 /// herald allocates many small, short-lived buffers per delivery (HTTP, JSON, SQL
@@ -57,6 +61,26 @@ impl MessageArgs {
     }
 }
 
+/// How a read command prints what the server answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+enum Output {
+    /// For people: aligned columns, plain words.
+    #[default]
+    Table,
+    /// The API's JSON, pretty-printed, for scripts (`jq`).
+    Json,
+}
+
+/// Exit codes of following a broadcast (`send --wait`, `status --follow`, `update --wait`):
+/// 0 when every delivery was delivered, 1 when it ended otherwise (failed, partially
+/// failed, cancelled) or on an error, 3 when `--timeout` ran out before it ended.
+const FOLLOW_CODES: &str = "Exit code: 0 when every delivery was delivered, 1 when the \
+    broadcast ended otherwise (failed, partially failed, cancelled) or on an error, 3 when \
+    --timeout ran out first.";
+
+/// The exit code when `--timeout` runs out before the broadcast ends.
+const TIMED_OUT: u8 = 3;
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server: HTTP API plus delivery engine.
@@ -66,6 +90,7 @@ enum Command {
         config: PathBuf,
     },
     /// Broadcast a message to destinations or groups.
+    #[command(after_help = FOLLOW_CODES)]
     Send {
         /// Destination or group names (repeat or comma-separate).
         #[arg(long, required = true, value_delimiter = ',')]
@@ -78,14 +103,19 @@ enum Command {
         /// Give up on deliveries not done after this long (e.g. 2h).
         #[arg(long)]
         expires_in: Option<String>,
-        /// Follow the deliveries until they converge; exit 1 if any failed.
+        /// Follow the deliveries live until the broadcast ends (see the exit codes below).
         #[arg(long)]
         wait: bool,
         /// How long --wait follows at most.
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         timeout: Duration,
+        /// table: progress, then a summary; json: the accepted broadcast (with --wait,
+        /// the final one) as the API answers it.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
     },
     /// Post a follow-up (update) to a broadcast's thread.
+    #[command(after_help = FOLLOW_CODES)]
     Update {
         /// The broadcast id.
         id: String,
@@ -96,9 +126,19 @@ enum Command {
         wait: bool,
     },
     /// Show a broadcast and each delivery's state.
+    #[command(after_help = FOLLOW_CODES)]
     Status {
         /// The broadcast id.
         id: String,
+        /// Follow the deliveries live until the broadcast ends (see the exit codes below).
+        #[arg(long)]
+        follow: bool,
+        /// How long --follow follows at most.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// table (default) or json (the API's answer; with --follow, the final one).
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
     },
     /// List broadcasts, newest first.
     List {
@@ -112,6 +152,9 @@ enum Command {
         /// At most this many.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// table (default) or json (the API's answer).
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
     },
     /// Retry a held, failed or pending delivery now.
     Retry {
@@ -123,8 +166,12 @@ enum Command {
         /// The delivery id (d_...).
         delivery: String,
     },
-    /// Show each destination's health.
-    Destinations,
+    /// Show each destination's health and counts.
+    Destinations {
+        /// table (default) or json (the API's answer).
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
     /// Apply the database migrations this version knows (also done by `serve`).
     Migrate {
         /// The configuration file.
@@ -132,7 +179,11 @@ enum Command {
         config: PathBuf,
     },
     /// Show the herald nodes sharing the database and the lanes each one drives.
-    Nodes,
+    Nodes {
+        /// table (default) or json (the API's answer).
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
     /// Validate a configuration file and report every problem.
     CheckConfig {
         /// The configuration file.
@@ -175,8 +226,8 @@ impl Command {
                 | Command::List { .. }
                 | Command::Retry { .. }
                 | Command::Cancel { .. }
-                | Command::Destinations
-                | Command::Nodes
+                | Command::Destinations { .. }
+                | Command::Nodes { .. }
         )
     }
 }
@@ -249,7 +300,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         },
-        Command::Send { to, message, key, expires_in, wait, timeout } => {
+        Command::Send { to, message, key, expires_in, wait, timeout, output } => {
             let mut request = json!({"destinations": to, "message": message.json()});
             if let Some(key) = key {
                 request["idempotency_key"] = json!(key);
@@ -261,6 +312,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (status, view) = client.post("/v1/broadcasts", &request).await?;
             let id =
                 view.get("id").and_then(Value::as_str).context("the server's answer has no id")?;
+            if output == Output::Json {
+                if !wait {
+                    print_json(&view)?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let followed = progress::follow(&client, id, timeout, Display::Silent, &mut out);
+                let followed = followed.await?;
+                print_json(&followed.view)?;
+                return Ok(follow_code(&followed));
+            }
             let replay = if status == 200 { " (already accepted with this key)" } else { "" };
             println!("accepted {id}{replay}");
             if wait {
@@ -277,11 +338,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return follow(&client, &id, Duration::from_secs(600)).await;
             }
         }
-        Command::Status { id } => {
-            let view = client()?.get(&format!("/v1/broadcasts/{id}")).await?;
-            print_broadcast(&view);
+        Command::Status { id, follow: true, timeout, output } => {
+            let client = client()?;
+            if output == Output::Json {
+                let followed = progress::follow(&client, &id, timeout, Display::Silent, &mut out);
+                let followed = followed.await?;
+                print_json(&followed.view)?;
+                return Ok(follow_code(&followed));
+            }
+            return follow(&client, &id, timeout).await;
         }
-        Command::List { state, destination, limit } => {
+        Command::Status { id, follow: false, output, .. } => {
+            let view = client()?.get(&format!("/v1/broadcasts/{id}")).await?;
+            match output {
+                Output::Json => print_json(&view)?,
+                Output::Table => print_broadcast(&view),
+            }
+        }
+        Command::List { state, destination, limit, output } => {
             let mut query = format!("/v1/broadcasts?limit={limit}");
             if let Some(state) = state {
                 query.push_str(&format!("&state={state}"));
@@ -290,6 +364,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 query.push_str(&format!("&destination={destination}"));
             }
             let page = client()?.get(&query).await?;
+            if output == Output::Json {
+                print_json(&page)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             for item in page.get("items").and_then(Value::as_array).into_iter().flatten() {
                 let text =
                     |key: &str| item.get(key).and_then(Value::as_str).unwrap_or("").to_string();
@@ -305,53 +383,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             client()?.post(&format!("/v1/deliveries/{delivery}/cancel"), &json!({})).await?;
             println!("{delivery}: cancelled");
         }
-        Command::Destinations => {
+        Command::Destinations { output } => {
             let view = client()?.get("/v1/destinations").await?;
-            println!(
-                "{:<20} {:<18} {:<9} {:>7} {:>9} {:>7} {:>9} {:>6}",
-                "NAME", "KIND", "STATE", "PENDING", "IN_FLIGHT", "HELD", "DELIVERED", "FAILED"
-            );
-            for d in view.get("destinations").and_then(Value::as_array).into_iter().flatten() {
-                let text = |key: &str| d.get(key).and_then(Value::as_str).unwrap_or("").to_string();
-                let n = |key: &str| d.get(key).and_then(Value::as_u64).unwrap_or(0);
-                let flag = |key: &str| d.get(key).and_then(Value::as_bool).unwrap_or(false);
-                let circuit = if flag("paused") {
-                    "paused".to_string()
-                } else if flag("throttled") && text("circuit") == "closed" {
-                    "throttled".to_string()
-                } else {
-                    text("circuit")
-                };
-                println!(
-                    "{:<20} {:<18} {:<9} {:>7} {:>9} {:>7} {:>9} {:>6}",
-                    text("name"),
-                    text("kind"),
-                    circuit,
-                    n("pending"),
-                    n("in_flight"),
-                    n("held"),
-                    n("delivered"),
-                    n("failed")
-                );
-                // Why the destination paused itself, and what brings it back.
-                if let Some(reason) = d.get("paused_reason").and_then(Value::as_str) {
-                    println!("  paused by the destination: {reason}");
-                    println!("  resume with: POST /v1/destinations/{}/resume", text("name"));
-                }
-                // Why the breaker holds the destination back, on a line of its own.
-                if let Some(reason) = d.get("circuit_reason").and_then(Value::as_str) {
-                    match d.get("circuit_open_until").and_then(Value::as_str) {
-                        Some(until) => println!(
-                            "  circuit {}: {reason}; next probe at {until}",
-                            text("circuit")
-                        ),
-                        None => println!("  circuit {}: {reason}", text("circuit")),
-                    }
-                }
+            match output {
+                Output::Json => print_json(&view)?,
+                Output::Table => print!("{}", destinations::table(&view)),
             }
         }
-        Command::Nodes => {
+        Command::Nodes { output } => {
             let view = client()?.get("/v1/nodes").await?;
+            if output == Output::Json {
+                print_json(&view)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "{:<24} {:<6} {:<22} {:<24} LANES",
                 "NODE", "ALIVE", "ADDRESS", "LAST HEARTBEAT"
@@ -395,12 +439,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Follows broadcast `id` live on stdout, then prints its summary.
 async fn follow(client: &Client, id: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout();
-    let view = progress::follow(client, id, timeout, &mut out).await?;
-    println!("{}", progress::summary(&view));
-    let state = view.get("state").and_then(Value::as_str).unwrap_or("");
-    Ok(if state == "delivered" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let display = Display::detect();
+    let followed = progress::follow(client, id, timeout, display, &mut out).await?;
+    // The terminal's table ends with the summary already.
+    if display != Display::Terminal {
+        println!("{}", board::summary(&followed.view));
+    }
+    if followed.timed_out {
+        eprintln!(
+            "gave up waiting after {}; the broadcast goes on (`herald status {id} --follow`)",
+            humantime::format_duration(timeout)
+        );
+    }
+    Ok(follow_code(&followed))
+}
+
+/// See [`FOLLOW_CODES`].
+fn follow_code(followed: &Followed) -> ExitCode {
+    if followed.timed_out {
+        ExitCode::from(TIMED_OUT)
+    } else if followed.delivered() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The API's answer as it came, pretty-printed.
+fn print_json(view: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(view).context("printing the answer as JSON")?);
+    Ok(())
 }
 
 fn print_broadcast(view: &Value) {

@@ -9,6 +9,7 @@ mod cli;
 mod cluster;
 mod crash;
 mod database;
+mod follow;
 mod hold;
 mod listener;
 mod matrix;
