@@ -21,6 +21,7 @@
 //! - `validate.rs`: request limits and rules, field by field.
 //! - `fuzzing.rs`: body decoding and checks without a server, for the fuzz targets.
 //! - `dto.rs`: request and response JSON shapes and their conversions.
+//! - `ui/`: the dashboard at `/ui/`, its assets embedded from `ui/assets/`.
 //! - `routes/`: one file per resource; `routes/mod.rs` holds the route table that both
 //!   the router and [`routes`] are built from, and `openapi.json` documents it.
 
@@ -36,6 +37,7 @@ mod ids;
 mod routes;
 mod state;
 mod tokens;
+mod ui;
 mod validate;
 
 pub use auth::{Access, Auth};

@@ -116,6 +116,10 @@ pub fn app(mut state: AppState) -> Router {
     for route in unguarded {
         router = router.route(route.path, route.handler);
     }
+    // The dashboard's static files: outside the table (not API operations, so not in
+    // `openapi.json`), open (the auth layer passes non-`/v1` paths), unguarded (a
+    // loaded herald must still show the operator what it is doing).
+    router = router.merge(crate::ui::router());
     router = router.fallback(|| async { ApiError::NoRoute }).method_not_allowed_fallback(
         |method: Method, uri: Uri| async move { method_not_allowed(&method, &uri) },
     );

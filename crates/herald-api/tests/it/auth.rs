@@ -12,7 +12,7 @@ use crate::{Answer, TestApp, json_request, str_of, submission};
 
 /// One token per scope, named after it, plus one with two scopes; each token's text is
 /// `token-NAME`.
-fn tokens() -> Vec<ApiToken> {
+pub(crate) fn tokens() -> Vec<ApiToken> {
     let mut res: Vec<ApiToken> = Scope::ALL
         .into_iter()
         .map(|scope| ApiToken {

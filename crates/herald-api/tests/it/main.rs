@@ -12,6 +12,7 @@ mod openapi;
 mod operate;
 mod overload;
 mod sse;
+mod ui;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};

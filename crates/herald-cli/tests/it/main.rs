@@ -31,6 +31,7 @@ mod secrets;
 #[path = "../../../herald-connectors/tests/it/synapse.rs"]
 mod synapse;
 mod torture;
+mod ui;
 
 /// The `[outbound]` table of every configuration these tests write: their destinations
 /// are simulators on loopback, which herald refuses unless allowed, so they allow it
