@@ -64,8 +64,9 @@ async function eventually(check, what) {
 
 async function shot(name) {
   // The last action's message would cover the page.
-  await page.evaluate(() => { document.getElementById('toast').className = ''; });
+  await page.evaluate(() => { document.getElementById('toast').hidden = true; });
   await page.screenshot({ path: join(SHOTS, name), fullPage: true });
+  await page.evaluate(() => { document.getElementById('toast').hidden = false; });
 }
 
 /** A scenario; on failure the page is saved as failed-N.png and its text printed. */
@@ -226,11 +227,12 @@ test('the list shows k-of-N status, filters by state and destination, and pages'
   await page.locator('a[rel="next"]').click();
   await page.locator('#broadcasts tbody tr a', { hasText: 'Disk full on db-1' }).waitFor();
   await page.goto(`${BASE}/ui/#/`);
+  // The first page again (not the second one still on screen) before using its form.
+  await page.locator('#broadcasts a', { hasText: 'Heartbeat 26' }).waitFor();
   await page.locator('#filter-destination').selectOption('gamma');
   await page.locator('.filters button').click();
   await page.waitForURL(/destination=gamma/);
-  await page.locator('#broadcasts tbody tr').first().waitFor();
-  assert.equal(await page.locator('#broadcasts tbody tr').count(), 1);
+  await eventually(async () => (await page.locator('#broadcasts tbody tr').count()) === 1, 'one broadcast to gamma');
   assert.equal(await page.locator('#broadcasts td.summary').innerText(), '4 of 5 delivered, 1 failed');
   await page.locator('#filter-state').selectOption('delivered');
   await page.locator('.filters button').click();
