@@ -154,7 +154,13 @@ test('a broadcast converges live on its page without a reload', async () => {
   // The failure in plain words, linked to its runbook section.
   const why = row('gamma').locator('td.why');
   assert.match(await why.innerText(), /refused the message for good/);
-  assert.equal(await why.locator('a').getAttribute('href'), 'runbook.md#permanent');
+  assert.equal(await why.locator('a').getAttribute('href'), 'runbook#permanent');
+  // The link opens the runbook served by this herald, at the section that explains it.
+  const runbook = await page.context().newPage();
+  await runbook.goto(new URL('runbook#permanent', `${BASE}/ui/`).href);
+  assert.match(await runbook.locator('h3#permanent').innerText(), /^Permanent$/);
+  assert.equal(await runbook.evaluate(() => location.hash), '#permanent');
+  await runbook.close();
   // The timeline: a lane per destination, a mark per attempt coloured by outcome.
   const attempts = (await api(`/v1/broadcasts/${incident.id}/attempts`)).attempts;
   await eventually(async () => (await page.locator('#timeline circle.mark').count()) === attempts.length, `${attempts.length} marks`);
@@ -168,12 +174,14 @@ test('a broadcast converges live on its page without a reload', async () => {
   await shot('broadcast.png');
 });
 
-test('a held delivery is released from its page and delivers', async () => {
+test('retry on a held delivery releases it from its page and it delivers', async () => {
   const held = await submit('Primary database failover', ['fragile']);
   await page.goto(`${BASE}/ui/#/broadcasts/${held.id}`);
   await page.locator('#deliveries tr[data-destination="fragile"][data-state="held"]').waitFor({ timeout: WAIT });
   assert.match(await row('fragile').locator('td.why').innerText(), /cannot tell whether the last attempt arrived/);
-  await row('fragile').locator('button[data-action="release"]').focus();
+  const release = row('fragile').locator('button[data-action="release"]');
+  assert.equal(await release.innerText(), 'Retry');
+  await release.focus();
   await page.keyboard.press('Enter');
   await confirmDialog(/may show twice/);
   await page.locator('#deliveries tr[data-destination="fragile"][data-state="delivered"]').waitFor({ timeout: WAIT });

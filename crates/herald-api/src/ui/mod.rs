@@ -13,6 +13,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
+mod runbook;
+
 /// Where the dashboard lives.
 pub(crate) const PREFIX: &str = "/ui/";
 
@@ -58,6 +60,9 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
 
 /// The file `name`, or a plain 404 naming the way back to the dashboard.
 fn asset(name: &str) -> Response {
+    if name == "runbook" {
+        return secured(runbook::PAGE.as_str().into_response(), HTML);
+    }
     let Some(asset) = ASSETS.iter().find(|asset| asset.name == name) else {
         return (
             StatusCode::NOT_FOUND,
@@ -66,9 +71,13 @@ fn asset(name: &str) -> Response {
         )
             .into_response();
     };
-    let mut response = asset.body.into_response();
+    secured(asset.body.into_response(), asset.content_type)
+}
+
+/// `response` as `content_type`, with the dashboard's caching and security headers.
+fn secured(mut response: Response, content_type: &'static str) -> Response {
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     // The names carry no version, so a browser must ask again (cheaply, it is small)
     // after an upgrade rather than run old scripts against a new API.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));

@@ -23,6 +23,7 @@ async fn the_dashboard_is_served_with_its_types_and_a_strict_policy() {
         ("/ui/timeline.js", "text/javascript; charset=utf-8", "createElementNS"),
         ("/ui/app.css", "text/css; charset=utf-8", ":focus-visible"),
         ("/ui/favicon.svg", "image/svg+xml", "<svg"),
+        ("/ui/runbook", "text/html; charset=utf-8", "<h3 id=\"attempts-exhausted\">"),
     ] {
         let res = t.get(uri).await;
         assert_eq!(res.status, StatusCode::OK, "{uri}: {}", res.text);

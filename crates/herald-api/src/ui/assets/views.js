@@ -6,7 +6,7 @@ import { api, follow } from './api.js';
 import { OUTCOMES, sparkline, timeline } from './timeline.js';
 
 /** Where the runbook's sections live; each failure reason has an anchor there. */
-const RUNBOOK = 'runbook.md';
+const RUNBOOK = 'runbook';
 
 /** Builds an element: `h('a', {href}, 'text', child…)`; `on*` attributes become listeners. */
 export function h(tag, attrs = {}, ...children) {
@@ -161,7 +161,7 @@ export async function broadcastPage(main, id, { confirm, toast, live, current })
     const buttons = [];
     if (d.state === 'held') {
       buttons.push(h('button', { type: 'button', class: 'primary', 'data-action': 'release', onclick: act('Release held delivery',
-        `Send to ${d.destination} again? The last attempt may have arrived already; this destination cannot deduplicate, so it may show twice.`, path('retry')) }, 'Release'));
+        `Send to ${d.destination} again? The last attempt may have arrived already; this destination cannot deduplicate, so it may show twice.`, path('retry')), title: 'Release the held delivery: send it again' }, 'Retry'));
     }
     if (d.state === 'failed' || d.state === 'cancelled') {
       buttons.push(h('button', { type: 'button', 'data-action': 'retry', onclick: act('Retry delivery',
