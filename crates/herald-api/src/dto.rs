@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 use herald_core::{BroadcastState, Link, Message, Severity, State, Timestamp};
-use herald_engine::{Event, LaneHealth};
+use herald_engine::{Engine, Event, LaneHealth};
 use herald_store::cluster::NodeView;
 use herald_store::{AttemptView, BroadcastView, DeliveryView, DestinationStats};
 use serde::{Deserialize, Serialize};
@@ -114,6 +114,8 @@ struct DeliveryJson {
     max_attempts: u32,
     next_attempt_at: Option<String>,
     remote_ref: Option<String>,
+    /// Where a person can open the remote message, where the kind allows a link.
+    remote_url: Option<String>,
     last_error: Option<String>,
     failure_reason: Option<&'static str>,
     hold_reason: Option<String>,
@@ -134,8 +136,9 @@ impl From<&Message> for MessageJson {
     }
 }
 
-impl From<&DeliveryView> for DeliveryJson {
-    fn from(delivery: &DeliveryView) -> DeliveryJson {
+impl DeliveryJson {
+    /// `delivery` as the API shows it, its remote ref linked through `engine`'s connector.
+    fn new(delivery: &DeliveryView, engine: &Engine) -> DeliveryJson {
         let progress = &delivery.progress;
         DeliveryJson {
             id: delivery.id.clone(),
@@ -148,6 +151,10 @@ impl From<&DeliveryView> for DeliveryJson {
             next_attempt_at: (progress.state == State::Pending)
                 .then(|| rfc3339(progress.next_attempt_at)),
             remote_ref: progress.remote_ref.clone(),
+            remote_url: progress
+                .remote_ref
+                .as_deref()
+                .and_then(|remote| engine.remote_link(&delivery.destination, remote)),
             last_error: progress.last_error.clone(),
             failure_reason: match &progress.state {
                 State::Failed(reason) => Some(reason.as_str()),
@@ -165,8 +172,9 @@ pub(crate) fn broadcast_state(view: &BroadcastView) -> BroadcastState {
     BroadcastState::of(view.deliveries.iter().map(|d| &d.progress.state))
 }
 
-impl From<&BroadcastView> for BroadcastJson {
-    fn from(view: &BroadcastView) -> BroadcastJson {
+impl BroadcastJson {
+    /// `view` as the API shows it; `engine` links each delivery's remote ref.
+    pub(crate) fn new(view: &BroadcastView, engine: &Engine) -> BroadcastJson {
         let mut summary = SummaryJson { total: view.deliveries.len(), ..SummaryJson::default() };
         for delivery in &view.deliveries {
             match delivery.progress.state {
@@ -196,7 +204,7 @@ impl From<&BroadcastView> for BroadcastJson {
                     created_at: rfc3339(m.created_at),
                 })
                 .collect(),
-            deliveries: view.deliveries.iter().map(DeliveryJson::from).collect(),
+            deliveries: view.deliveries.iter().map(|d| DeliveryJson::new(d, engine)).collect(),
         }
     }
 }

@@ -132,6 +132,14 @@ pub trait Connector: Send + Sync + 'static {
     /// engine bounds it with the destination's timeout and reports a timeout as
     /// `Unknown`.
     async fn send(&self, request: &Request<'_>) -> Report;
+
+    /// A web address where a person can open the message `remote_ref` names (the ref
+    /// this connector returned on delivery), where the kind allows building one from
+    /// its settings; `None` otherwise.
+    fn remote_link(&self, remote_ref: &str) -> Option<String> {
+        let _ = remote_ref;
+        None
+    }
 }
 
 /// Why a connector could not be built from its settings.

@@ -425,6 +425,12 @@ impl Engine {
         self.shared.lanes.get(destination).map(|lane| &lane.destination.settings)
     }
 
+    /// Where a person can open the message `remote_ref` names on `destination`, where
+    /// its kind can build such a link (`Connector::remote_link`).
+    pub fn remote_link(&self, destination: &str, remote_ref: &str) -> Option<String> {
+        self.shared.lanes.get(destination)?.destination.connector.remote_link(remote_ref)
+    }
+
     /// The configured destination names, sorted.
     pub fn destinations(&self) -> Vec<String> {
         let mut names: Vec<String> = self.shared.lanes.keys().cloned().collect();

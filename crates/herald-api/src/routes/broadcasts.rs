@@ -61,14 +61,14 @@ pub(super) async fn submit(
         Submitted::Created(view) => {
             state.engine.metrics().broadcasts_accepted.inc();
             state.engine.notify(&changes(&view));
-            let mut res = (StatusCode::ACCEPTED, Json(BroadcastJson::from(&view))).into_response();
+            let mut res = (StatusCode::ACCEPTED, Json(BroadcastJson::new(&view, &state.engine))).into_response();
             if let Ok(location) = HeaderValue::from_str(&format!("/v1/broadcasts/{}", view.id)) {
                 res.headers_mut().insert(header::LOCATION, location);
             }
             Ok(res)
         }
         Submitted::Replayed(view) => {
-            Ok((StatusCode::OK, Json(BroadcastJson::from(&view))).into_response())
+            Ok((StatusCode::OK, Json(BroadcastJson::new(&view, &state.engine))).into_response())
         }
     }
 }
@@ -145,7 +145,7 @@ pub(super) async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<BroadcastJson>, ApiError> {
     let view = load(&state, &id).await?;
-    Ok(Json(BroadcastJson::from(&view)))
+    Ok(Json(BroadcastJson::new(&view, &state.engine)))
 }
 
 /// `GET /v1/broadcasts?state=&destination=&cursor=&limit=`.
@@ -168,7 +168,7 @@ pub(super) async fn list(
         error => error.into(),
     })?;
     Ok(Json(PageJson {
-        items: page.items.iter().map(BroadcastJson::from).collect(),
+        items: page.items.iter().map(|view| BroadcastJson::new(view, &state.engine)).collect(),
         next_cursor: page.next_cursor,
     }))
 }
@@ -286,6 +286,6 @@ pub(super) async fn update(
     state.engine.notify(&added.changes);
     let status = if added.replayed { StatusCode::OK } else { StatusCode::ACCEPTED };
     let body =
-        UpdatedJson { broadcast: BroadcastJson::from(&added.broadcast), update_seq: added.seq };
+        UpdatedJson { broadcast: BroadcastJson::new(&added.broadcast, &state.engine), update_seq: added.seq };
     Ok((status, Json(body)).into_response())
 }

@@ -69,5 +69,5 @@ async fn answer(
 ) -> Result<Json<BroadcastJson>, ApiError> {
     state.engine.notify(changes);
     let view = load(state, &change.broadcast_id).await?;
-    Ok(Json(BroadcastJson::from(&view)))
+    Ok(Json(BroadcastJson::new(&view, &state.engine)))
 }

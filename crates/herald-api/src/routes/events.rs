@@ -14,7 +14,7 @@ use axum::extract::{Path, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
 use herald_core::BroadcastState;
-use herald_engine::Event;
+use herald_engine::{Engine, Event};
 use herald_store::BroadcastView;
 use serde::Serialize;
 use tokio::sync::broadcast::Receiver;
@@ -63,11 +63,11 @@ impl Feed {
         let event = match std::mem::replace(&mut self.step, Step::End) {
             Step::End => return None,
             Step::Snapshot(view) => {
-                let event = snapshot(&view);
+                let event = snapshot(&view, &self.state.engine);
                 self.step = if ended(&view) { Step::Done(view) } else { Step::Live };
                 event
             }
-            Step::Done(view) => json_event("done", &BroadcastJson::from(&view)),
+            Step::Done(view) => json_event("done", &BroadcastJson::new(&view, &self.state.engine)),
             Step::Drain(view) => loop {
                 match self.events.try_recv() {
                     Ok(event) if event.broadcast_id == self.id => {
@@ -76,7 +76,7 @@ impl Feed {
                     }
                     Ok(_) | Err(TryRecvError::Lagged(_)) => {}
                     Err(TryRecvError::Empty | TryRecvError::Closed) => {
-                        break json_event("done", &BroadcastJson::from(&view));
+                        break json_event("done", &BroadcastJson::new(&view, &self.state.engine));
                     }
                 }
             },
@@ -92,7 +92,7 @@ impl Feed {
                     Ok(_) => {}
                     Err(RecvError::Lagged(_)) => {
                         if let Some(view) = self.reload().await {
-                            let event = snapshot(&view);
+                            let event = snapshot(&view, &self.state.engine);
                             self.step = if ended(&view) { Step::Done(view) } else { Step::Live };
                             break event;
                         }
@@ -127,8 +127,8 @@ fn delivery(event: &Event) -> SseEvent {
     json_event("delivery", &DeliveryEventJson::from(event))
 }
 
-fn snapshot(view: &BroadcastView) -> SseEvent {
-    json_event("snapshot", &BroadcastJson::from(view))
+fn snapshot(view: &BroadcastView, engine: &Engine) -> SseEvent {
+    json_event("snapshot", &BroadcastJson::new(view, engine))
 }
 
 fn json_event(name: &str, data: &impl Serialize) -> SseEvent {

@@ -40,8 +40,8 @@ async fn submit_answers_202_with_the_documented_shape() {
     let mut expected = json!({
         "id": d["id"], "destination": "slack-incidents", "kind": "original", "seq": 0, "state": "pending",
         "attempts": 0, "max_attempts": 8, "next_attempt_at": "2026-11-29T12:02:03.000Z",
-        "remote_ref": null, "last_error": null, "failure_reason": null, "hold_reason": null,
-        "delivered_at": null, "unconfirmed": false
+        "remote_ref": null, "remote_url": null, "last_error": null, "failure_reason": null,
+        "hold_reason": null, "delivered_at": null, "unconfirmed": false
     });
     assert_eq!(d, &expected);
 
@@ -57,6 +57,8 @@ async fn submit_answers_202_with_the_documented_shape() {
     expected["attempts"] = json!(1);
     expected["next_attempt_at"] = Value::Null;
     expected["remote_ref"] = json!(format!("ref-{}", str_of(d, "id")));
+    // The connector's link for its ref.
+    expected["remote_url"] = json!(format!("https://chat.example/m/ref-{}", str_of(d, "id")));
     expected["delivered_at"] = json!("2026-11-29T12:02:03.000Z");
     assert_eq!(delivery(&settled, "slack-incidents", 0), &expected);
 

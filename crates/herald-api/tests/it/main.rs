@@ -71,6 +71,10 @@ impl Connector for Scripted {
         Capabilities::default()
     }
 
+    fn remote_link(&self, remote_ref: &str) -> Option<String> {
+        Some(format!("https://chat.example/m/{remote_ref}"))
+    }
+
     async fn send(&self, request: &Attempt<'_>) -> Report {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if let Some(reason) = self.gone.lock().unwrap().clone() {

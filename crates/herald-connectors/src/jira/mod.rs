@@ -372,6 +372,30 @@ impl Connector for Jira {
         KIND.name
     }
 
+    /// `KEY` opens the issue, `KEY/comment/ID` the issue scrolled to the comment.
+    fn remote_link(&self, remote_ref: &str) -> Option<String> {
+        let (key, comment) = match remote_ref.split_once("/comment/") {
+            Some((key, id)) => (key, Some(id)),
+            None => (remote_ref, None),
+        };
+        let issue_key = key.split_once('-').is_some_and(|(project, number)| {
+            !project.is_empty()
+                && project.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !number.is_empty()
+                && number.bytes().all(|b| b.is_ascii_digit())
+        });
+        if !issue_key {
+            return None;
+        }
+        match comment {
+            None => Some(format!("{}/browse/{key}", self.base)),
+            Some(id) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => {
+                Some(format!("{}/browse/{key}?focusedCommentId={id}", self.base))
+            }
+            Some(_) => None,
+        }
+    }
+
     fn capabilities(&self) -> Capabilities {
         CAPABILITIES
     }

@@ -408,6 +408,17 @@ impl Connector for Matrix {
         KIND.name
     }
 
+    /// A matrix.to link to the event in the configured room (alias or id): it opens in
+    /// whichever client the reader uses, without herald knowing their homeserver's web UI.
+    fn remote_link(&self, remote_ref: &str) -> Option<String> {
+        if !remote_ref.starts_with('$') || remote_ref.contains(['/', '#', '?']) {
+            return None;
+        }
+        let mut url = reqwest::Url::parse("https://matrix.to/").ok()?;
+        url.set_fragment(Some(&format!("/{}/{remote_ref}", self.settings.room)));
+        Some(url.into())
+    }
+
     fn capabilities(&self) -> Capabilities {
         CAPABILITIES
     }

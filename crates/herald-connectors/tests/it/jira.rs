@@ -398,3 +398,25 @@ async fn jira_a_look_up_answer_without_its_list_does_not_post() {
         assert!(receiver.got_nothing_more(), "{answer:?}: no comment posted");
     }
 }
+
+#[test]
+fn jira_refs_link_to_the_issue_and_to_the_comment() {
+    let jira = connector(JiraConfig {
+        url: "http://127.0.0.1:9/".to_owned(),
+        email: JIRA_EMAIL.to_owned(),
+        token: JIRA_TOKEN.to_owned(),
+        project: JIRA_PROJECT.to_owned(),
+        issue_type: "Incident".to_owned(),
+        transition_on_resolve: None,
+        lookup_grace: Duration::from_secs(60),
+    });
+    assert_eq!(jira.remote_link("OPS-12").as_deref(), Some("http://127.0.0.1:9/browse/OPS-12"));
+    assert_eq!(
+        jira.remote_link("OPS-12/comment/10042").as_deref(),
+        Some("http://127.0.0.1:9/browse/OPS-12?focusedCommentId=10042")
+    );
+    // Anything but a key (and a numeric comment id) from the API gets no link.
+    for odd in ["", "OPS", "OPS-", "-12", "OPS-12x", "OPS-12/comment/", "OPS-12/comment/1?x=y", "../x-1"] {
+        assert_eq!(jira.remote_link(odd), None, "{odd:?}");
+    }
+}

@@ -190,7 +190,9 @@ export async function broadcastPage(main, id, { confirm, toast, live, current })
 
   function remote(d) {
     if (!d.remote_ref) return h('span', { class: 'muted' }, '—');
-    if (/^https?:\/\//.test(d.remote_ref)) return h('a', { href: d.remote_ref, rel: 'noreferrer', target: '_blank' }, 'open');
+    if (d.remote_url && /^https?:\/\//.test(d.remote_url)) {
+      return h('a', { href: d.remote_url, rel: 'noreferrer', target: '_blank', title: d.remote_ref }, `open ${d.remote_ref}`);
+    }
     return h('code', {}, d.remote_ref);
   }
 
