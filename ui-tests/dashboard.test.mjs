@@ -160,6 +160,7 @@ test('a broadcast converges live on its page without a reload', async () => {
   await runbook.goto(new URL('runbook#permanent', `${BASE}/ui/`).href);
   assert.match(await runbook.locator('h3#permanent').innerText(), /^Permanent$/);
   assert.equal(await runbook.evaluate(() => location.hash), '#permanent');
+  await runbook.screenshot({ path: join(SHOTS, 'runbook.png') });
   await runbook.close();
   // The timeline: a lane per destination, a mark per attempt coloured by outcome.
   const attempts = (await api(`/v1/broadcasts/${incident.id}/attempts`)).attempts;

@@ -189,6 +189,10 @@ enum Command {
         /// The configuration file.
         #[arg(long, short, default_value = "herald.toml")]
         config: PathBuf,
+        /// table (default: lines for people) or json (`ok`, `problems` with location,
+        /// key and message, `warnings`, counts) for CI jobs and editors.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
     },
     /// Manage API tokens.
     #[command(subcommand)]
@@ -279,27 +283,65 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             logging::set_secrets(config.redactor.clone());
             println!("{}", database::migrate(&config).await?);
         }
-        Command::CheckConfig { config: path } => match Config::load(&path) {
-            Ok(config) => {
-                for warning in config.warnings() {
-                    println!("warning: {warning}");
+        Command::CheckConfig { config: path, output } => {
+            match Config::load(&path) {
+                Ok(config) => {
+                    let findings = outbound::check(&config).await;
+                    if output == Output::Json {
+                        let mut warnings = config.warnings();
+                        let mut notes = Vec::new();
+                        for finding in &findings {
+                            match finding {
+                                outbound::Finding::Refused { .. } => warnings.push(finding.text()),
+                                outbound::Finding::Unresolved { .. } => notes.push(finding.text()),
+                            }
+                        }
+                        print_json(&json!({
+                            "file": path.display().to_string(),
+                            "ok": true,
+                            "destinations": config.destinations.len(),
+                            "groups": config.groups.len(),
+                            "warnings": warnings,
+                            "notes": notes,
+                            "problems": [],
+                        }))?;
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    for warning in config.warnings() {
+                        println!("warning: {warning}");
+                    }
+                    for finding in findings {
+                        println!("{finding}");
+                    }
+                    println!(
+                        "{}: ok ({}, {})",
+                        path.display(),
+                        count(config.destinations.len(), "destination"),
+                        count(config.groups.len(), "group")
+                    );
                 }
-                for finding in outbound::check(&config).await {
-                    println!("{finding}");
+                Err(errors) => {
+                    if output == Output::Json {
+                        let problems: Vec<Value> = errors
+                        .0
+                        .iter()
+                        .map(|e| json!({"location": e.location, "key": e.key, "message": e.message}))
+                        .collect();
+                        print_json(&json!({
+                            "file": path.display().to_string(),
+                            "ok": false,
+                            "warnings": [],
+                            "notes": [],
+                            "problems": problems,
+                        }))?;
+                        return Ok(ExitCode::FAILURE);
+                    }
+                    eprintln!("{errors}");
+                    eprintln!("{} found", count(errors.0.len(), "problem"));
+                    return Ok(ExitCode::FAILURE);
                 }
-                println!(
-                    "{}: ok ({}, {})",
-                    path.display(),
-                    count(config.destinations.len(), "destination"),
-                    count(config.groups.len(), "group")
-                );
             }
-            Err(errors) => {
-                eprintln!("{errors}");
-                eprintln!("{} found", count(errors.0.len(), "problem"));
-                return Ok(ExitCode::FAILURE);
-            }
-        },
+        }
         Command::Send { to, message, key, expires_in, wait, timeout, output } => {
             let mut request = json!({"destinations": to, "message": message.json()});
             if let Some(key) = key {

@@ -37,18 +37,28 @@ pub enum Finding {
     },
 }
 
-impl fmt::Display for Finding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Finding {
+    /// What was found and what it means, without the `warning:`/`note:` label.
+    pub fn text(&self) -> String {
         match self {
             Finding::Refused { key, reason } => {
-                write!(f, "warning: {key}: {reason}; every delivery to it will fail")
+                format!("{key}: {reason}; every delivery to it will fail")
             }
-            Finding::Unresolved { key, reason } => write!(
-                f,
-                "note: {key}: {reason}; if it resolves where herald runs, its addresses are \
-                 checked there at each connection"
+            Finding::Unresolved { key, reason } => format!(
+                "{key}: {reason}; if it resolves where herald runs, its addresses are checked \
+                 there at each connection"
             ),
         }
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let label = match self {
+            Finding::Refused { .. } => "warning",
+            Finding::Unresolved { .. } => "note",
+        };
+        write!(f, "{label}: {}", self.text())
     }
 }
 

@@ -61,7 +61,8 @@ pub(super) async fn submit(
         Submitted::Created(view) => {
             state.engine.metrics().broadcasts_accepted.inc();
             state.engine.notify(&changes(&view));
-            let mut res = (StatusCode::ACCEPTED, Json(BroadcastJson::new(&view, &state.engine))).into_response();
+            let mut res = (StatusCode::ACCEPTED, Json(BroadcastJson::new(&view, &state.engine)))
+                .into_response();
             if let Ok(location) = HeaderValue::from_str(&format!("/v1/broadcasts/{}", view.id)) {
                 res.headers_mut().insert(header::LOCATION, location);
             }
@@ -285,7 +286,9 @@ pub(super) async fn update(
     }
     state.engine.notify(&added.changes);
     let status = if added.replayed { StatusCode::OK } else { StatusCode::ACCEPTED };
-    let body =
-        UpdatedJson { broadcast: BroadcastJson::new(&added.broadcast, &state.engine), update_seq: added.seq };
+    let body = UpdatedJson {
+        broadcast: BroadcastJson::new(&added.broadcast, &state.engine),
+        update_seq: added.seq,
+    };
     Ok((status, Json(body)).into_response())
 }

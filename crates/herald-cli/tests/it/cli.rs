@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use herald_simulator::{FaultPlan, Simulator};
+use serde_json::{Value, json};
 
 use crate::ALLOW_LOOPBACK;
 use crate::process::{Server, herald};
@@ -59,6 +60,46 @@ async fn check_config_reports_every_problem_with_its_location() {
     .unwrap();
     let output = run(&["check-config", "--config", path.to_str().unwrap()]).await;
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[tokio::test]
+async fn check_config_output_json_lists_problems_and_warnings_for_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herald.toml");
+    let file = path.to_str().unwrap();
+    std::fs::write(
+        &path,
+        "[destinations.ops]\nkind = \"webhook\"\nurl = \"https://example.test/hook\"\nbackoff_base = \"1 sec\"\n\n\
+         [destinations.other]\nkind = \"carrier-pigeon\"\n",
+    )
+    .unwrap();
+    let output = run(&["check-config", "--config", file, "--output", "json"]).await;
+    assert!(!output.status.success());
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{report}");
+    assert!(problems[0]["location"].as_str().unwrap().ends_with("herald.toml:4:16"), "{report}");
+    assert_eq!(problems[0]["key"], "destinations.ops.backoff_base");
+    assert!(problems[1]["message"].as_str().unwrap().contains("carrier-pigeon"), "{report}");
+
+    // Valid, with a destination on loopback that [outbound] does not allow: a warning.
+    std::fs::write(
+        &path,
+        "[destinations.ops]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n",
+    )
+    .unwrap();
+    let output = run(&["check-config", "--config", file, "--output", "json"]).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["destinations"], 1);
+    assert_eq!(report["problems"], json!([]));
+    let warnings = report["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{report}");
+    let warning = warnings[0].as_str().unwrap();
+    assert!(warning.starts_with("destinations.ops.url: "), "{warning}");
+    assert!(warning.contains("allow_networks"), "{warning}");
 }
 
 #[tokio::test]

@@ -416,7 +416,9 @@ fn jira_refs_link_to_the_issue_and_to_the_comment() {
         Some("http://127.0.0.1:9/browse/OPS-12?focusedCommentId=10042")
     );
     // Anything but a key (and a numeric comment id) from the API gets no link.
-    for odd in ["", "OPS", "OPS-", "-12", "OPS-12x", "OPS-12/comment/", "OPS-12/comment/1?x=y", "../x-1"] {
+    for odd in
+        ["", "OPS", "OPS-", "-12", "OPS-12x", "OPS-12/comment/", "OPS-12/comment/1?x=y", "../x-1"]
+    {
         assert_eq!(jira.remote_link(odd), None, "{odd:?}");
     }
 }

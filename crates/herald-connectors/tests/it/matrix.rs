@@ -309,8 +309,12 @@ async fn past_the_txn_window_a_look_up_that_finds_nothing_posts_once() {
 
 #[test]
 fn a_delivered_event_links_to_matrix_to_in_the_configured_room() {
-    let config =
-        MatrixConfig::new("http://127.0.0.1:9", "@herald:example.org", password(), "#ops:example.org");
+    let config = MatrixConfig::new(
+        "http://127.0.0.1:9",
+        "@herald:example.org",
+        password(),
+        "#ops:example.org",
+    );
     let matrix = Matrix::new(config, crate::client()).unwrap();
     assert_eq!(
         matrix.remote_link("$Ab3-_xyz").as_deref(),
