@@ -260,9 +260,12 @@ fn seed() -> u64 {
 /// # Errors
 /// As [`start`].
 pub async fn run(config: &Config) -> anyhow::Result<()> {
+    // Handlers first: a supervisor may send SIGTERM as soon as it reads "listening",
+    // and one arriving before the handler exists would kill herald without a drain.
+    let stop = stop_signal();
     let running = start(config).await?;
     println!("herald listening on {}://{}", running.scheme, running.addr);
-    if let Stop::WriterFailed(cause) = running.until_stopped(wait_for_signal()).await {
+    if let Stop::WriterFailed(cause) = running.until_stopped(stop).await {
         // The store has logged the panic. Exiting at once (EX_SOFTWARE) lets the
         // supervisor restart herald: everything committed is on disk, and leases left
         // behind are recovered as ambiguous at start-up.
@@ -277,17 +280,30 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
 /// The exit code when the database writer thread died (`EX_SOFTWARE`).
 const WRITER_FAILED: i32 = 70;
 
-async fn wait_for_signal() {
+/// SIGTERM or SIGINT (Ctrl-C), with both handlers installed when this is called rather
+/// than when the future is first polled.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+        let term = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            match (term, interrupt) {
+                (Ok(mut term), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-            return;
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
