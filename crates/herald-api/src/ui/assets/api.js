@@ -61,9 +61,16 @@ export function askToken(why) {
   return asking;
 }
 
-function refused(hadToken) {
+/**
+ * A 401 for a request sent with token `sent` (or none). When another token was entered
+ * while it was in flight (several requests answer 401 to one bad token, one after the
+ * other), that newer token is tried rather than forgotten.
+ */
+function refused(sent) {
+  const current = sessionStorage.getItem(KEY);
+  if (current && current !== sent) return Promise.resolve();
   sessionStorage.removeItem(KEY);
-  return askToken(hadToken
+  return askToken(sent
     ? 'That token was refused (unknown or revoked). Enter another one.'
     : 'This herald needs an API token (`herald token create`). Enter one with the `read` scope, or `operate` to act.');
 }
@@ -77,7 +84,7 @@ function scopeOf(res) {
 /** `method path` with an optional JSON body; the JSON answer, or throws ApiError. */
 export async function api(path, { method = 'GET', body } = {}) {
   for (;;) {
-    const hadToken = Boolean(sessionStorage.getItem(KEY));
+    const sent = sessionStorage.getItem(KEY);
     const init = { method, headers: headers({ Accept: 'application/json' }), cache: 'no-store' };
     if (body !== undefined) {
       init.headers['Content-Type'] = 'application/json';
@@ -85,7 +92,7 @@ export async function api(path, { method = 'GET', body } = {}) {
     }
     const res = await fetch(path, init);
     if (res.status === 401) {
-      await refused(hadToken);
+      await refused(sent);
       continue;
     }
     const text = await res.text();
@@ -112,14 +119,14 @@ export function follow(id, onEvent, onStatus) {
       controller = new AbortController();
       let ended = false;
       try {
-        const hadToken = Boolean(sessionStorage.getItem(KEY));
+        const sent = sessionStorage.getItem(KEY);
         const res = await fetch(`/v1/broadcasts/${encodeURIComponent(id)}/events`, {
           headers: headers({ Accept: 'text/event-stream' }),
           signal: controller.signal,
           cache: 'no-store',
         });
         if (res.status === 401) {
-          await refused(hadToken);
+          await refused(sent);
           continue;
         }
         if (!res.ok || !res.body) throw new ApiError(res.status, null, await res.text(), scopeOf(res));
