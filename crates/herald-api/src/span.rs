@@ -35,7 +35,7 @@ pub(crate) async fn request(req: Request, next: Next) -> Response {
     }
     let response = next.run(req).instrument(span.clone()).await;
     let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
         span.record("otel.status_code", "error");
     }

@@ -65,6 +65,9 @@ struct Counters {
     failed: AtomicU64,
     /// Whether the last export failed (so a failure is logged once per outage).
     failing: AtomicBool,
+    /// Why the last request did not reach the collector (the exporter's own error only
+    /// says "network error").
+    transport_error: std::sync::Mutex<Option<String>>,
 }
 
 /// Builds the exporter for `config` (spans go from the batch thread over `runtime`) and
@@ -86,16 +89,16 @@ pub fn start(
         .build()
         .context("cannot build the HTTP client for trace export")?;
     let headers: HashMap<String, String> = config.headers.iter().cloned().collect();
+    let counters = Arc::new(Counters::default());
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
-        .with_http_client(Collector { client, runtime })
+        .with_http_client(Collector { client, runtime, counters: Arc::clone(&counters) })
         .with_endpoint(config.traces_url.clone())
         .with_protocol(Protocol::HttpBinary)
         .with_timeout(EXPORT_TIMEOUT)
         .with_headers(headers)
         .build()
         .map_err(|error| anyhow::anyhow!("cannot build the trace exporter: {error}"))?;
-    let counters = Arc::new(Counters::default());
     let exporter = Scrubbing { inner: exporter, redactor, counters: Arc::clone(&counters) };
     // The processor's own queue is larger than ours, so it never drops silently: `Bounded`
     // counts every span that is not yet exported and refuses over QUEUE.
@@ -241,8 +244,16 @@ impl SpanExporter for Scrubbing {
             Err(error) => {
                 self.counters.failed.fetch_add(count as u64, Ordering::Relaxed);
                 if !self.counters.failing.swap(true, Ordering::Relaxed) {
+                    let cause = self
+                        .counters
+                        .transport_error
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .take()
+                        .unwrap_or_default();
                     tracing::warn!(
                         %error,
+                        %cause,
                         "Cannot export traces to the collector ([telemetry] otlp_endpoint); \
                          their spans are lost until it answers. Deliveries are not affected. \
                          Logged once per outage."
@@ -320,6 +331,7 @@ fn redacted(text: &str, redactor: &Redactor) -> Option<String> {
 struct Collector {
     client: reqwest::Client,
     runtime: tokio::runtime::Handle,
+    counters: Arc<Counters>,
 }
 
 #[async_trait::async_trait]
@@ -345,7 +357,21 @@ impl HttpClient for Collector {
             }
             Ok((status, headers, body))
         });
-        let (status, headers, body) = answer.await??;
+        let answered = answer.await?;
+        let (status, headers, body) = answered.inspect_err(|error| {
+            let mut text = error.to_string();
+            let mut source = error.source();
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            let mut slot = self
+                .counters
+                .transport_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *slot = Some(text);
+        })?;
         let mut response = http::Response::new(Bytes::from(body));
         *response.status_mut() = status;
         *response.headers_mut() = headers;

@@ -121,6 +121,7 @@ pub(crate) async fn run(
             ambiguous_at: work.ambiguous_at,
         };
         // One span per send, for trace export; the broadcast id ties it to the submit.
+        // Numbers as i64: the OpenTelemetry bridge exports unsigned ones as strings.
         let span = tracing::info_span!(
             "herald.attempt",
             otel.kind = "client",
@@ -130,7 +131,7 @@ pub(crate) async fn run(
             herald.delivery_id = %work.delivery_id,
             herald.destination = %destination.name,
             herald.kind = destination.connector.kind(),
-            herald.attempt = number,
+            herald.attempt = i64::from(number),
             herald.probe = probe,
             herald.outcome = Empty,
             http.response.status_code = Empty,
@@ -158,7 +159,7 @@ pub(crate) async fn run(
         let report = scrub(report, &shared.config.redactor);
         span.record("herald.outcome", report.outcome.class());
         if let Some(status) = report.status {
-            span.record("http.response.status_code", status);
+            span.record("http.response.status_code", i64::from(status));
         }
         if let Some(reason) = report.outcome.reason() {
             span.record("otel.status_code", "error");

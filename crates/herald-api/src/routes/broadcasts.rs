@@ -64,7 +64,7 @@ pub(super) async fn submit(
     let span = tracing::info_span!(
         "herald.submit",
         herald.broadcast_id = Empty,
-        herald.destination_count = new.deliveries.len(),
+        herald.destination_count = new.deliveries.len() as i64,
         herald.replayed = Empty,
     );
     let submitted = state.store.submit(new).instrument(span.clone()).await?;

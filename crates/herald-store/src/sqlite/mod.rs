@@ -385,7 +385,7 @@ fn write_loop(conn: &Connection, queue: &Queue, metrics: &StoreMetrics) {
         // One span per group commit, for trace export: how many writes shared it.
         let span = tracing::info_span!(
             "herald.store.commit",
-            herald.store.batch_size = size,
+            herald.store.batch_size = size as i64,
             otel.status_code = tracing::field::Empty,
         );
         let _in_span = span.enter();
