@@ -219,13 +219,13 @@ impl SpanProcessor for Bounded {
 
 /// The OTLP exporter behind the redactor, counting and logging failures.
 #[derive(Debug)]
-struct Scrubbing {
-    inner: opentelemetry_otlp::SpanExporter,
+struct Scrubbing<E> {
+    inner: E,
     redactor: Redactor,
     counters: Arc<Counters>,
 }
 
-impl SpanExporter for Scrubbing {
+impl<E: SpanExporter> SpanExporter for Scrubbing<E> {
     async fn export(&self, mut batch: Vec<SpanData>) -> OTelSdkResult {
         let count = batch.len();
         if !self.redactor.is_empty() {
@@ -380,6 +380,7 @@ impl HttpClient for Collector {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -394,10 +395,9 @@ mod tests {
         assert!(!exported("sqlx::query", false, Level::ERROR));
     }
 
-    #[test]
-    fn secrets_leave_every_string_of_a_span() {
-        let redactor = Redactor::new(["planted-secret-value"]);
-        let mut span = SpanData {
+    /// A finished span with a secret planted in each of its strings.
+    fn span() -> SpanData {
+        SpanData {
             span_context: opentelemetry::trace::SpanContext::empty_context(),
             parent_span_id: opentelemetry::trace::SpanId::INVALID,
             parent_span_is_remote: false,
@@ -418,7 +418,13 @@ mod tests {
             links: opentelemetry_sdk::trace::SpanLinks::default(),
             status: Status::error("failed with planted-secret-value"),
             instrumentation_scope: opentelemetry::InstrumentationScope::builder("t").build(),
-        };
+        }
+    }
+
+    #[test]
+    fn secrets_leave_every_string_of_a_span() {
+        let redactor = Redactor::new(["planted-secret-value"]);
+        let mut span = span();
         span.events.events.push(opentelemetry::trace::Event::new(
             "planted-secret-value in a log line",
             std::time::SystemTime::UNIX_EPOCH,
@@ -433,5 +439,44 @@ mod tests {
         assert_eq!(span.attributes[1].value, Value::I64(2));
         assert_eq!(span.events.events[0].name, "[redacted] in a log line");
         assert_eq!(span.status, Status::error("failed with [redacted]"));
+    }
+
+    /// Waits for `release` on every export, like a collector that does not answer.
+    #[derive(Debug)]
+    struct Stalled(std::sync::Mutex<std::sync::mpsc::Receiver<()>>);
+
+    impl SpanExporter for Stalled {
+        async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+            let _ = self.0.lock().unwrap().recv();
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn at_most_queue_spans_wait_for_export_and_the_rest_are_dropped_and_counted() {
+        let counters = Arc::new(Counters::default());
+        let (release, stalled) = std::sync::mpsc::channel();
+        let exporter = Scrubbing {
+            inner: Stalled(std::sync::Mutex::new(stalled)),
+            redactor: Redactor::default(),
+            counters: Arc::clone(&counters),
+        };
+        let batch = BatchConfigBuilder::default().with_max_queue_size(QUEUE + 1024).build();
+        let processor = Bounded {
+            inner: BatchSpanProcessor::builder(exporter).with_batch_config(batch).build(),
+            counters: Arc::clone(&counters),
+        };
+        // The first batch's export hangs, so nothing leaves the queue: whatever the
+        // batch thread does meanwhile, exactly QUEUE spans are taken.
+        for _ in 0..QUEUE + 10 {
+            processor.on_end(span());
+        }
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 10);
+        assert_eq!(counters.queued.load(Ordering::Relaxed), QUEUE);
+        // The collector answers again: the queue drains, and shutdown exports the rest.
+        drop(release);
+        processor.shutdown_with_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(counters.queued.load(Ordering::Relaxed), 0);
+        assert_eq!(counters.failed.load(Ordering::Relaxed), 0);
     }
 }
