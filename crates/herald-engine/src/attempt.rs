@@ -141,19 +141,21 @@ pub(crate) async fn run(
         // have sent) instead of leaving the delivery leased until recovery, and the panic's
         // text, which may quote anything, goes through the redactor like every reason.
         let send = AssertUnwindSafe(destination.connector.send(&request)).catch_unwind();
-        let report = async { tokio::select! {
-            sent = send => sent.unwrap_or_else(|panic| unknown(format!(
-                "the {} connector failed unexpectedly (a herald bug; please report it): {}; \
-                 the destination may have received the message",
-                destination.connector.kind(),
-                panic_text(panic.as_ref())
-            ))),
-            () = shared.clock.sleep_until(deadline) => unknown(format!(
-                "no answer within {}; the destination may have received the message",
-                humantime(deadline.since(started_at))
-            )),
-            () = shared.abort.cancelled() => unknown("herald shut down while the attempt was in flight".into()),
-        } }
+        let report = async {
+            tokio::select! {
+                sent = send => sent.unwrap_or_else(|panic| unknown(format!(
+                    "the {} connector failed unexpectedly (a herald bug; please report it): {}; \
+                     the destination may have received the message",
+                    destination.connector.kind(),
+                    panic_text(panic.as_ref())
+                ))),
+                () = shared.clock.sleep_until(deadline) => unknown(format!(
+                    "no answer within {}; the destination may have received the message",
+                    humantime(deadline.since(started_at))
+                )),
+                () = shared.abort.cancelled() => unknown("herald shut down while the attempt was in flight".into()),
+            }
+        }
         .instrument(span.clone())
         .await;
         let report = scrub(report, &shared.config.redactor);
