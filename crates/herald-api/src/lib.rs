@@ -35,6 +35,7 @@ pub mod fuzzing;
 mod guard;
 mod ids;
 mod routes;
+mod span;
 mod state;
 mod tokens;
 mod ui;

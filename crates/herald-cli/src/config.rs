@@ -59,6 +59,36 @@ pub struct Config {
     /// The `[[tokens]]` entries: API tokens by hash, with their scopes. Empty: the API
     /// is open, which the configuration allows only on a loopback `listen` address.
     pub tokens: Vec<ApiToken>,
+    /// The `[telemetry]` table: where herald sends its traces. `None`: nowhere, and
+    /// no exporter runs.
+    pub telemetry: Option<TelemetryConfig>,
+}
+
+/// The `[telemetry]` table: OpenTelemetry trace export over OTLP/HTTP.
+#[derive(Clone, PartialEq)]
+pub struct TelemetryConfig {
+    /// Where spans are POSTed: `otlp_endpoint` with `/v1/traces` appended, unless it
+    /// already ends so.
+    pub traces_url: String,
+    /// The `service.name` resource attribute (`herald`).
+    pub service_name: String,
+    /// Headers sent with every export (credentials for the collector), resolved.
+    pub headers: Vec<(String, String)>,
+    /// The share of traces exported, from 0 to 1 (`1`).
+    pub sample_ratio: f64,
+}
+
+/// Header values are left out: they are usually credentials.
+impl fmt::Debug for TelemetryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("TelemetryConfig")
+            .field("traces_url", &self.traces_url)
+            .field("service_name", &self.service_name)
+            .field("headers", &names)
+            .field("sample_ratio", &self.sample_ratio)
+            .finish()
+    }
 }
 
 /// The `[retention]` table: how long terminal broadcasts are kept.

@@ -16,6 +16,7 @@ pub mod outbound;
 pub mod progress;
 pub mod serve;
 pub mod sse;
+pub mod telemetry;
 pub mod tls;
 pub mod token;
 pub mod torture;

@@ -8,6 +8,10 @@ use std::io::{self, Write};
 use std::sync::RwLock;
 
 use herald_connectors::redact::Redactor;
+use tracing_subscriber::filter::{FilterExt as _, filter_fn};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{Layer, Registry};
 
 /// The secrets of the configuration in use; empty until [`set_secrets`].
 static SECRETS: RwLock<Option<Redactor>> = RwLock::new(None);
@@ -28,12 +32,24 @@ pub fn redact(text: &str) -> String {
     }
 }
 
-/// Starts logging to stderr (`RUST_LOG` overrides `default_filter`) and installs the
-/// panic hook; both redact.
-pub fn init(default_filter: &str) {
+/// The layer that turns herald's spans into exported traces (`crate::telemetry`).
+pub type TracesLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// Starts logging to stderr (`RUST_LOG` overrides `default_filter`), with `traces`
+/// beside it when `[telemetry]` is configured, and installs the panic hook; both redact.
+///
+/// herald's own spans exist for traces only: the log never shows them, so its lines
+/// read the same with or without telemetry, and without it the spans are disabled at
+/// their call sites (no layer wants them), which costs next to nothing.
+pub fn init(default_filter: &str, traces: Option<TracesLayer>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| Stderr).init();
+    let not_heralds_span =
+        filter_fn(|meta| !(meta.is_span() && meta.target().starts_with("herald")));
+    let log = tracing_subscriber::fmt::layer()
+        .with_writer(|| Stderr)
+        .with_filter(filter.and(not_heralds_span));
+    tracing_subscriber::registry().with(traces).with(log).init();
     install_panic_hook(|text| {
         let _ = writeln!(io::stderr().lock(), "{text}");
     });

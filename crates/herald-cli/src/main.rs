@@ -12,7 +12,8 @@ use herald_cli::client::{Bearer, Client};
 use herald_cli::config::Config;
 use herald_cli::progress::Followed;
 use herald_cli::{
-    bench, database, demo, destinations, logging, outbound, progress, serve, token, torture,
+    bench, database, demo, destinations, logging, outbound, progress, serve, telemetry, token,
+    torture,
 };
 use serde_json::{Value, json};
 
@@ -238,8 +239,10 @@ impl Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = !matches!(cli.command, Command::Serve { .. });
-    logging::init(if quiet { "warn" } else { "info" });
+    // `serve` starts logging once its configuration is read: `[telemetry]` adds a layer.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        logging::init("warn", None);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -276,7 +279,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => {
             let config = Config::load(&config).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+            let telemetry = match &config.telemetry {
+                Some(telemetry) => Some(telemetry::start(
+                    telemetry,
+                    &config.server.node_id(),
+                    config.redactor.clone(),
+                    tokio::runtime::Handle::current(),
+                )?),
+                None => None,
+            };
+            let (telemetry, traces) = telemetry.unzip();
+            logging::init("info", traces);
+            if let Some(telemetry) = &telemetry {
+                tracing::info!(endpoint = %telemetry.traces_url(), "Exporting traces over OTLP/HTTP.");
+            }
             serve::run(&config).await?;
+            if let Some(telemetry) = telemetry {
+                telemetry.shutdown().await;
+            }
         }
         Command::Migrate { config } => {
             let config = Config::load(&config).map_err(|errors| anyhow::anyhow!("{errors}"))?;

@@ -78,6 +78,16 @@ impl Redactor {
     }
 }
 
+/// Whether a header's name says its value is a credential (`Authorization`,
+/// `X-Api-Key`, `X-Auth-Token`, `Cookie`, ...): such a value is a secret even when
+/// written inline.
+pub fn is_credential_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["auth", "token", "key", "secret", "password", "signature", "cookie", "session"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
 /// A secret value and the pieces of it that give the secret away on their own.
 ///
 /// A URL that is a credential (a Slack or Teams webhook) is often quoted in part: an

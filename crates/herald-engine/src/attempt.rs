@@ -13,6 +13,8 @@ use herald_connectors::{Report, Request, Thread};
 use herald_core::{Outcome, Timestamp, delivery};
 use herald_store::{AttemptRecord, Record, Release, Work};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tracing::Instrument as _;
+use tracing::field::Empty;
 
 use crate::engine::{Lane, RECENT_WINDOW, Shared};
 
@@ -118,25 +120,53 @@ pub(crate) async fn run(
             created_at: work.created_at,
             ambiguous_at: work.ambiguous_at,
         };
+        // One span per send, for trace export; the broadcast id ties it to the submit.
+        // Numbers as i64: the OpenTelemetry bridge exports unsigned ones as strings.
+        let span = tracing::info_span!(
+            "herald.attempt",
+            otel.kind = "client",
+            otel.status_code = Empty,
+            otel.status_description = Empty,
+            herald.broadcast_id = %work.broadcast_id,
+            herald.delivery_id = %work.delivery_id,
+            herald.destination = %destination.name,
+            herald.kind = destination.connector.kind(),
+            herald.attempt = i64::from(number),
+            herald.probe = probe,
+            herald.outcome = Empty,
+            http.response.status_code = Empty,
+        );
         let clock_start = tokio::time::Instant::now();
         // A connector must never panic; if one does, the attempt ends ambiguously (it may
         // have sent) instead of leaving the delivery leased until recovery, and the panic's
         // text, which may quote anything, goes through the redactor like every reason.
         let send = AssertUnwindSafe(destination.connector.send(&request)).catch_unwind();
-        let report = tokio::select! {
-            sent = send => sent.unwrap_or_else(|panic| unknown(format!(
-                "the {} connector failed unexpectedly (a herald bug; please report it): {}; \
-                 the destination may have received the message",
-                destination.connector.kind(),
-                panic_text(panic.as_ref())
-            ))),
-            () = shared.clock.sleep_until(deadline) => unknown(format!(
-                "no answer within {}; the destination may have received the message",
-                humantime(deadline.since(started_at))
-            )),
-            () = shared.abort.cancelled() => unknown("herald shut down while the attempt was in flight".into()),
-        };
+        let report = async {
+            tokio::select! {
+                sent = send => sent.unwrap_or_else(|panic| unknown(format!(
+                    "the {} connector failed unexpectedly (a herald bug; please report it): {}; \
+                     the destination may have received the message",
+                    destination.connector.kind(),
+                    panic_text(panic.as_ref())
+                ))),
+                () = shared.clock.sleep_until(deadline) => unknown(format!(
+                    "no answer within {}; the destination may have received the message",
+                    humantime(deadline.since(started_at))
+                )),
+                () = shared.abort.cancelled() => unknown("herald shut down while the attempt was in flight".into()),
+            }
+        }
+        .instrument(span.clone())
+        .await;
         let report = scrub(report, &shared.config.redactor);
+        span.record("herald.outcome", report.outcome.class());
+        if let Some(status) = report.status {
+            span.record("http.response.status_code", i64::from(status));
+        }
+        if let Some(reason) = report.outcome.reason() {
+            span.record("otel.status_code", "error");
+            span.record("otel.status_description", reason);
+        }
         let elapsed = clock_start.elapsed();
         let now = shared.clock.now();
         lane.metrics.attempt(report.outcome.class());

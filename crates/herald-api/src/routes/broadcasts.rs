@@ -16,6 +16,8 @@ use herald_store::{
     BroadcastView, Change, ListQuery, NewBroadcast, NewDelivery, NewUpdate, Submitted, UpdateKey,
 };
 use sha2::{Digest, Sha256};
+use tracing::Instrument as _;
+use tracing::field::Empty;
 
 use super::Shared;
 use crate::dto::{
@@ -57,7 +59,19 @@ pub(super) async fn submit(
         created_at: now,
         expires_at: expires_in.map(|d| now.add(d)),
     };
-    match state.store.submit(new).await? {
+    // The broadcast's id is the thread that ties this trace to its attempts' traces
+    // (attempts run later, possibly on another node, so they are traces of their own).
+    let span = tracing::info_span!(
+        "herald.submit",
+        herald.broadcast_id = Empty,
+        herald.destination_count = new.deliveries.len() as i64,
+        herald.replayed = Empty,
+    );
+    let submitted = state.store.submit(new).instrument(span.clone()).await?;
+    let (Submitted::Created(view) | Submitted::Replayed(view)) = &submitted;
+    span.record("herald.broadcast_id", view.id.as_str());
+    span.record("herald.replayed", matches!(submitted, Submitted::Replayed(_)));
+    match submitted {
         Submitted::Created(view) => {
             state.engine.metrics().broadcasts_accepted.inc();
             state.engine.notify(&changes(&view));

@@ -132,6 +132,7 @@ pub fn app(mut state: AppState) -> Router {
     router
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(problem_details))
+        .layer(axum::middleware::from_fn(crate::span::request))
         .layer(TraceLayer::new_for_http())
         .with_state(Arc::new(state))
 }

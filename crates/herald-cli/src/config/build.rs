@@ -14,6 +14,7 @@ use herald_engine::LaneSettings;
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
+mod telemetry;
 mod tokens;
 
 use super::values;
@@ -26,7 +27,8 @@ type Key<'i> = Spanned<DeString<'i>>;
 type Value<'i> = Spanned<DeValue<'i>>;
 
 /// The top-level tables.
-const TOP_LEVEL: &[&str] = &["server", "destinations", "groups", "retention", "outbound", "tokens"];
+const TOP_LEVEL: &[&str] =
+    &["server", "destinations", "groups", "retention", "outbound", "tokens", "telemetry"];
 /// The settings of `[server]`.
 const SERVER_KEYS: &[&str] = &[
     "listen",
@@ -230,6 +232,11 @@ impl Checker<'_> {
                     }
                 }
                 "tokens" => config.tokens = self.tokens(value),
+                "telemetry" => {
+                    if let Some(table) = self.table(value, "telemetry", "a [telemetry] table") {
+                        config.telemetry = self.telemetry(key.span().start, table);
+                    }
+                }
                 _ => self.unknown_top_level(key, value),
             }
         }
@@ -242,11 +249,14 @@ impl Checker<'_> {
 
     fn unknown_top_level(&mut self, key: &Key<'_>, value: &Value<'_>) {
         let name = key.get_ref().as_ref();
-        let layout = "herald.toml has [server], [destinations.NAME], [groups], [retention], [outbound] and [[tokens]]";
+        let layout = "herald.toml has [server], [destinations.NAME], [groups], [retention], \
+                      [outbound], [[tokens]] and [telemetry]";
         let message = if SERVER_KEYS.contains(&name) {
             format!("unknown top-level key `{name}`; it belongs in the [server] table")
         } else if COMMON_KEYS.contains(&name) || self.kinds.iter().any(|k| k.keys.contains(&name)) {
             format!("unknown top-level key `{name}`; it belongs in a [destinations.NAME] table")
+        } else if telemetry::TELEMETRY_KEYS.contains(&name) {
+            format!("unknown top-level key `{name}`; it belongs in the [telemetry] table")
         } else if let Some(close) = settings::closest(name, TOP_LEVEL) {
             format!("unknown table `{name}`; did you mean [{close}]?")
         } else if value.get_ref().is_table() {

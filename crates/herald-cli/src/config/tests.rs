@@ -1276,3 +1276,96 @@ fn tls_settings_come_in_pairs_and_each_bad_file_is_reported_at_its_value() {
     );
     assert!(errors[1].message.contains("holds an encrypted private key"), "{}", errors[1].message);
 }
+
+#[test]
+fn telemetry_is_off_by_default_and_read_with_its_defaults() {
+    assert_eq!(parse("").unwrap().telemetry, None);
+    let cases = [
+        ("http://127.0.0.1:4318", "http://127.0.0.1:4318/v1/traces"),
+        ("http://127.0.0.1:4318/", "http://127.0.0.1:4318/v1/traces"),
+        ("https://otel.example/otlp", "https://otel.example/otlp/v1/traces"),
+        ("https://otel.example/otlp/", "https://otel.example/otlp/v1/traces"),
+        ("https://otel.example:4318/v1/traces", "https://otel.example:4318/v1/traces"),
+        ("http://[::1]:4318/v1/traces?tenant=a", "http://[::1]:4318/v1/traces?tenant=a"),
+    ];
+    for (endpoint, url) in cases {
+        let config = parse(&format!("[telemetry]\notlp_endpoint = \"{endpoint}\"\n")).unwrap();
+        let telemetry = config.telemetry.unwrap();
+        assert_eq!(telemetry.traces_url, url, "{endpoint}");
+        assert_eq!(telemetry.service_name, "herald");
+        assert_eq!(telemetry.headers, Vec::<(String, String)>::new());
+        assert_eq!(telemetry.sample_ratio, 1.0);
+    }
+}
+
+#[test]
+fn telemetry_headers_are_secrets_like_a_webhooks() {
+    let config = parse(
+        "[telemetry]\notlp_endpoint = \"https://otel.example\"\nservice_name = \"herald-eu\"\n\
+         sample_ratio = 0.25\nheaders = { Authorization = \"${OPS_WEBHOOK_SECRET}\", \
+         X-Scope-OrgID = \"tenant-1\", X-Api-Key = \"inline-collector-key\" }\n",
+    )
+    .unwrap();
+    let telemetry = config.telemetry.clone().unwrap();
+    assert_eq!(telemetry.service_name, "herald-eu");
+    assert_eq!(telemetry.sample_ratio, 0.25);
+    assert_eq!(
+        telemetry.headers,
+        vec![
+            ("Authorization".to_owned(), OPS_SECRET.to_owned()),
+            ("X-Scope-OrgID".to_owned(), "tenant-1".to_owned()),
+            ("X-Api-Key".to_owned(), "inline-collector-key".to_owned()),
+        ]
+    );
+    // The credentials are redacted everywhere; a plain header is not a secret.
+    assert_eq!(config.redactor.redact(OPS_SECRET), "[redacted]");
+    assert_eq!(config.redactor.redact("inline-collector-key"), "[redacted]");
+    assert_eq!(config.redactor.redact("tenant-1"), "tenant-1");
+    // Debug shows header names only.
+    let shown = format!("{telemetry:?}");
+    assert!(!shown.contains(OPS_SECRET) && !shown.contains("inline-collector-key"), "{shown}");
+    // The inline credential is warned about, located.
+    let warnings = config.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(warnings[0].starts_with("herald.toml:5:94: "), "{warnings:#?}");
+    assert!(warnings[0].contains("telemetry.headers.X-Api-Key holds a secret"), "{warnings:#?}");
+}
+
+#[test]
+fn bad_telemetry_settings_are_located_with_advice() {
+    #[rustfmt::skip]
+    let cases: Vec<(&str, &str, &str, &str)> = vec![
+        ("[telemetry]\n", "telemetry.otlp_endpoint", "1:2", "missing `otlp_endpoint`; add otlp_endpoint = \"http://127.0.0.1:4318\""),
+        ("[telemetry]\notlp_endpoint = 4318\n", "telemetry.otlp_endpoint", "2:17", "expected a string, found integer"),
+        ("[telemetry]\notlp_endpoint = \"127.0.0.1:4318\"\n", "telemetry.otlp_endpoint", "2:17", "must start with http:// or https://"),
+        ("[telemetry]\notlp_endpoint = \"grpc://collector:4317\"\n", "telemetry.otlp_endpoint", "2:17", "gRPC is not supported"),
+        ("[telemetry]\notlp_endpoint = \"http://exa mple\"\n", "telemetry.otlp_endpoint", "2:17", "not a valid URL"),
+        ("[telemetry]\notlp_endpoint = \"https://u:hunter2-do-not-print@otel.example\"\n", "telemetry.otlp_endpoint", "2:17", "give them as a header"),
+        ("[telemetry]\notlp_endpoint = \"http://otel.example/#x\"\n", "telemetry.otlp_endpoint", "2:17", "#fragment"),
+        ("[telemetry]\notlp_endpoint = \"http://otel.example\"\nsample_ratio = 1.5\n", "telemetry.sample_ratio", "3:16", "must be from 0 to 1, found 1.5"),
+        ("[telemetry]\notlp_endpoint = \"http://otel.example\"\nsample_ratio = -1\n", "telemetry.sample_ratio", "3:16", "must be from 0 to 1, found -1"),
+        ("[telemetry]\notlp_endpoint = \"http://otel.example\"\nsample_ratio = \"0.5\"\n", "telemetry.sample_ratio", "3:16", "without quotes"),
+        ("[telemetry]\notlp_endpoint = \"http://otel.example\"\nservice_name = \"\"\n", "telemetry.service_name", "3:16", "the service name is empty"),
+        ("[telemetry]\notlp_endpoint = \"http://otel.example\"\nservice_name = 7\n", "telemetry.service_name", "3:16", "expected a string, found integer"),
+        ("[telemetry]\notlp_endpoint = \"http://otel.example\"\nheaders = \"Authorization: x\"\n", "telemetry.headers", "3:11", "expected a table of header names to values"),
+        ("[telemetry]\notlp_endpoint = \"http://otel.example\"\nheaders = { \"bad name\" = \"x\" }\n", "telemetry.headers.bad name", "3:13", "not a valid header name"),
+        ("[telemetry]\notlp_endpoint = \"http://otel.example\"\nheaders = { Content-Type = \"x\" }\n", "telemetry.headers.Content-Type", "3:13", "set by the exporter"),
+        ("[telemetry]\notlp_endpoint = \"http://otel.example\"\nheaders = { a = \"x\", A = \"y\" }\n", "telemetry.headers.A", "3:22", "given twice"),
+        ("[telemetry]\notlp_endpoint = \"http://otel.example\"\nheaders = { Authorization = \"${MISSING_TOKEN}\" }\n", "telemetry.headers.Authorization", "3:29", "MISSING_TOKEN"),
+        ("[telemetry]\notlp_endpoint = \"http://otel.example\"\nheaders = { X = \"a\\nb\" }\n", "telemetry.headers.X", "3:17", "line breaks"),
+        ("[telemetry]\notlp_endpoint = \"http://otel.example\"\nendpoint = \"x\"\n", "telemetry.endpoint", "3:1", "unknown setting `endpoint` in [telemetry]; valid settings: otlp_endpoint"),
+        ("[telemetry]\notlp_endpoint = \"http://otel.example\"\nsample_rate = 1\n", "telemetry.sample_rate", "3:1", "did you mean `sample_ratio`?"),
+        ("[telemtry]\n", "telemtry", "1:2", "did you mean [telemetry]?"),
+        ("otlp_endpoint = \"http://otel.example\"\n", "otlp_endpoint", "1:1", "belongs in the [telemetry] table"),
+        ("telemetry = true\n", "telemetry", "1:13", "expected a [telemetry] table, found boolean"),
+    ];
+    for (text, key, at, message) in cases {
+        let errors = problems(text);
+        assert_eq!(errors.len(), 1, "{text}: {errors:#?}");
+        let error = &errors[0];
+        assert_eq!(error.key, key, "{text}: {error}");
+        assert_eq!(error.location, format!("herald.toml:{at}"), "{text}: {error}");
+        assert!(error.message.contains(message), "{text}: {error}");
+        assert!(!error.message.contains("hunter2-do-not-print"), "{text}: {error}");
+    }
+}

@@ -30,6 +30,7 @@ mod secrets;
 #[allow(dead_code)]
 #[path = "../../../herald-connectors/tests/it/synapse.rs"]
 mod synapse;
+mod telemetry;
 mod torture;
 mod ui;
 

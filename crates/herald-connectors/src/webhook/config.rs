@@ -14,6 +14,7 @@ use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use reqwest::header::{HeaderName, HeaderValue};
 
+use crate::redact;
 use crate::settings::{Table, secret};
 use crate::{Connector, ConnectorConfig, ConnectorError, KindSettings};
 
@@ -78,7 +79,7 @@ fn headers(table: &mut Table<'_>) -> Vec<(String, String)> {
         };
         // A credential header is a secret: it may come from `${ENV}` or `file:`, and
         // herald never repeats it. Any header may be given that way.
-        let value = if is_credential_header(name) || !secret::is_inline(&raw) {
+        let value = if redact::is_credential_header(name) || !secret::is_inline(&raw) {
             let Some(value) = table.secret_text(&path, &raw, entry.value_at) else {
                 continue;
             };
@@ -96,15 +97,6 @@ fn headers(table: &mut Table<'_>) -> Vec<(String, String)> {
         headers.push((entry.key, value));
     }
     headers
-}
-
-/// Whether a header's name says its value is a credential (`Authorization`,
-/// `X-Api-Key`, `X-Auth-Token`, `Cookie`, ...).
-fn is_credential_header(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    ["auth", "token", "key", "secret", "password", "signature", "cookie", "session"]
-        .iter()
-        .any(|word| name.contains(word))
 }
 
 /// Settings of a `kind = "webhook"` destination.

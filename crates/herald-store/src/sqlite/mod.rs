@@ -382,6 +382,13 @@ fn write_loop(conn: &Connection, queue: &Queue, metrics: &StoreMetrics) {
     while let Some(batch) = queue.take(MAX_GROUP) {
         let started = std::time::Instant::now();
         let size = batch.len();
+        // One span per group commit, for trace export: how many writes shared it.
+        let span = tracing::info_span!(
+            "herald.store.commit",
+            herald.store.batch_size = size as i64,
+            otel.status_code = tracing::field::Empty,
+        );
+        let _in_span = span.enter();
         let begin = conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::from);
         if let Err(error) = begin {
             for job in batch {
@@ -397,6 +404,9 @@ fn write_loop(conn: &Connection, queue: &Queue, metrics: &StoreMetrics) {
             let _ = conn.execute_batch("ROLLBACK");
         }
         let commit_error = commit.err();
+        if commit_error.is_some() {
+            span.record("otel.status_code", "error");
+        }
         if commit_error.is_none() {
             metrics.transaction_duration.observe(started.elapsed().as_secs_f64());
             if let Some(batch_size) = &metrics.batch_size {
