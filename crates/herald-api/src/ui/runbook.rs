@@ -99,7 +99,9 @@ mod tests {
         let rules = include_str!("../../../../ops/prometheus/alerts.yml");
         let mut linked: Vec<String> = rules
             .lines()
-            .filter_map(|line| line.split_once("runbook.md#").map(|(_, a)| a.trim_matches('"').to_owned()))
+            .filter_map(|line| {
+                line.split_once("runbook.md#").map(|(_, a)| a.trim_matches('"').to_owned())
+            })
             .collect();
         assert!(!linked.is_empty(), "the alert rules link no runbook section");
         use herald_core::delivery::FailReason;
