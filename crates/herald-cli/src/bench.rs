@@ -17,6 +17,8 @@ pub mod procfs;
 pub mod report;
 pub mod sink;
 pub mod suite;
+#[cfg(test)]
+mod tests;
 
 use std::io::Write;
 use std::time::Duration;

@@ -139,7 +139,7 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<()> 
     if options.destinations.is_empty() {
         anyhow::bail!("--destinations: give at least one destination name");
     }
-    if options.rate.is_some_and(|rate| !(rate > 0.0)) {
+    if options.rate.is_some_and(|rate| rate.is_nan() || rate <= 0.0) {
         anyhow::bail!("--rate: give a number of requests per second above 0");
     }
     let bearer =

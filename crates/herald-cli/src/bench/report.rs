@@ -265,7 +265,7 @@ pub fn html(report: &Report) -> String {
             escape(&scenario.method)
         );
         if let Some(why) = &scenario.skipped {
-            let _ = write!(page, "<p class=\"note\">Skipped: {}</p>\n", escape(why));
+            let _ = writeln!(page, "<p class=\"note\">Skipped: {}</p>", escape(why));
             continue;
         }
         for case in &scenario.cases {
@@ -288,7 +288,7 @@ pub fn html(report: &Report) -> String {
             for (idx, run) in case.runs.iter().enumerate() {
                 for note in &run.notes {
                     let _ =
-                        write!(page, "<p class=\"note\">Run {}: {}</p>\n", idx + 1, escape(note));
+                        writeln!(page, "<p class=\"note\">Run {}: {}</p>", idx + 1, escape(note));
                 }
             }
             page.push_str("<div class=\"plots\">");
