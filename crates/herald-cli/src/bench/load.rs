@@ -11,7 +11,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -28,6 +28,9 @@ use crate::client::Bearer;
 /// Most open-loop requests in flight at once: past it, the fixed rate lags (and the
 /// summary says by how much) instead of the client running out of sockets.
 const MAX_IN_FLIGHT: usize = 4096;
+
+/// The pause before a submit herald answered `503` or `429` is sent again.
+const SUBMIT_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// Where the load goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -71,7 +74,8 @@ pub struct Options {
     /// Write `id \t submit ns` of every accepted request here.
     #[arg(long)]
     pub records: Option<PathBuf>,
-    /// Prefix of the raw requests' stand-in broadcast ids (unique per run).
+    /// Prefix of the idempotency keys (herald) or of the stand-in broadcast ids (raw);
+    /// unique per run, so a herald that outlives the run takes no submit as a replay.
     #[arg(long, default_value = "raw")]
     pub id_prefix: String,
 }
@@ -85,6 +89,8 @@ pub struct Summary {
     pub accepted: u64,
     /// Requests answered otherwise or failed in transport.
     pub failed: u64,
+    /// Submits herald answered `503` or `429` and that were sent again (same key).
+    pub retried: u64,
     /// The first failure, for the report.
     pub first_error: Option<String>,
     /// Wall clock (ns) of the first send and of the last answer.
@@ -114,6 +120,8 @@ struct Run {
     http: http::Client,
     bearer: Option<String>,
     next: AtomicUsize,
+    /// Submits sent again after a `503` or `429`.
+    retried: AtomicU64,
     stop: AtomicBool,
     deadline: Instant,
     out: Mutex<Outcome>,
@@ -154,6 +162,7 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<()> 
         http,
         bearer,
         next: AtomicUsize::new(0),
+        retried: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         deadline: Instant::now() + Duration::from_secs_f64(options.max_seconds.max(0.0)),
         out: Mutex::new(Outcome::default()),
@@ -174,6 +183,7 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<()> 
         sent: outcome.sent,
         accepted: outcome.accepted,
         failed: outcome.failed,
+        retried: run.retried.load(Ordering::Relaxed),
         first_error: outcome.first_error,
         started_ns,
         ended_ns,
@@ -270,24 +280,41 @@ async fn send(run: &Run, n: usize) {
     }
 }
 
-/// Broadcast `n` to every destination; its id.
+/// Broadcast `n` to every destination; its id. A `503` or `429` (herald shedding load,
+/// or a store call that timed out and may have stored it) is sent again with the same
+/// idempotency key after a short pause, as herald's answer asks a client to, until the
+/// deadline: the run then measures what herald accepted, and a retried submit that had
+/// been stored is not a second broadcast.
 async fn submit(run: &Run, n: usize) -> anyhow::Result<String> {
     let body = serde_json::json!({
         "destinations": run.options.destinations,
+        "idempotency_key": format!("{}-{n}", run.options.id_prefix),
         "message": {"title": format!("bench message {n}"), "body": "load test", "severity": "info"}
     });
     let url = format!("{}/v1/broadcasts", run.options.url.trim_end_matches('/'));
-    let mut req = run.http.post(url).json(&body);
-    if let Some(token) = &run.bearer {
-        req = req.bearer_auth(token);
+    loop {
+        let mut req = run.http.post(&url).json(&body);
+        if let Some(token) = &run.bearer {
+            req = req.bearer_auth(token);
+        }
+        let res = req.send().await.context("submitting to herald")?;
+        let status = res.status().as_u16();
+        if matches!(status, 503 | 429) && Instant::now() < run.deadline {
+            run.retried.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(SUBMIT_RETRY_PAUSE).await;
+            continue;
+        }
+        // 200: a replay of a key herald had stored before answering a retried one 503.
+        if status != 202 && status != 200 {
+            anyhow::bail!("herald answered {} to a submit", res.status());
+        }
+        let view: Value = res.json().await.context("reading herald's answer")?;
+        return view
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .context("herald's answer had no id");
     }
-    let res = req.send().await.context("submitting to herald")?;
-    let status = res.status();
-    if status.as_u16() != 202 {
-        anyhow::bail!("herald answered {status} to a submit");
-    }
-    let view: Value = res.json().await.context("reading herald's answer")?;
-    view.get("id").and_then(Value::as_str).map(str::to_string).context("herald's 202 had no id")
 }
 
 /// Raw request `n` to the sink, shaped like herald's webhook; its stand-in id.

@@ -124,6 +124,9 @@ impl Phase {
         if elapsed > 0.0 {
             m.insert("accepted_per_s".into(), self.load.accepted as f64 / elapsed);
         }
+        if self.load.retried > 0 {
+            m.insert("submits_retried".into(), self.load.retried as f64);
+        }
         if !self.latencies.is_empty() {
             for (name, p) in [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("max", 100.0)] {
                 m.insert(format!("{prefix}_{name}_ms"), percentile_ms(&self.latencies, p));
@@ -274,6 +277,13 @@ impl Suite<'_> {
         if load.failed > 0 {
             notes.push(failures(&load));
         }
+        if load.retried > 0 {
+            notes.push(format!(
+                "herald answered {} submits 503 or 429 (shedding load); each was sent again with \
+                 its idempotency key",
+                load.retried
+            ));
+        }
         if !done {
             notes.push(format!(
                 "--max-seconds ({}) ran out waiting: {delivered} of {expected} deliveries",
@@ -357,7 +367,9 @@ impl Suite<'_> {
         records: Option<&Path>,
         max_seconds: f64,
     ) -> anyhow::Result<Summary> {
-        self.load_at(target, url, names, count, clients, rate, records, max_seconds, "raw").await
+        self.seq += 1;
+        let prefix = format!("bench{}-{}", self.seq, wall_nanos());
+        self.load_at(target, url, names, count, clients, rate, records, max_seconds, &prefix).await
     }
 
     /// Runs `herald bench load` to completion and reads its summary.
