@@ -32,6 +32,12 @@ impl std::fmt::Debug for Bearer {
 }
 
 impl Bearer {
+    /// The token itself, for an `Authorization: Bearer` header another client sends
+    /// (the benchmark's load process).
+    pub fn secret(&self) -> &str {
+        &self.token
+    }
+
     /// The token in `file` if given, else in `HERALD_TOKEN` if set and not empty.
     ///
     /// # Errors

@@ -200,8 +200,10 @@ enum Command {
     Token(TokenCommand),
     /// Run a server with simulated destinations and watch a broadcast converge.
     Demo,
-    /// Measure deliveries per second and latency against a local sink.
-    Bench(bench::Options),
+    /// Measure herald against a local sink: throughput, latency, backlog, outage and
+    /// retries, each beside the raw HTTP baseline of the same run (herald, the load
+    /// client and the sink as separate processes); writes a JSON and an HTML report.
+    Bench(Box<bench::Args>),
     /// Kill and restart a real server under random faults, then check every promise.
     Torture(torture::Options),
 }
@@ -491,7 +493,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", token::create(&name, &scopes)?.text(&name));
         }
         Command::Demo => return demo::run(&mut out).await,
-        Command::Bench(options) => bench::run(options, &mut out).await?,
+        Command::Bench(args) => bench::run(*args, &mut out).await?,
         Command::Torture(options) => {
             let herald = torture::current_herald()?;
             let passed = torture::run(&options, &herald, &mut out).await?;

@@ -62,6 +62,12 @@ impl HeraldProcess {
         Ok(HeraldProcess { child, base })
     }
 
+    /// The process id, for reading its CPU time and memory in `/proc`; `None` once it
+    /// has been waited for.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// SIGKILL: no shutdown code runs; waits until the process is gone.
     ///
     /// # Errors

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod auth;
+mod bench;
 mod chat;
 mod cli;
 mod cluster;
