@@ -172,7 +172,7 @@ impl Store for SqliteStore {
             let rows = select_for_lease(
                 conn,
                 &format!(
-                    "SELECT id, broadcast_id, destination, seq, {PROGRESS_COLUMNS} FROM deliveries \
+                    "SELECT {LEASE_COLUMNS}, {PROGRESS_COLUMNS} FROM deliveries \
                      WHERE destination = ?1 AND state = 'pending' AND next_attempt_at <= ?2 \
                      ORDER BY {order} LIMIT ?3"
                 ),
@@ -202,7 +202,7 @@ impl Store for SqliteStore {
             let rows = select_for_lease(
                 conn,
                 &format!(
-                    "SELECT id, broadcast_id, destination, seq, {PROGRESS_COLUMNS} FROM deliveries \
+                    "SELECT {LEASE_COLUMNS}, {PROGRESS_COLUMNS} FROM deliveries \
                      WHERE state = 'in_flight' AND lease_expires_at <= ?1 \
                      AND id NOT IN (SELECT value FROM json_each(?3)) \
                      ORDER BY lease_expires_at LIMIT ?2"
