@@ -2,7 +2,8 @@
 //! writing a delivery's progress (the compare-and-set), loading a broadcast, leasing,
 //! and the cascade from a predecessor to its successors.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use herald_core::delivery::NotAllowed;
@@ -386,7 +387,8 @@ pub(super) fn lease(
     Ok(work)
 }
 
-/// Message `seq` of `broadcast_id` with the time it was accepted, read once per batch.
+/// Message `seq` of `broadcast_id` with the time it was accepted, read once per batch
+/// (and usually not read at all: see [`MessageCache`]).
 fn message_cached(
     conn: &Connection,
     cache: &mut HashMap<(String, u32), (Arc<Message>, Timestamp)>,
@@ -397,14 +399,92 @@ fn message_cached(
     if let Some((message, at)) = cache.get(&key) {
         return Ok((Arc::clone(message), *at));
     }
+    if let Some((message, at)) = MESSAGES.with_borrow(|recent| recent.get(&key)) {
+        cache.insert(key, (Arc::clone(&message), at));
+        return Ok((message, at));
+    }
     let (body, created_at): (String, i64) = conn
         .prepare_cached(
             "SELECT body, created_at FROM messages WHERE broadcast_id = ?1 AND seq = ?2",
         )?
         .query_row(params![broadcast_id, seq], |row| Ok((row.get(0)?, row.get(1)?)))?;
     let message = Arc::new(message_from(&body)?);
-    cache.insert(key, (Arc::clone(&message), Timestamp(created_at)));
-    Ok((message, Timestamp(created_at)))
+    let at = Timestamp(created_at);
+    MESSAGES.with_borrow_mut(|recent| {
+        recent.insert(key.clone(), Arc::clone(&message), at, body.len());
+    });
+    cache.insert(key, (Arc::clone(&message), at));
+    Ok((message, at))
+}
+
+/// Keeps message `seq` of `broadcast_id` (its JSON form `json_len` bytes long) for the
+/// claims that will lease its deliveries, so they need neither the read nor the parse.
+pub(super) fn remember_message(
+    broadcast_id: &str,
+    seq: u32,
+    message: &Message,
+    created_at: Timestamp,
+    json_len: usize,
+) {
+    MESSAGES.with_borrow_mut(|recent| {
+        recent.insert(
+            (broadcast_id.to_owned(), seq),
+            Arc::new(message.clone()),
+            created_at,
+            json_len,
+        );
+    });
+}
+
+/// How many bytes of messages (by their JSON length) the writer keeps in memory.
+const MESSAGE_CACHE_BYTES: usize = 1 << 20;
+
+thread_local! {
+    /// The writer thread's recent messages. Only the writer thread leases, so only its
+    /// copy is used; each store has its own writer thread and so its own cache.
+    static MESSAGES: RefCell<MessageCache> = RefCell::new(MessageCache::default());
+}
+
+/// The messages most recently submitted or read, bounded by their total size, oldest
+/// out first. Every destination of a broadcast leases the same message, usually soon
+/// after it was submitted: without this each of them read and parsed it again
+/// (callgrind: about 10k instructions a delivery). A message never changes once
+/// written, and every write replaces the entry, so an entry is never stale; one whose
+/// broadcast was pruned, or whose transaction did not commit, is never asked for
+/// (broadcast ids are not reused) and ages out.
+#[derive(Default)]
+struct MessageCache {
+    entries: HashMap<(String, u32), (Arc<Message>, Timestamp, usize)>,
+    order: VecDeque<(String, u32)>,
+    bytes: usize,
+}
+
+impl MessageCache {
+    fn get(&self, key: &(String, u32)) -> Option<(Arc<Message>, Timestamp)> {
+        self.entries.get(key).map(|(message, at, _)| (Arc::clone(message), *at))
+    }
+
+    /// Keeps `message` under `key`, replacing what was there: a write whose savepoint or
+    /// transaction was rolled back leaves its entry behind, and the next message written
+    /// under the same key (an update gets the rolled-back one's `seq`) must win.
+    fn insert(&mut self, key: (String, u32), message: Arc<Message>, at: Timestamp, size: usize) {
+        if let Some((_, _, old)) = self.entries.remove(&key) {
+            self.bytes -= old;
+            self.order.retain(|other| *other != key);
+        }
+        if size > MESSAGE_CACHE_BYTES {
+            return;
+        }
+        while self.bytes + size > MESSAGE_CACHE_BYTES {
+            let Some(oldest) = self.order.pop_front() else { break };
+            if let Some((_, _, freed)) = self.entries.remove(&oldest) {
+                self.bytes -= freed;
+            }
+        }
+        self.bytes += size;
+        self.order.push_back(key.clone());
+        self.entries.insert(key, (message, at, size));
+    }
 }
 
 pub(super) fn select_for_lease(
