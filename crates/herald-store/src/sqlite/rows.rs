@@ -250,6 +250,18 @@ pub(super) fn settle_thread(
     now: Timestamp,
     changes: &mut Vec<Change>,
 ) -> Result<(), StoreError> {
+    // Most threads are a lone original: a look at the covering unique index (no row
+    // read, no allocation) settles that, instead of loading the thread (callgrind:
+    // about 14k instructions a recorded delivery).
+    let entries: usize = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries \
+             WHERE broadcast_id = ?1 AND destination = ?2 LIMIT 2)",
+        )?
+        .query_row(params![broadcast_id, destination], |row| row.get(0))?;
+    if entries < 2 {
+        return Ok(());
+    }
     let rows = load_thread(conn, broadcast_id, destination)?;
     if rows.len() < 2 {
         return Ok(());
