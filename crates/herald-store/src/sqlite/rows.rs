@@ -520,3 +520,52 @@ pub(super) fn select_for_lease(
     }
     Ok(res)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(title: &str) -> Arc<Message> {
+        Arc::new(Message { title: title.into(), ..Message::default() })
+    }
+
+    fn key(broadcast: &str, seq: u32) -> (String, u32) {
+        (broadcast.to_owned(), seq)
+    }
+
+    /// The cache holds at most `MESSAGE_CACHE_BYTES` of JSON and lets the oldest go first.
+    #[test]
+    fn the_message_cache_is_bounded_and_forgets_the_oldest_first() {
+        let mut cache = MessageCache::default();
+        let size = MESSAGE_CACHE_BYTES / 4;
+        for n in 0..6u32 {
+            cache.insert(key("b", n), message(&format!("m{n}")), Timestamp(i64::from(n)), size);
+            assert!(cache.bytes <= MESSAGE_CACHE_BYTES, "{} bytes kept", cache.bytes);
+        }
+        assert!(cache.get(&key("b", 0)).is_none() && cache.get(&key("b", 1)).is_none());
+        for n in 2..6u32 {
+            let (kept, at) = cache.get(&key("b", n)).expect("a recent message was dropped");
+            assert_eq!(
+                (kept.title.as_str(), at),
+                (format!("m{n}").as_str(), Timestamp(i64::from(n)))
+            );
+        }
+        // A message larger than the whole cache is not kept, and evicts nothing.
+        cache.insert(key("huge", 0), message("huge"), Timestamp(9), MESSAGE_CACHE_BYTES + 1);
+        assert!(cache.get(&key("huge", 0)).is_none());
+        assert_eq!(cache.entries.len(), 4);
+    }
+
+    /// A message written again under the same key (an update whose predecessor with that
+    /// `seq` was rolled back) replaces the first one: the cache never answers with a
+    /// message the database does not hold.
+    #[test]
+    fn a_message_written_again_under_its_key_replaces_the_old_one() {
+        let mut cache = MessageCache::default();
+        cache.insert(key("b", 1), message("rolled back"), Timestamp(1), 100);
+        cache.insert(key("b", 1), message("committed"), Timestamp(2), 40);
+        let (kept, at) = cache.get(&key("b", 1)).expect("the message is kept");
+        assert_eq!((kept.title.as_str(), at), ("committed", Timestamp(2)));
+        assert_eq!((cache.bytes, cache.order.len()), (40, 1));
+    }
+}
