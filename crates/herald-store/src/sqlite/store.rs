@@ -41,10 +41,12 @@ impl Store for SqliteStore {
                 new.created_at.0,
                 new.expires_at.map(|t| t.0),
             ])?;
+            let body = to_json(&new.message);
             conn.prepare_cached(
                 "INSERT INTO messages (broadcast_id, seq, body, created_at) VALUES (?1, 0, ?2, ?3)",
             )?
-            .execute(params![new.id, to_json(&new.message), new.created_at.0])?;
+            .execute(params![new.id, body, new.created_at.0])?;
+            remember_message(&new.id, 0, &new.message, new.created_at, body.len());
             let mut deliveries = Vec::with_capacity(new.deliveries.len());
             for (position, d) in new.deliveries.iter().enumerate() {
                 let progress = Progress::new(new.created_at, d.expires_at, d.max_attempts, false);
@@ -112,6 +114,7 @@ impl Store for SqliteStore {
                 Some(k) => (Some(k.key.as_str()), Some(k.fingerprint.as_str())),
                 None => (None, None),
             };
+            let body = to_json(&update.message);
             conn.prepare_cached(
                 "INSERT INTO messages (broadcast_id, seq, body, created_at, idempotency_key, fingerprint) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -119,11 +122,12 @@ impl Store for SqliteStore {
             .execute(params![
                 update.broadcast_id,
                 seq,
-                to_json(&update.message),
+                body,
                 update.created_at.0,
                 key,
                 fingerprint
             ])?;
+            remember_message(&update.broadcast_id, seq, &update.message, update.created_at, body.len());
             let mut changes = Vec::new();
             for d in &update.deliveries {
                 let Some(position) = destinations.iter().position(|name| *name == d.destination) else {
@@ -172,7 +176,7 @@ impl Store for SqliteStore {
             let rows = select_for_lease(
                 conn,
                 &format!(
-                    "SELECT id, broadcast_id, destination, seq, {PROGRESS_COLUMNS} FROM deliveries \
+                    "SELECT {LEASE_COLUMNS}, {PROGRESS_COLUMNS} FROM deliveries \
                      WHERE destination = ?1 AND state = 'pending' AND next_attempt_at <= ?2 \
                      ORDER BY {order} LIMIT ?3"
                 ),
@@ -202,7 +206,7 @@ impl Store for SqliteStore {
             let rows = select_for_lease(
                 conn,
                 &format!(
-                    "SELECT id, broadcast_id, destination, seq, {PROGRESS_COLUMNS} FROM deliveries \
+                    "SELECT {LEASE_COLUMNS}, {PROGRESS_COLUMNS} FROM deliveries \
                      WHERE state = 'in_flight' AND lease_expires_at <= ?1 \
                      AND id NOT IN (SELECT value FROM json_each(?3)) \
                      ORDER BY lease_expires_at LIMIT ?2"
