@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd, html};
+use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd, html};
 
 /// The runbook's Markdown, as checked in.
 const SOURCE: &str = include_str!("../../../../docs/runbook.md");
@@ -48,7 +48,8 @@ fn page(markdown: &str) -> String {
                     .collect();
                 let mut inner = String::new();
                 html::push_html(&mut inner, events[index + 1..end].iter().cloned());
-                let n = heading_number(level);
+                // `HeadingLevel`'s discriminants are the levels (H1 = 1 ... H6 = 6).
+                let n = level as u8;
                 out.push(Event::Html(
                     format!("<h{n} id=\"{}\">{inner}</h{n}>\n", slug(&text)).into(),
                 ));
@@ -74,17 +75,6 @@ fn page(markdown: &str) -> String {
          <header class=\"top\"><a class=\"brand\" href=\"./\">herald</a></header>\n\
          <main class=\"runbook\">\n{body}</main>\n</body>\n</html>\n"
     )
-}
-
-fn heading_number(level: HeadingLevel) -> u8 {
-    match level {
-        HeadingLevel::H1 => 1,
-        HeadingLevel::H2 => 2,
-        HeadingLevel::H3 => 3,
-        HeadingLevel::H4 => 4,
-        HeadingLevel::H5 => 5,
-        HeadingLevel::H6 => 6,
-    }
 }
 
 #[cfg(test)]
