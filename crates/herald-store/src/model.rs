@@ -99,11 +99,12 @@ pub struct ClaimRequest {
     /// store that knows the time at commit (see `SqliteStore::with_clock`) shifts it by
     /// the time the claim waited, so writer lag never eats into an attempt's lease.
     pub lease_until: Timestamp,
-    /// A circuit breaker's probe: among the due deliveries, take those tried most often
-    /// first rather than the oldest. A destination that accepts retries (it fails first
-    /// tries, or times out on them) then answers the probe with a success, while one that
-    /// is down fails any probe; in due order the probe would be a first try that fails
-    /// either way, and the breaker would stall a destination that accepts messages.
+    /// A circuit breaker's probe: take due deliveries tried before first (in due order),
+    /// then the oldest. A destination that accepts retries (it fails first tries, or times
+    /// out on them) then answers the probe with a success, while one that is down fails
+    /// any probe; in due order the probe would be a first try that fails either way, and
+    /// the breaker would stall a destination that accepts messages. The stores read the
+    /// retried ones from their own index, so a probe costs the same with any backlog.
     pub probe: bool,
 }
 

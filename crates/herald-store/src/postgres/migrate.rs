@@ -15,6 +15,7 @@ use crate::StoreError;
 pub const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_initial.sql"),
     include_str!("../../migrations/postgres/0002_cluster.sql"),
+    include_str!("../../migrations/postgres/0003_probe.sql"),
 ];
 
 /// What [`run`] found and did.

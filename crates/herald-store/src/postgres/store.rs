@@ -40,31 +40,32 @@ impl Store for PgStore {
             let (claim, clock, node) = (claim.clone(), clock.clone(), node.clone());
             Box::pin(async move {
                 let lease_until = stamp(clock.as_deref(), claim.now, claim.lease_until);
-                let sql = claim_sql(claim.probe);
-                let rows = sqlx::query(&sql)
-                    .bind(&claim.destination)
-                    .bind(claim.now.0)
-                    .bind(i64::try_from(claim.limit).unwrap_or(i64::MAX))
-                    .bind(&*node)
-                    .bind(lease_until.0)
-                    .fetch_all(&mut *conn)
-                    .await?;
-                let mut leased =
-                    rows.iter().map(Leased::from_row).collect::<Result<Vec<_>, _>>()?;
-                // RETURNING has no order; restore the claim's.
-                if claim.probe {
-                    leased.sort_by(|l, r| {
-                        (r.progress.attempts, l.progress.next_attempt_at, &l.id).cmp(&(
-                            l.progress.attempts,
-                            r.progress.next_attempt_at,
-                            &r.id,
-                        ))
-                    });
-                } else {
-                    leased.sort_by(|l, r| {
+                // A probe takes deliveries tried before first (see `ClaimRequest::probe`);
+                // the rest come in due order. The first statement moved its rows out of
+                // `pending`, so the second cannot take them again.
+                let mut leased = Vec::new();
+                let passes: &[bool] = if claim.probe { &[true, false] } else { &[false] };
+                for &retried in passes {
+                    let rest = claim.limit.saturating_sub(leased.len());
+                    if rest == 0 {
+                        break;
+                    }
+                    let rows = sqlx::query(&claim_sql(retried))
+                        .bind(&claim.destination)
+                        .bind(claim.now.0)
+                        .bind(i64::try_from(rest).unwrap_or(i64::MAX))
+                        .bind(&*node)
+                        .bind(lease_until.0)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    let mut pass =
+                        rows.iter().map(Leased::from_row).collect::<Result<Vec<_>, _>>()?;
+                    // RETURNING has no order; restore the claim's.
+                    pass.sort_by(|l, r| {
                         (l.progress.next_attempt_at, &l.id)
                             .cmp(&(r.progress.next_attempt_at, &r.id))
                     });
+                    leased.extend(pass);
                 }
                 let next_due: Option<i64> = sqlx::query_scalar(
                     "SELECT MIN(next_attempt_at) FROM deliveries \
@@ -415,18 +416,19 @@ impl PgStore {
 /// How many columns [`leased_columns`] returns.
 const LEASED_WIDTH: usize = 6 + 11;
 
-/// The claim: up to `$3` due pending deliveries of destination `$1` at `$2`, skipping
-/// rows another transaction holds, leased to node `$4` until `$5` in the same statement.
-fn claim_sql(probe: bool) -> String {
-    // The due order matches the partial index `deliveries_due`, so the scan reads only
-    // the rows it takes; a probe sorts the destination's due rows instead.
-    let order = if probe { "attempts DESC, next_attempt_at, id" } else { "next_attempt_at, id" };
+/// The claim: up to `$3` due pending deliveries of destination `$1` at `$2` (with
+/// `retried`, only those tried before), skipping rows another transaction holds, leased
+/// to node `$4` until `$5` in the same statement.
+fn claim_sql(retried: bool) -> String {
+    // The due order matches the partial indexes `deliveries_due` and
+    // `deliveries_retry_due`, so the scan reads only the rows it takes.
+    let tried = if retried { "AND attempts > 0 " } else { "" };
     format!(
         "UPDATE deliveries d SET state = 'in_flight', lease_token = d.lease_token + 1, \
          lease_owner = $4, lease_expires_at = $5 \
          FROM (SELECT id FROM deliveries \
-               WHERE destination = $1 AND state = 'pending' AND next_attempt_at <= $2 \
-               ORDER BY {order} LIMIT $3 \
+               WHERE destination = $1 AND state = 'pending' {tried}AND next_attempt_at <= $2 \
+               ORDER BY next_attempt_at, id LIMIT $3 \
                FOR UPDATE SKIP LOCKED) due \
          WHERE d.id = due.id \
          RETURNING {}",

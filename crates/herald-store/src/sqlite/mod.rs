@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_threads.sql"),
     include_str!("../../migrations/0003_retention.sql"),
     include_str!("../../migrations/0004_connectors.sql"),
+    include_str!("../../migrations/0005_probe.sql"),
 ];
 
 /// How many queued write requests one transaction may take.

@@ -172,17 +172,28 @@ impl Store for SqliteStore {
         let clock = self.clock.clone();
         self.write(Priority::Urgent, move |conn| {
             let lease_until = stamp(clock.as_deref(), claim.now, claim.lease_until);
-            let order = if claim.probe { "attempts DESC, next_attempt_at" } else { "next_attempt_at" };
-            let rows = select_for_lease(
-                conn,
-                &format!(
-                    "SELECT {LEASE_COLUMNS}, {PROGRESS_COLUMNS} FROM deliveries \
-                     WHERE destination = ?1 AND state = 'pending' AND next_attempt_at <= ?2 \
-                     ORDER BY {order} LIMIT ?3"
-                ),
-                params![claim.destination, claim.now.0, claim.limit],
-            )?;
-            let work = lease(conn, rows, lease_until)?;
+            // A probe takes deliveries tried before first (see `ClaimRequest::probe`), read
+            // from their own partial index so a large backlog costs it nothing; the rest
+            // come in due order. Each lease moves its rows out of `pending`, so the second
+            // read cannot take them again.
+            let mut work = Vec::new();
+            if claim.probe {
+                let rows = select_for_lease(
+                    conn,
+                    &claim_sql(true),
+                    params![claim.destination, claim.now.0, claim.limit],
+                )?;
+                work = lease(conn, rows, lease_until)?;
+            }
+            let rest = claim.limit.saturating_sub(work.len());
+            if rest > 0 {
+                let rows = select_for_lease(
+                    conn,
+                    &claim_sql(false),
+                    params![claim.destination, claim.now.0, rest],
+                )?;
+                work.extend(lease(conn, rows, lease_until)?);
+            }
             let next_due: Option<i64> = conn
                 .prepare_cached(
                     "SELECT MIN(next_attempt_at) FROM deliveries WHERE destination = ?1 AND state = 'pending'",
@@ -738,6 +749,44 @@ fn prune_batch(conn: &rusqlite::Connection, request: &PruneRequest) -> Result<Pr
 }
 
 /// The lease for a claim that was asked for at `asked` and commits now: `lease_until`
+
+/// The claim's read: up to `?3` due pending deliveries of destination `?1` at `?2` (with
+/// `retried`, only those tried before), in due order. `INDEXED BY` makes SQLite refuse the
+/// statement rather than fall back to a scan of the destination's backlog.
+fn claim_sql(retried: bool) -> String {
+    let (index, tried) = if retried {
+        ("deliveries_retry_due", "AND attempts > 0 ")
+    } else {
+        ("deliveries_due", "")
+    };
+    format!(
+        "SELECT {LEASE_COLUMNS}, {PROGRESS_COLUMNS} FROM deliveries INDEXED BY {index} \
+         WHERE destination = ?1 AND state = 'pending' {tried}AND next_attempt_at <= ?2 \
+         ORDER BY next_attempt_at LIMIT ?3"
+    )
+}
+
+impl SqliteStore {
+    /// Test hook: SQLite's plan for a claim's read (`EXPLAIN QUERY PLAN`, one step per
+    /// line); with `probe`, the read of the deliveries tried before.
+    ///
+    /// # Errors
+    /// `Unavailable` when the database cannot be asked.
+    #[doc(hidden)]
+    pub async fn explain_claim(&self, probe: bool) -> Result<String, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {}", claim_sql(probe)))?;
+            let steps = stmt.query_map(params!["lane", 0, 1], |row| row.get::<_, String>(3))?;
+            let mut plan = String::new();
+            for step in steps {
+                plan.push_str(&step?);
+                plan.push('\n');
+            }
+            Ok(plan)
+        })
+        .await
+    }
+}
 /// shifted by the time the request waited for the writer, when the store has a clock.
 fn stamp(clock: Option<&StoreClock>, asked: Timestamp, lease_until: Timestamp) -> Timestamp {
     match clock {

@@ -1643,9 +1643,10 @@ pub async fn an_update_in_flight_cannot_be_cancelled(store: &dyn Store) {
     assert_eq!(state_of(store, &b.id, next).await, State::Pending);
 }
 
-/// A breaker's probe takes the due delivery tried most often, not the oldest: it is the
-/// one a destination that accepts retries answers with a success.
-pub async fn a_probe_claims_the_delivery_tried_most_often(store: &dyn Store) {
+/// A breaker's probe takes a due delivery tried before, not the oldest: it is the one a
+/// destination that accepts retries answers with a success. When there are too few of
+/// those, the rest of the probe is the oldest due ones.
+pub async fn a_probe_claims_a_delivery_tried_before_then_the_oldest(store: &dyn Store) {
     let fresh = create(store, broadcast(&["lane"], at(0))).await;
     let tried = create(store, broadcast(&["lane"], at(1))).await;
     let work = claim(store, "lane", 2, at(2)).await;
@@ -1659,6 +1660,14 @@ pub async fn a_probe_claims_the_delivery_tried_most_often(store: &dyn Store) {
     let probed = store.claim(probe).await.unwrap().work;
     assert_eq!(ids(&probed), vec![once.delivery_id.clone()]);
     store.release(vec![release(&probed[0], at(3))]).await.unwrap();
+    let probe = ClaimRequest { probe: true, ..claim_request("lane", 2, at(4)) };
+    let probed = store.claim(probe).await.unwrap().work;
+    assert_eq!(
+        ids(&probed),
+        vec![once.delivery_id.clone(), never.delivery_id.clone()],
+        "the tried one first, then the oldest due"
+    );
+    store.release(probed.iter().map(|w| release(w, at(3))).collect()).await.unwrap();
     let plain = claim(store, "lane", 1, at(4)).await;
     assert_eq!(ids(&plain), vec![never.delivery_id.clone()], "due order takes the oldest");
 }

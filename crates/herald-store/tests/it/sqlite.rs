@@ -356,11 +356,25 @@ async fn an_update_in_flight_cannot_be_cancelled() {
 }
 
 #[tokio::test]
-async fn a_probe_claims_the_delivery_tried_most_often() {
-    on_fresh_store!(a_probe_claims_the_delivery_tried_most_often);
+async fn a_probe_claims_a_delivery_tried_before_then_the_oldest() {
+    on_fresh_store!(a_probe_claims_a_delivery_tried_before_then_the_oldest);
 }
 
 #[tokio::test]
 async fn a_claim_knows_when_the_doubt_began_and_unconfirmed_is_kept() {
     on_fresh_store!(a_claim_knows_when_the_doubt_began_and_unconfirmed_is_kept);
+}
+
+/// A claim's reads (due order, and a probe's read of the deliveries tried before) walk
+/// their partial indexes in order: neither scans nor sorts the destination's backlog, so
+/// a probe behind millions of pending deliveries costs what it takes.
+#[tokio::test]
+async fn the_claim_and_the_probe_read_their_indexes_in_order() {
+    let db = Database::new();
+    let store = open(&db.path());
+    for (probe, index) in [(false, "deliveries_due"), (true, "deliveries_retry_due")] {
+        let plan = store.explain_claim(probe).await.unwrap();
+        assert!(plan.contains(&format!("USING INDEX {index}")), "probe {probe}:\n{plan}");
+        assert!(!plan.contains("TEMP B-TREE") && !plan.contains("SCAN"), "probe {probe}:\n{plan}");
+    }
 }

@@ -358,8 +358,8 @@ async fn an_update_in_flight_cannot_be_cancelled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_probe_claims_the_delivery_tried_most_often() {
-    on_fresh_store!(a_probe_claims_the_delivery_tried_most_often);
+async fn a_probe_claims_a_delivery_tried_before_then_the_oldest() {
+    on_fresh_store!(a_probe_claims_a_delivery_tried_before_then_the_oldest);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

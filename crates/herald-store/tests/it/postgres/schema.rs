@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use herald_store::Store;
 use herald_store::postgres::{MIGRATIONS, PgOptions, PgStore};
+use herald_store::{ClaimRequest, Store};
 use sqlx::Row;
 use tokio::task::JoinSet;
 
@@ -124,6 +124,37 @@ async fn the_claim_reads_the_partial_due_work_index_among_many_terminal_rows() {
     assert!(plan.contains("deliveries_due"), "the claim does not use the partial index:\n{plan}");
     assert!(!plan.contains("Seq Scan"), "the claim scans a table:\n{plan}");
     assert_eq!(claim(&store, "lane", 64, at(10)).await.len(), 20);
+}
+
+/// A breaker's probe reads the retried rows' own index: with 20,000 never-tried
+/// deliveries pending for its destination it neither sorts nor scans them (it did, once
+/// per probe, which stalled claims behind a large backlog).
+#[tokio::test]
+async fn a_probe_reads_the_retried_index_not_the_whole_backlog() {
+    let schema = Schema::new().await;
+    let store = schema.connect("node-a").await;
+    let mut conn = admin_in(&schema).await;
+    sqlx::query(
+        "INSERT INTO deliveries (id, broadcast_id, seq, position, destination, state, attempts, \
+         max_attempts, next_attempt_at, expires_at, created_at) \
+         SELECT 'd_seed_' || g, 'b_seed_' || g, 0, 0, 'lane', 'pending', \
+                CASE WHEN g % 5000 = 0 THEN 1 ELSE 0 END, 8, $1 + g, $1 + 86400000, $1 \
+         FROM generate_series(1, 20000) g",
+    )
+    .bind(at(0).0)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE deliveries").execute(&mut conn).await.unwrap();
+
+    let probe = ClaimRequest { probe: true, ..claim_request("lane", 1, at(3600)) };
+    let plan = store.explain_claim(&probe).await.unwrap();
+    eprintln!("{plan}");
+    assert!(plan.contains("deliveries_retry_due"), "the probe does not use its index:\n{plan}");
+    assert!(
+        !plan.contains("Sort") && !plan.contains("Seq Scan"),
+        "the probe sorts or scans:\n{plan}"
+    );
 }
 
 #[tokio::test]
