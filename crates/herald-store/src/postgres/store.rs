@@ -416,6 +416,16 @@ impl PgStore {
 /// How many columns [`leased_columns`] returns.
 const LEASED_WIDTH: usize = 6 + 11;
 
+/// The destinations that have pending deliveries, as rows of `name`: one seek per
+/// destination through the partial index `deliveries_due` (a loose index scan), however
+/// many deliveries are pending. Callers append `AND ...` conditions on `name`.
+const PENDING_DESTINATIONS: &str = "WITH RECURSIVE d(name) AS ( \
+     SELECT MIN(destination) FROM deliveries WHERE state = 'pending' \
+     UNION ALL \
+     SELECT (SELECT MIN(destination) FROM deliveries WHERE state = 'pending' AND destination > d.name) \
+     FROM d WHERE d.name IS NOT NULL) \
+     SELECT name FROM d WHERE name IS NOT NULL";
+
 /// The claim: up to `$3` due pending deliveries of destination `$1` at `$2` (with
 /// `retried`, only those tried before), skipping rows another transaction holds, leased
 /// to node `$4` until `$5` in the same statement.
@@ -781,32 +791,47 @@ async fn hold_removed_in(
 ) -> Result<Vec<RemovedHolds>, Failure> {
     let mut counts: BTreeMap<String, RemovedHolds> = BTreeMap::new();
     let mut threads = BTreeSet::new();
-    // One statement per state, each with the state as a literal, so that each scans its
-    // partial index instead of every delivery ever made. An attempt that was in flight
-    // was cut short: ambiguous, so the first attempt after a resume reconciles.
+    // Each statement names its state as a literal, so that it reads that state's partial
+    // index instead of every delivery ever made. The pending backlog can be millions of
+    // rows behind a restart: its destinations are found by a skip through
+    // `deliveries_due` (one seek per destination) and only a removed one's rows are read.
+    // In-flight rows are few (bounded by concurrency). An attempt that was in flight was
+    // cut short: ambiguous, so the first attempt after a resume reconciles.
     const HOLD: &str = "UPDATE deliveries SET state = 'held', hold_reason = $2, \
          ambiguous = CASE WHEN state = 'in_flight' THEN TRUE ELSE ambiguous END, \
          last_error = 'held: destination `' || destination || '` is not in the configuration; \
          configure it again and restart herald to resume, or cancel the delivery', \
-         lease_expires_at = NULL, lease_owner = NULL, lease_token = lease_token + 1 \
-         WHERE destination <> ALL($1) AND state = ";
-    for state in ["'pending'", "'in_flight'"] {
-        let rows = sqlx::query(&format!("{HOLD}{state} RETURNING broadcast_id, destination"))
+         lease_expires_at = NULL, lease_owner = NULL, lease_token = lease_token + 1 WHERE ";
+    let removed: Vec<String> =
+        sqlx::query_scalar(&format!("{PENDING_DESTINATIONS} AND name <> ALL($1)"))
             .bind(&configured)
-            .bind(DESTINATION_REMOVED)
             .fetch_all(&mut *conn)
             .await?;
-        for row in rows {
-            let (broadcast_id, destination): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-            counts
-                .entry(destination.clone())
-                .or_insert_with(|| RemovedHolds {
-                    destination: destination.clone(),
-                    ..Default::default()
-                })
-                .held += 1;
-            threads.insert((broadcast_id, destination));
-        }
+    let mut held = Vec::new();
+    for name in &removed {
+        let sql = format!(
+            "{HOLD}destination = $1 AND state = 'pending' RETURNING broadcast_id, destination"
+        );
+        held.extend(
+            sqlx::query(&sql).bind(name).bind(DESTINATION_REMOVED).fetch_all(&mut *conn).await?,
+        );
+    }
+    let sql = format!(
+        "{HOLD}destination <> ALL($1) AND state = 'in_flight' RETURNING broadcast_id, destination"
+    );
+    held.extend(
+        sqlx::query(&sql).bind(&configured).bind(DESTINATION_REMOVED).fetch_all(&mut *conn).await?,
+    );
+    for row in held {
+        let (broadcast_id, destination): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+        counts
+            .entry(destination.clone())
+            .or_insert_with(|| RemovedHolds {
+                destination: destination.clone(),
+                ..Default::default()
+            })
+            .held += 1;
+        threads.insert((broadcast_id, destination));
     }
     let rows = sqlx::query(
         "UPDATE deliveries SET state = 'pending', hold_reason = NULL, next_attempt_at = $2, \

@@ -429,21 +429,31 @@ impl Store for SqliteStore {
             let configured = to_json(&configured);
             let mut counts: std::collections::BTreeMap<String, RemovedHolds> = Default::default();
             let mut threads = std::collections::BTreeSet::new();
-            // One statement per state, each with the state as a literal, so that each
-            // scans its partial index instead of every delivery ever made. An attempt
-            // that was in flight was cut short by the stop: ambiguous, so the first
-            // attempt after a resume reconciles, as recovery would have made it.
+            // Each statement names its state as a literal, so that it reads that state's
+            // partial index instead of every delivery ever made. The pending backlog can
+            // be millions of rows behind a restart: its destinations are found by a skip
+            // through `deliveries_due` (one seek per destination) and only a removed
+            // one's rows are read. In-flight rows are few (bounded by concurrency). An
+            // attempt that was in flight was cut short by the stop: ambiguous, so the
+            // first attempt after a resume reconciles, as recovery would have made it.
             const HOLD: &str = "UPDATE deliveries SET state = 'held', hold_reason = ?2, \
                  ambiguous = CASE WHEN state = 'in_flight' THEN 1 ELSE ambiguous END, \
                  last_error = 'held: destination `' || destination || '` is not in the configuration; \
                  configure it again and restart herald to resume, or cancel the delivery', \
-                 lease_expires_at = NULL, lease_token = lease_token + 1 \
-                 WHERE destination NOT IN (SELECT value FROM json_each(?1)) AND state = ";
-            for state in ["'pending'", "'in_flight'"] {
-                let mut stmt =
-                    conn.prepare_cached(&format!("{HOLD}{state} RETURNING broadcast_id, destination"))?;
+                 lease_expires_at = NULL, lease_token = lease_token + 1 WHERE ";
+            let removed: Vec<String> = conn
+                .prepare_cached(&format!("{PENDING_DESTINATIONS} AND name NOT IN (SELECT value FROM json_each(?1))"))?
+                .query_map([&configured], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            let mut holds: Vec<(&str, String)> = removed
+                .iter()
+                .map(|name| ("destination = ?1 AND state = 'pending'", name.clone()))
+                .collect();
+            holds.push(("destination NOT IN (SELECT value FROM json_each(?1)) AND state = 'in_flight'", configured.clone()));
+            for (which, destinations) in holds {
+                let mut stmt = conn.prepare_cached(&format!("{HOLD}{which} RETURNING broadcast_id, destination"))?;
                 let held: Vec<(String, String)> = stmt
-                    .query_map(params![configured, DESTINATION_REMOVED], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .query_map(params![destinations, DESTINATION_REMOVED], |row| Ok((row.get(0)?, row.get(1)?)))?
                     .collect::<Result<_, _>>()?;
                 for (broadcast_id, destination) in held {
                     counts
@@ -748,7 +758,15 @@ fn prune_batch(conn: &rusqlite::Connection, request: &PruneRequest) -> Result<Pr
     Ok(pruned)
 }
 
-/// The lease for a claim that was asked for at `asked` and commits now: `lease_until`
+/// The destinations that have pending deliveries, as rows of `name`: one seek per
+/// destination through the partial index `deliveries_due` (a loose index scan), however
+/// many deliveries are pending. Callers append `AND ...` conditions on `name`.
+const PENDING_DESTINATIONS: &str = "WITH RECURSIVE d(name) AS ( \
+     SELECT MIN(destination) FROM deliveries WHERE state = 'pending' \
+     UNION ALL \
+     SELECT (SELECT MIN(destination) FROM deliveries WHERE state = 'pending' AND destination > d.name) \
+     FROM d WHERE d.name IS NOT NULL) \
+     SELECT name FROM d WHERE name IS NOT NULL";
 
 /// The claim's read: up to `?3` due pending deliveries of destination `?1` at `?2` (with
 /// `retried`, only those tried before), in due order. `INDEXED BY` makes SQLite refuse the
@@ -787,6 +805,8 @@ impl SqliteStore {
         .await
     }
 }
+
+/// The lease for a claim that was asked for at `asked` and commits now: `lease_until`
 /// shifted by the time the request waited for the writer, when the store has a clock.
 fn stamp(clock: Option<&StoreClock>, asked: Timestamp, lease_until: Timestamp) -> Timestamp {
     match clock {
@@ -818,4 +838,64 @@ fn write_late_delivery(
     }
     tracing::info!(delivery_id = %id, was = %current, "Recorded a delivery confirmed after its lease had moved on.");
     write_progress(conn, id, progress, &current, None)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::{PENDING_DESTINATIONS, claim_sql};
+
+    /// SQLite's plan for `sql`, one step per line.
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let unbound = std::iter::repeat_n(rusqlite::types::Null, stmt.parameter_count());
+        let steps = stmt
+            .query_map(rusqlite::params_from_iter(unbound), |row| row.get::<_, String>(3))
+            .unwrap();
+        steps.map(Result::unwrap).collect::<Vec<_>>().join("\n")
+    }
+
+    fn migrated() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        super::super::migrate(&conn).unwrap();
+        conn
+    }
+
+    /// A restart finds the destinations with pending work by seeking through the due-work
+    /// index, never by reading the backlog (10,000,000 pending made that take minutes).
+    #[test]
+    fn pending_destinations_seek_the_due_index_and_scan_nothing() {
+        let conn = migrated();
+        let plan = plan(&conn, PENDING_DESTINATIONS);
+        assert!(plan.contains("USING COVERING INDEX deliveries_due"), "{plan}");
+        assert!(!plan.contains("SCAN deliveries"), "{plan}");
+    }
+
+    /// The recursive query lists each destination with pending work once, and none other.
+    #[test]
+    fn pending_destinations_lists_each_destination_with_pending_work_once() {
+        let conn = migrated();
+        let mut insert = conn
+            .prepare(
+                "INSERT INTO deliveries (id, broadcast_id, seq, position, destination, state, \
+                 attempts, max_attempts, next_attempt_at, expires_at, created_at) \
+                 VALUES (?1, ?1, 0, 0, ?2, ?3, 0, 8, ?4, 0, 0)",
+            )
+            .unwrap();
+        let rows = [("a", "pending"), ("c", "pending"), ("a", "pending"), ("b", "delivered")];
+        for (n, (destination, state)) in rows.iter().enumerate() {
+            insert.execute(rusqlite::params![format!("d{n}"), destination, state, n]).unwrap();
+        }
+        let names: Vec<String> = conn
+            .prepare(PENDING_DESTINATIONS)
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(names, ["a", "c"]);
+        assert!(plan(&conn, &claim_sql(true)).contains("deliveries_retry_due"));
+    }
 }
