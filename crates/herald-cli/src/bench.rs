@@ -1,5 +1,6 @@
 //! `herald bench`: the benchmark suite of issue 11. herald (`herald serve`, a release
-//! build on a fresh SQLite file with `synchronous=FULL`), the load client (`herald bench
+//! build on a fresh SQLite file with `synchronous=FULL`, or `--nodes` of them on a fresh
+//! PostgreSQL schema with `--database`), the load client (`herald bench
 //! load`) and the sink (`herald bench sink`) run as three processes on loopback, so the
 //! CPU time and peak RSS read from `/proc` are herald's alone; every scenario also
 //! measures the raw baseline (the same load client straight to the same sink) in the

@@ -1,5 +1,6 @@
-//! `herald bench in-process`: the earlier, single-process benchmark, kept for its
-//! PostgreSQL cluster mode until the suite (`bench::suite`) has one. Deliveries per
+//! `herald bench in-process`: the earlier, single-process benchmark, kept beside the
+//! suite (`bench::suite`, which also runs PostgreSQL clusters, as processes, and waits
+//! for their lanes with this module's `balanced`). Deliveries per
 //! second and submit→delivered latency against a local sink, beside the raw HTTP rate of
 //! the same client against the same sink, measured in the same run.
 //!
@@ -393,8 +394,10 @@ async fn cluster(
     Ok(())
 }
 
-/// Waits (up to 60 s) until every one of `names` is driven by a live node.
-async fn balanced(
+/// Waits (up to 60 s) until every one of `names` is driven by a live node, the lanes
+/// spread fairly over the live `bench-` nodes and there are at least as many of those
+/// as `bases` (the suite's clusters too).
+pub(crate) async fn balanced(
     http: &reqwest::Client,
     bases: &[String],
     names: &[String],

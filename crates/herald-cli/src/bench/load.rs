@@ -1,5 +1,6 @@
 //! `herald bench load`: the suite's load client, a process of its own. Submits broadcasts
-//! to herald (`POST /v1/broadcasts`) or, for the raw baseline, posts webhook-shaped
+//! to herald (`POST /v1/broadcasts`, to several nodes in turn when given several URLs)
+//! or, for the raw baseline, posts webhook-shaped
 //! requests straight to the sink, either closed-loop (`--clients` tasks, each sending
 //! its next request when the last is answered) or open-loop at a fixed `--rate`. Every
 //! submit is timestamped with the wall clock just before it is sent; `--records` keeps
@@ -46,9 +47,11 @@ pub enum Target {
 /// `herald bench load` settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// herald's base URL, or the sink's with `--target sink`.
-    #[arg(long)]
-    pub url: String,
+    /// herald's base URL, or the sink's with `--target sink`; several herald nodes'
+    /// comma-separated: closed-loop client k uses URL k mod N, open-loop request n URL
+    /// n mod N.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub url: Vec<String>,
     /// What `--url` is.
     #[arg(long, value_enum, default_value_t = Target::Herald)]
     pub target: Target,
@@ -147,6 +150,9 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<()> 
     if options.destinations.is_empty() {
         anyhow::bail!("--destinations: give at least one destination name");
     }
+    if options.url.is_empty() || options.url.iter().any(String::is_empty) {
+        anyhow::bail!("--url: give one base URL, or several comma-separated");
+    }
     if options.rate.is_some_and(|rate| rate.is_nan() || rate <= 0.0) {
         anyhow::bail!("--rate: give a number of requests per second above 0");
     }
@@ -196,14 +202,16 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// `--clients` tasks sending back to back until the count or the deadline.
+/// `--clients` tasks sending back to back until the count or the deadline; client k
+/// sends to URL k mod N.
 async fn closed_loop(run: &Arc<Run>) -> anyhow::Result<Duration> {
     let mut tasks = JoinSet::new();
-    for _ in 0..run.options.clients.max(1) {
+    for client in 0..run.options.clients.max(1) {
         let run = Arc::clone(run);
         tasks.spawn(async move {
+            let url = client % run.options.url.len();
             while let Some(n) = claim(&run) {
-                send(&run, n).await;
+                send(&run, n, url).await;
             }
         });
     }
@@ -213,8 +221,8 @@ async fn closed_loop(run: &Arc<Run>) -> anyhow::Result<Duration> {
     Ok(Duration::ZERO)
 }
 
-/// One request every `1 / rate` s on schedule, each in its own task; returns the lag of
-/// the last one behind its schedule.
+/// One request every `1 / rate` s on schedule, each in its own task, request n to URL
+/// n mod N; returns the lag of the last one behind its schedule.
 async fn open_loop(run: &Arc<Run>, rate: f64) -> anyhow::Result<Duration> {
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let start = tokio::time::Instant::now();
@@ -227,7 +235,8 @@ async fn open_loop(run: &Arc<Run>, rate: f64) -> anyhow::Result<Duration> {
         lag = tokio::time::Instant::now().saturating_duration_since(due);
         let run = Arc::clone(run);
         tasks.spawn(async move {
-            send(&run, n).await;
+            let url = n % run.options.url.len();
+            send(&run, n, url).await;
             drop(permit);
         });
         // Reap finished tasks as we go so the set stays small on long runs.
@@ -251,14 +260,15 @@ fn claim(run: &Run) -> Option<usize> {
     (n < run.options.count).then_some(n)
 }
 
-/// Sends request `n` and files its outcome.
-async fn send(run: &Run, n: usize) {
+/// Sends request `n` to URL number `url` and files its outcome.
+async fn send(run: &Run, n: usize, url: usize) {
     let options = &run.options;
+    let base = options.url[url].trim_end_matches('/');
     let at = Instant::now();
     let at_ns = wall_nanos();
     let res = match options.target {
-        Target::Herald => submit(run, n).await,
-        Target::Sink => raw(run, n).await,
+        Target::Herald => submit(run, base, n).await,
+        Target::Sink => raw(run, base, n).await,
     };
     let took = at.elapsed();
     let mut out = run.out.lock().await;
@@ -285,13 +295,13 @@ async fn send(run: &Run, n: usize) {
 /// idempotency key after a short pause, as herald's answer asks a client to, until the
 /// deadline: the run then measures what herald accepted, and a retried submit that had
 /// been stored is not a second broadcast.
-async fn submit(run: &Run, n: usize) -> anyhow::Result<String> {
+async fn submit(run: &Run, base: &str, n: usize) -> anyhow::Result<String> {
     let body = serde_json::json!({
         "destinations": run.options.destinations,
         "idempotency_key": format!("{}-{n}", run.options.id_prefix),
         "message": {"title": format!("bench message {n}"), "body": "load test", "severity": "info"}
     });
-    let url = format!("{}/v1/broadcasts", run.options.url.trim_end_matches('/'));
+    let url = format!("{base}/v1/broadcasts");
     loop {
         let mut req = run.http.post(&url).json(&body);
         if let Some(token) = &run.bearer {
@@ -318,7 +328,7 @@ async fn submit(run: &Run, n: usize) -> anyhow::Result<String> {
 }
 
 /// Raw request `n` to the sink, shaped like herald's webhook; its stand-in id.
-async fn raw(run: &Run, n: usize) -> anyhow::Result<String> {
+async fn raw(run: &Run, base: &str, n: usize) -> anyhow::Result<String> {
     let options = &run.options;
     let name = &options.destinations[n % options.destinations.len()];
     let id = format!("{}-{n}", options.id_prefix);
@@ -327,7 +337,7 @@ async fn raw(run: &Run, n: usize) -> anyhow::Result<String> {
         "data": {"broadcast_id": id, "destination": name,
                  "message": {"title": format!("bench message {n}"), "body": "load test", "severity": "info"}}
     });
-    let url = format!("{}/d/{name}", options.url.trim_end_matches('/'));
+    let url = format!("{base}/d/{name}");
     let res = run
         .http
         .post(url)

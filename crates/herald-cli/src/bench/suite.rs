@@ -1,6 +1,9 @@
 //! The suite: starts the sink process, then for each scenario and run a fresh `herald
 //! serve` process on a fresh SQLite file and the load client process, measures herald,
 //! then the raw baseline (the load client straight to the sink), and writes the report.
+//! With `--database` and `--nodes`, every case runs once per node count instead: that
+//! many `herald serve` processes on a fresh schema of one PostgreSQL database, the load
+//! spread over their APIs.
 //!
 //! Scenarios (issue 11): throughput (broadcasts × webhooks × clients, closed loop),
 //! latency (a fixed offered rate, and one client), backlog (deliveries queued for an
@@ -18,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use herald_store::postgres::PgStore;
 
 use crate::bench::report::{self, Measured, Metrics, Report, Scenario};
 use crate::bench::suite::phase::Sink;
@@ -133,6 +137,16 @@ pub struct Options {
     /// Seed of the sink's random failures.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Run herald on PostgreSQL instead of SQLite: every run gets a fresh schema of this
+    /// database (created before it and dropped after it through this URL, so its user
+    /// needs CREATE there), shared by `--nodes` `herald serve` processes. E.g.
+    /// `postgres://postgres@127.0.0.1:5432/test`.
+    #[arg(long)]
+    pub database: Option<String>,
+    /// With `--database`: the node counts, every case once per count, e.g. `1,2,3`; a 0
+    /// runs the case on SQLite too, for both in one report [default: 1].
+    #[arg(long, value_delimiter = ',')]
+    pub nodes: Option<Vec<usize>>,
 }
 
 /// The destinations of the outage scenario: five healthy ones, then the one that fails.
@@ -147,6 +161,11 @@ struct Suite<'a> {
     work: tempfile::TempDir,
     /// Numbers the files and raw id prefixes of each phase.
     seq: u64,
+    /// The store of the cases being run: 0 for SQLite, else this many nodes on
+    /// PostgreSQL (`--database`).
+    nodes: usize,
+    /// PostgreSQL schemas created and not yet dropped.
+    schemas: Vec<String>,
 }
 
 /// Runs the suite and writes its report.
@@ -174,8 +193,25 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<()> 
         options.runs,
         machine.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
     )?;
-    let mut suite =
-        Suite { options, exe, herald_bin, sink, http: reqwest::Client::new(), work, seq: 0 };
+    if let Some(url) = &options.database {
+        writeln!(
+            out,
+            "on PostgreSQL at {} (a fresh schema per run), with {} node(s)",
+            redacted(url),
+            stores(options).iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+        )?;
+    }
+    let mut suite = Suite {
+        options,
+        exe,
+        herald_bin,
+        sink,
+        http: reqwest::Client::new(),
+        work,
+        seq: 0,
+        nodes: 0,
+        schemas: Vec::new(),
+    };
     let started_unix_s = wall_nanos() / 1_000_000_000;
     let mut scenarios = Vec::new();
     let mut failed = Vec::new();
@@ -187,7 +223,9 @@ pub async fn run(options: &Options, out: &mut impl Write) -> anyhow::Result<()> 
         if scenario.skipped.is_none() {
             let mut measured = Vec::new();
             for run in 0..options.runs {
-                match suite.scenario(name, &mut measured, out).await {
+                let res = suite.scenario(name, &mut measured, out).await;
+                suite.drop_schemas(out).await?;
+                match res {
                     Ok(()) => {}
                     Err(error) => {
                         let why = format!("run {} failed: {error:#}", run + 1);
@@ -259,7 +297,55 @@ fn validate(options: &Options) -> anyhow::Result<()> {
     {
         bail!("--herald-pid and --herald-token-file go with --herald-url");
     }
+    match &options.database {
+        Some(url) => {
+            if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+                bail!("--database: give a postgres:// URL (SQLite is the default)");
+            }
+            if options.herald_url.is_some() {
+                bail!("--database starts its own herald nodes; leave out --herald-url");
+            }
+            if options.nodes.as_ref().is_some_and(Vec::is_empty) {
+                bail!("--nodes: give at least one node count, e.g. 1,2,3");
+            }
+            phase::schema_url(url, "herald_bench")?;
+        }
+        None if options.nodes.is_some() => bail!("--nodes goes with --database"),
+        None => {}
+    }
     Ok(())
+}
+
+/// The stores every case runs on, in order: 0 for SQLite, else a node count on
+/// PostgreSQL.
+fn stores(options: &Options) -> Vec<usize> {
+    match (&options.database, &options.nodes) {
+        (None, _) => vec![0],
+        (Some(_), None) => vec![1],
+        (Some(_), Some(nodes)) => nodes.clone(),
+    }
+}
+
+/// A URL without its password, for the report.
+fn redacted(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => "(not a URL)".into(),
+    }
+}
+
+/// A case's name on `nodes`: unchanged on SQLite, `pg N nodes, ...` on PostgreSQL.
+fn case_name(nodes: usize, case: &str) -> String {
+    match nodes {
+        0 => case.to_string(),
+        1 => format!("pg 1 node, {case}"),
+        n => format!("pg {n} nodes, {case}"),
+    }
 }
 
 /// The settings as strings, for the report.
@@ -289,6 +375,11 @@ fn settings(options: &Options) -> BTreeMap<String, String> {
     }
     if let Some(url) = &options.sink_url {
         res.insert("sink_url".into(), url.clone());
+    }
+    if let Some(url) = &options.database {
+        res.insert("database".into(), redacted(url));
+        let nodes: Vec<String> = stores(options).iter().map(usize::to_string).collect();
+        res.insert("nodes".into(), nodes.join(","));
     }
     res
 }
@@ -384,6 +475,24 @@ impl Suite<'_> {
                 o.retry_fail_rate * 100.0
             ),
         };
+        let method = if o.database.is_some() {
+            let restart = if name == ScenarioName::Backlog {
+                " The backlog's restart kills every node and spawns them all again, timed from \
+                 the first spawn."
+            } else {
+                ""
+            };
+            format!(
+                "{method} On PostgreSQL (cases named `pg N nodes`): each run on a fresh schema \
+                 of --database, N `herald serve` processes (their own node_id) started and \
+                 waited for until every node is alive and the lanes are spread; the load \
+                 client's clients (or open-loop requests) take the nodes' APIs in turn; CPU is \
+                 summed over the nodes (the PostgreSQL server's own is not counted); peak RSS \
+                 is the largest node's, `_sum_mib` the nodes' total.{restart}"
+            )
+        } else {
+            method
+        };
         let skipped = match name {
             ScenarioName::Backlog if o.herald_url.is_some() => {
                 Some("it restarts herald, which --herald-url does not allow".into())
@@ -403,42 +512,63 @@ impl Suite<'_> {
         measured: &mut Vec<Measured>,
         out: &mut impl Write,
     ) -> anyhow::Result<()> {
-        let before = measured.len();
-        match name {
-            ScenarioName::Throughput => {
-                for webhooks in self.options.webhooks.clone() {
-                    for clients in self.options.clients.clone() {
-                        measured.push(self.throughput(webhooks, clients).await?);
+        for nodes in stores(self.options) {
+            self.nodes = nodes;
+            let first = measured.len();
+            match name {
+                ScenarioName::Throughput => {
+                    for webhooks in self.options.webhooks.clone() {
+                        for clients in self.options.clients.clone() {
+                            measured.push(self.throughput(webhooks, clients).await?);
+                        }
                     }
                 }
-            }
-            ScenarioName::Latency => {
-                measured.push(self.latency(Some(self.options.latency_rate)).await?);
-                measured.push(self.latency(None).await?);
-            }
-            ScenarioName::Backlog => measured.push(self.backlog().await?),
-            ScenarioName::Outage => measured.push(self.outage().await?),
-            ScenarioName::Retry => measured.push(self.retry().await?),
-        }
-        for m in &measured[before..] {
-            let show = |metrics: &Metrics, key: &str| {
-                metrics.get(key).map_or("-".to_string(), |v| format!("{v:.1}"))
-            };
-            writeln!(
-                out,
-                "  {}: {} deliveries/s (raw {}), p99 {} ms (raw {}){}",
-                m.case,
-                show(&m.run.herald, "deliveries_per_s"),
-                show(&m.run.raw, "deliveries_per_s"),
-                show(&m.run.herald, "e2e_p99_ms"),
-                show(&m.run.raw, "e2e_p99_ms"),
-                if m.run.notes.is_empty() {
-                    String::new()
-                } else {
-                    format!("; {}", m.run.notes.join("; "))
+                ScenarioName::Latency => {
+                    measured.push(self.latency(Some(self.options.latency_rate)).await?);
+                    measured.push(self.latency(None).await?);
                 }
-            )?;
-            out.flush()?;
+                ScenarioName::Backlog => measured.push(self.backlog().await?),
+                ScenarioName::Outage => measured.push(self.outage().await?),
+                ScenarioName::Retry => measured.push(self.retry().await?),
+            }
+            for m in &mut measured[first..] {
+                m.case = case_name(nodes, &m.case);
+            }
+            for m in &measured[first..] {
+                let show = |metrics: &Metrics, key: &str| {
+                    metrics.get(key).map_or("-".to_string(), |v| format!("{v:.1}"))
+                };
+                writeln!(
+                    out,
+                    "  {}: {} deliveries/s (raw {}), p99 {} ms (raw {}){}",
+                    m.case,
+                    show(&m.run.herald, "deliveries_per_s"),
+                    show(&m.run.raw, "deliveries_per_s"),
+                    show(&m.run.herald, "e2e_p99_ms"),
+                    show(&m.run.raw, "e2e_p99_ms"),
+                    if m.run.notes.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {}", m.run.notes.join("; "))
+                    }
+                )?;
+                out.flush()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Suite<'_> {
+    /// Drops the PostgreSQL schemas of the runs so far; one that cannot be dropped is
+    /// named on `out` (drop it by hand) and not tried again.
+    async fn drop_schemas(&mut self, out: &mut impl Write) -> anyhow::Result<()> {
+        let options = self.options;
+        let Some(url) = &options.database else { return Ok(()) };
+        for schema in std::mem::take(&mut self.schemas) {
+            if let Err(error) = PgStore::drop_schema(url, &schema).await {
+                writeln!(out, "  cannot drop the schema {schema}: {error}")?;
+            }
         }
         Ok(())
     }

@@ -1,12 +1,16 @@
 //! The benchmark suite end to end at tiny sizes from the debug build: every scenario
 //! runs (herald, the load client and the sink as separate processes) and reports sane
-//! figures. Not a timing test: it checks counts and that the reports are written, never
-//! how fast anything was.
+//! figures, and the throughput scenario runs on PostgreSQL with one and two nodes. Not
+//! a timing test: it checks counts and that the reports are written, never how fast
+//! anything was.
 
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
+use sqlx::Row;
 
+use crate::database::{admin, database_url};
 use crate::process::herald;
 
 /// herald's default `max_attempts`: the outage's dead destination may be sent at most
@@ -108,4 +112,84 @@ async fn the_bench_suite_runs_every_scenario_at_tiny_sizes_and_writes_its_report
     let html = std::fs::read_to_string(dir.path().join("bench.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("</html>"));
     assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("<link"));
+}
+
+/// Issue 11, item 3: `--database` with `--nodes 1,2` runs every case once per node
+/// count, each run on a schema of its own that is dropped afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_suite_runs_throughput_on_postgres_with_one_and_two_nodes() {
+    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+        // Unset, the default URL would still be tried; but CI means its own server.
+        assert!(
+            std::env::var("HERALD_TEST_DATABASE_URL").is_ok(),
+            "CI sets HERALD_TEST_DATABASE_URL (.ci/run); it is missing"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let child = tokio::process::Command::new(herald())
+        .args(["bench", "--scenarios", "throughput", "--runs", "1", "--broadcasts", "100"])
+        .args(["--webhooks", "3", "--clients", "4", "--max-seconds", "60"])
+        .args(["--database", &database_url(), "--nodes", "1,2", "--out-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(150), child.wait_with_output())
+        .await
+        .expect("the suite is bounded in time")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success());
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("bench.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["settings"]["nodes"], "1,2");
+    let throughput = &report["scenarios"][0];
+    assert!(throughput["skipped"].is_null(), "skipped: {}", throughput["skipped"]);
+    let cases = throughput["cases"].as_array().unwrap();
+    let names: Vec<&str> = cases.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "pg 1 node, 100 broadcasts x 3 webhook(s), 4 clients",
+            "pg 2 nodes, 100 broadcasts x 3 webhook(s), 4 clients"
+        ]
+    );
+    let figure = |metrics: &Value, key: &str| {
+        metrics[key].as_f64().unwrap_or_else(|| panic!("{key} missing in {metrics}"))
+    };
+    for case in cases {
+        let herald = &case["median"];
+        assert_eq!(figure(herald, "deliveries"), 300.0, "{}", case["name"]);
+        assert_eq!(figure(herald, "expected_deliveries"), 300.0);
+        assert!(figure(herald, "cpu_ms_per_delivery") > 0.0);
+        assert!(figure(herald, "peak_rss_mib") > 1.0);
+        assert_eq!(figure(&case["raw_median"], "deliveries"), 300.0);
+    }
+    // The sum is over both nodes' processes, the peak of the largest one.
+    let two = &cases[1]["median"];
+    assert!(figure(two, "peak_rss_sum_mib") > figure(two, "peak_rss_mib"));
+    assert_eq!(
+        figure(&cases[0]["median"], "peak_rss_sum_mib"),
+        figure(&cases[0]["median"], "peak_rss_mib")
+    );
+
+    let mut conn = admin().await;
+    let left: Vec<String> = sqlx::query(
+        "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE $1",
+    )
+    .bind(format!("herald\\_bench\\_{pid}\\_%"))
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.get(0))
+    .collect();
+    assert!(left.is_empty(), "schemas left behind: {left:?}");
 }

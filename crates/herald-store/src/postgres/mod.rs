@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::Semaphore;
 
 pub use self::cluster::PgCluster;
@@ -214,6 +214,31 @@ fn connect_options(url: &str, options: &PgOptions) -> Result<PgConnectOptions, S
     Ok(connect.options(settings))
 }
 
+/// `name` when it is a plain identifier, the only kind spliced into a statement.
+fn plain_name(name: &str) -> Result<&str, StoreError> {
+    let plain = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit();
+    if plain {
+        Ok(name)
+    } else {
+        Err(StoreError::Unavailable(format!(
+            "schema name {name:?}: use letters, digits and `_` only"
+        )))
+    }
+}
+
+/// Runs one schema statement on a connection of its own.
+async fn schema_statement(url: &str, statement: &str) -> Result<(), StoreError> {
+    let connect = connect_options(url, &PgOptions::default())?;
+    let mut conn =
+        PgConnection::connect_with(&connect).await.map_err(|error| unavailable(&error))?;
+    let res = sqlx::query(statement).execute(&mut conn).await.map_err(|error| unavailable(&error));
+    // The connection is done either way; a failed goodbye changes nothing.
+    let _ = conn.close().await;
+    res.map(|_| ())
+}
+
 fn pool_options(options: &PgOptions) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(options.max_connections.max(1))
@@ -281,6 +306,25 @@ impl PgStore {
         drop(conn);
         pool.close().await;
         res
+    }
+
+    /// Creates the empty schema `name` on the database at `url`, for work that must see
+    /// no other rows (`herald bench` gives each run one and points its nodes at it
+    /// through the URL's `search_path`).
+    ///
+    /// # Errors
+    /// `Unavailable` when the name is not plain (letters, digits, `_`), the database
+    /// cannot be reached, or the schema exists.
+    pub async fn create_schema(url: &str, name: &str) -> Result<(), StoreError> {
+        schema_statement(url, &format!("CREATE SCHEMA {}", plain_name(name)?)).await
+    }
+
+    /// Drops the schema `name` and everything in it, if it exists.
+    ///
+    /// # Errors
+    /// As [`PgStore::create_schema`], except that a missing schema is no error.
+    pub async fn drop_schema(url: &str, name: &str) -> Result<(), StoreError> {
+        schema_statement(url, &format!("DROP SCHEMA IF EXISTS {} CASCADE", plain_name(name)?)).await
     }
 
     /// Gives the store the engine's clock, so a lease is stamped when its claim commits

@@ -11,6 +11,9 @@ use anyhow::{Context, bail};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use herald_store::postgres::PgStore;
+
+use crate::bench::inproc::balanced;
 use crate::bench::load::{Summary, Target};
 use crate::bench::report::Metrics;
 use crate::bench::sink::{BUCKET_NANOS, Plan, Reset, Stats};
@@ -52,29 +55,79 @@ impl Sink {
     }
 }
 
-/// herald as the suite drives it: a process it started, or one already running.
+/// herald as the suite drives it: the processes it started (one per node), or one
+/// already running.
 pub(super) struct Herald {
-    pub(super) process: Option<HeraldProcess>,
-    pub(super) base: String,
-    pub(super) pid: Option<u32>,
+    /// The nodes the suite started, killed together; empty for an external herald.
+    pub(super) processes: Vec<HeraldProcess>,
+    /// Each node's API base URL.
+    pub(super) bases: Vec<String>,
+    /// Each node's process id, for `/proc`.
+    pub(super) pids: Vec<u32>,
+    /// The nodes share a PostgreSQL database (figures summed over nodes are reported).
+    pub(super) shared: bool,
 }
 
 impl Herald {
+    /// The load client's `--url`: every node's API, comma-separated.
+    pub(super) fn url(&self) -> String {
+        self.bases.join(",")
+    }
+
+    /// CPU seconds used by all nodes; NaN when any is unknown.
     pub(super) fn cpu_seconds(&self) -> f64 {
-        self.pid.and_then(procfs::cpu_seconds).unwrap_or(f64::NAN)
-    }
-
-    pub(super) fn memory_mib(&self, field: &str) -> f64 {
-        self.pid.and_then(|pid| procfs::memory_mib(pid, field)).unwrap_or(f64::NAN)
-    }
-
-    /// SIGKILLs a herald the suite started; leaves an external one alone.
-    pub(super) async fn kill(self) -> anyhow::Result<()> {
-        match self.process {
-            Some(process) => process.kill().await,
-            None => Ok(()),
+        if self.pids.is_empty() {
+            return f64::NAN;
         }
+        self.pids.iter().map(|&pid| procfs::cpu_seconds(pid).unwrap_or(f64::NAN)).sum()
     }
+
+    /// The largest node's memory figure (`VmHWM`, `VmRSS`); NaN when unknown.
+    pub(super) fn memory_mib(&self, field: &str) -> f64 {
+        self.node_memory(field).reduce(f64::max).unwrap_or(f64::NAN)
+    }
+
+    /// The memory figure summed over the nodes; NaN when any is unknown.
+    pub(super) fn memory_sum_mib(&self, field: &str) -> f64 {
+        self.node_memory(field).reduce(|a, b| a + b).unwrap_or(f64::NAN)
+    }
+
+    fn node_memory(&self, field: &str) -> impl Iterator<Item = f64> {
+        self.pids.iter().map(move |&pid| procfs::memory_mib(pid, field).unwrap_or(f64::NAN))
+    }
+
+    /// The peak RSS figures under `name`: the largest node's, and on PostgreSQL also the
+    /// sum over the nodes (`name` with `_sum`).
+    pub(super) fn peak_rss(&self, name: &str) -> Vec<(String, f64)> {
+        let mut res = vec![(format!("{name}_mib"), self.memory_mib("VmHWM"))];
+        if self.shared {
+            res.push((format!("{name}_sum_mib"), self.memory_sum_mib("VmHWM")));
+        }
+        res
+    }
+
+    /// SIGKILLs the nodes the suite started, all of them even if one fails; leaves an
+    /// external herald alone.
+    pub(super) async fn kill(self) -> anyhow::Result<()> {
+        let mut res = Ok(());
+        for process in self.processes {
+            if let Err(error) = process.kill().await {
+                res = Err(error);
+            }
+        }
+        res
+    }
+}
+
+/// What a herald is started from, again after a SIGKILL: one configuration per node.
+pub(super) struct Deployment {
+    /// The run's directory: configurations, logs, and the SQLite database.
+    pub(super) dir: PathBuf,
+    configs: Vec<PathBuf>,
+    /// The destinations, which must all be driven before a cluster takes load.
+    names: Vec<String>,
+    /// On PostgreSQL (every node on one schema).
+    pub(super) shared: bool,
 }
 
 /// One load or raw phase's request.
@@ -160,7 +213,8 @@ impl Phase {
 
 impl Suite<'_> {
     /// A fresh herald with webhook destinations `names` at the sink (or at `base`), the
-    /// `policy` lines in each; or the external one.
+    /// `policy` lines in each, on the suite's current store (SQLite, or `self.nodes`
+    /// nodes on a fresh PostgreSQL schema) and ready for load; or the external one.
     pub(super) async fn start_herald(
         &mut self,
         names: &[String],
@@ -169,15 +223,16 @@ impl Suite<'_> {
     ) -> anyhow::Result<Herald> {
         if let Some(url) = &self.options.herald_url {
             return Ok(Herald {
-                process: None,
-                base: url.trim_end_matches('/').to_string(),
-                pid: self.options.herald_pid,
+                processes: Vec::new(),
+                bases: vec![url.trim_end_matches('/').to_string()],
+                pids: self.options.herald_pid.into_iter().collect(),
+                shared: false,
             });
         }
         let dir = self.fresh_dir("herald")?;
         let base = base.map_or_else(|| self.sink.base.clone(), str::to_string);
-        let config = self.write_config(&dir, names, policy, &base)?;
-        self.spawn_herald(&config, &dir).await
+        let deployment = self.deploy(&dir, names, policy, &base).await?;
+        self.spawn_herald(&deployment, true).await
     }
 
     pub(super) fn fresh_dir(&mut self, what: &str) -> anyhow::Result<PathBuf> {
@@ -188,36 +243,92 @@ impl Suite<'_> {
         Ok(dir)
     }
 
-    /// herald's configuration for a run: loopback listener, SQLite in `dir`, one webhook
-    /// destination per name at `base/d/NAME`.
-    pub(super) fn write_config(
-        &self,
+    /// herald's configuration for a run, one file per node: loopback listener, one
+    /// webhook destination per name at `base/d/NAME`, and either SQLite in `dir` or, with
+    /// `--database` and `self.nodes` above 0, a fresh schema of that database shared by
+    /// the nodes, each with its own `node_id`.
+    pub(super) async fn deploy(
+        &mut self,
         dir: &Path,
         names: &[String],
         policy: &str,
         base: &str,
-    ) -> anyhow::Result<PathBuf> {
-        let mut text = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndatabase = \"sqlite://{}\"\n\n{ALLOW_LOOPBACK}",
-            dir.join("bench.db").display()
-        );
+    ) -> anyhow::Result<Deployment> {
+        let shared = self.options.database.is_some() && self.nodes > 0;
+        let servers = match (&self.options.database, self.nodes) {
+            (Some(url), nodes) if nodes > 0 => {
+                let schema = format!("herald_bench_{}_{}", std::process::id(), self.seq);
+                // A killed suite with the same pid may have left it behind.
+                let created = match PgStore::drop_schema(url, &schema).await {
+                    Ok(()) => PgStore::create_schema(url, &schema).await,
+                    Err(error) => Err(error),
+                };
+                created
+                    .with_context(|| format!("cannot create the schema {schema} (--database)"))?;
+                self.schemas.push(schema.clone());
+                let database = quoted(&schema_url(url, &schema)?);
+                (0..nodes)
+                    .map(|node| {
+                        format!("database = {database}\nnode_id = \"bench-{}-{node}\"\n", self.seq)
+                    })
+                    .collect()
+            }
+            _ => {
+                let path = dir.join("bench.db").display().to_string();
+                vec![format!("database = {}\n", quoted(&format!("sqlite://{path}")))]
+            }
+        };
+        let mut destinations = String::new();
         for name in names {
-            text.push_str(&format!(
+            destinations.push_str(&format!(
                 "[destinations.{name}]\nkind = \"webhook\"\nurl = \"{base}/d/{name}\"\nconcurrency = {}\n{policy}\n",
                 self.options.concurrency
             ));
         }
-        let path = dir.join("herald.toml");
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(path)
+        let mut configs = Vec::new();
+        for (node, server) in servers.iter().enumerate() {
+            let text = format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\n{server}\n{ALLOW_LOOPBACK}{destinations}"
+            );
+            let file = if servers.len() == 1 {
+                "herald.toml".to_string()
+            } else {
+                format!("herald-{node}.toml")
+            };
+            let path = dir.join(file);
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            configs.push(path);
+        }
+        Ok(Deployment { dir: dir.to_path_buf(), configs, names: names.to_vec(), shared })
     }
 
-    pub(super) async fn spawn_herald(&self, config: &Path, dir: &Path) -> anyhow::Result<Herald> {
-        let process =
-            HeraldProcess::start(&self.herald_bin, config, &dir.join("herald.log")).await?;
-        let pid = process.pid();
-        let base = process.base.clone();
-        Ok(Herald { process: Some(process), base, pid })
+    /// Starts every node of `deployment`; with `ready`, on PostgreSQL, waits until every
+    /// node is alive and the lanes are spread over them, so the load meets the cluster
+    /// as it will work (a restart is timed from the first spawn instead).
+    pub(super) async fn spawn_herald(
+        &self,
+        deployment: &Deployment,
+        ready: bool,
+    ) -> anyhow::Result<Herald> {
+        let mut processes = Vec::with_capacity(deployment.configs.len());
+        for (node, config) in deployment.configs.iter().enumerate() {
+            let log = if deployment.configs.len() == 1 {
+                "herald.log".to_string()
+            } else {
+                format!("herald-{node}.log")
+            };
+            // The nodes started so far are killed on drop if this one fails.
+            let process =
+                HeraldProcess::start(&self.herald_bin, config, &deployment.dir.join(log)).await?;
+            processes.push(process);
+        }
+        let bases: Vec<String> = processes.iter().map(|p| p.base.clone()).collect();
+        let pids = processes.iter().filter_map(HeraldProcess::pid).collect();
+        if ready && deployment.shared {
+            balanced(&self.http, &bases, &deployment.names).await?;
+        }
+        Ok(Herald { processes, bases, pids, shared: deployment.shared })
     }
 
     pub(super) async fn herald_phase(
@@ -250,7 +361,7 @@ impl Suite<'_> {
         let load = self
             .load(
                 Target::Herald,
-                &herald.base,
+                &herald.url(),
                 &spec.names,
                 spec.count,
                 spec.clients,
@@ -520,4 +631,20 @@ pub(super) fn dir_mib(dir: &Path) -> f64 {
         })
         .unwrap_or(0);
     bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// `url` with its connections working in `schema` (`search_path` in the startup
+/// options, as an operator would write it in `herald.toml`).
+pub(super) fn schema_url(url: &str, schema: &str) -> anyhow::Result<String> {
+    let mut parsed = reqwest::Url::parse(url).context("--database: not a URL")?;
+    if parsed.query_pairs().any(|(key, _)| key == "options") {
+        bail!("--database: leave `options` out of the URL; the suite sets search_path there");
+    }
+    parsed.query_pairs_mut().append_pair("options", &format!("-csearch_path={schema}"));
+    Ok(parsed.to_string())
+}
+
+/// `text` as a TOML basic string.
+fn quoted(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }

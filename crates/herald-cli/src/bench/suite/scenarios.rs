@@ -37,7 +37,7 @@ impl Suite<'_> {
                 },
             )
             .await;
-        let peak = herald.memory_mib("VmHWM");
+        let peak = herald.peak_rss("peak_rss");
         herald.kill().await?;
         let phase = phase?;
         let raw = self
@@ -48,7 +48,7 @@ impl Suite<'_> {
             &phase,
             &raw,
         );
-        m.run.herald.insert("peak_rss_mib".into(), peak);
+        m.run.herald.extend(peak);
         m.run.herald.insert("answer_p50_ms".into(), phase.load.answer_p50_ms);
         m.run.herald.insert("answer_p99_ms".into(), phase.load.answer_p99_ms);
         percent_of_raw(&mut m.run);
@@ -86,7 +86,7 @@ impl Suite<'_> {
                 },
             )
             .await;
-        let peak = herald.memory_mib("VmHWM");
+        let peak = herald.peak_rss("peak_rss");
         herald.kill().await?;
         let phase = phase?;
         let raw_count = if timed.is_some() { count } else { count * webhooks };
@@ -94,7 +94,7 @@ impl Suite<'_> {
         let raw =
             self.raw_phase(webhooks, raw_count, clients, raw_rate, HashMap::new(), timed).await?;
         let mut m = measured(case, &phase, &raw);
-        m.run.herald.insert("peak_rss_mib".into(), peak);
+        m.run.herald.extend(peak);
         if let Some(rate) = rate {
             m.run.herald.insert("offered_broadcasts_per_s".into(), rate);
             m.run.herald.insert("load_lag_ms".into(), phase.load.lag_ms);
@@ -115,13 +115,13 @@ impl Suite<'_> {
         let herald_names = names("bench", webhooks);
         let policy = "max_attempts = 1000\nbackoff_max = \"5s\"\n";
         let dir = self.fresh_dir("backlog")?;
-        let config = self.write_config(&dir, &herald_names, policy, &base)?;
-        let herald = self.spawn_herald(&config, &dir).await?;
+        let deployment = self.deploy(&dir, &herald_names, policy, &base).await?;
+        let herald = self.spawn_herald(&deployment, true).await?;
         let mut notes = Vec::new();
         let seeding = self
             .load(
                 Target::Herald,
-                &herald.base,
+                &herald.url(),
                 &herald_names,
                 broadcasts,
                 32,
@@ -149,20 +149,25 @@ impl Suite<'_> {
         // Let the lanes settle into waiting before reading the resident set.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let queued_rss = herald.memory_mib("VmRSS");
-        let seeding_peak = herald.memory_mib("VmHWM");
+        let queued_rss_sum = herald.shared.then(|| herald.memory_sum_mib("VmRSS"));
+        let seeding_peak = herald.peak_rss("seeding_peak_rss");
+        // Every node at once, as a power cut would.
         herald.kill().await?;
-        let database_mib = dir_mib(&dir);
+        // On PostgreSQL the rows are the server's, not in this directory.
+        let database_mib = (!deployment.shared).then(|| dir_mib(&dir));
         let expected = seeding.accepted * webhooks as u64;
 
         let sink = Sink::spawn(&self.exe, &format!("127.0.0.1:{port}")).await?;
         self.reset_at(&sink.base, false, HashMap::new()).await?;
+        // From the first node's spawn; the cluster is not waited for: its settling is
+        // part of the restart.
         let spawned_ns = wall_nanos();
-        let herald = self.spawn_herald(&config, &dir).await?;
+        let herald = self.spawn_herald(&deployment, false).await?;
         let cpu_before = herald.cpu_seconds();
         let deadline = Instant::now() + Duration::from_secs_f64(o.max_seconds);
         let waited = self.wait_delivered(&sink.base, &herald_names, expected, deadline).await;
         let cpu = herald.cpu_seconds() - cpu_before;
-        let drain_peak = herald.memory_mib("VmHWM");
+        let drain_peak = herald.peak_rss("drain_peak_rss");
         herald.kill().await?;
         let (stats, done) = waited?;
         let delivered = stats.delivered(&herald_names);
@@ -178,8 +183,13 @@ impl Suite<'_> {
         h.insert("seeding_s".into(), seeding.elapsed_s());
         h.insert("seeding_broadcasts_per_s".into(), seeding.accepted as f64 / seeding.elapsed_s());
         h.insert("queued_rss_mib".into(), queued_rss);
-        h.insert("seeding_peak_rss_mib".into(), seeding_peak);
-        h.insert("database_mib".into(), database_mib);
+        if let Some(sum) = queued_rss_sum {
+            h.insert("queued_rss_sum_mib".into(), sum);
+        }
+        h.extend(seeding_peak);
+        if let Some(mib) = database_mib {
+            h.insert("database_mib".into(), mib);
+        }
         h.insert("deliveries".into(), delivered as f64);
         if stats.first_ns > 0 {
             h.insert(
@@ -191,7 +201,7 @@ impl Suite<'_> {
                 h.insert("deliveries_per_s".into(), delivered as f64 / span);
             }
         }
-        h.insert("drain_peak_rss_mib".into(), drain_peak);
+        h.extend(drain_peak);
         if delivered > 0 {
             h.insert("cpu_ms_per_delivery".into(), cpu * 1000.0 / delivered as f64);
         }
@@ -279,7 +289,7 @@ impl Suite<'_> {
         let stormy = self
             .herald_phase_with(&herald, spec(HashMap::new()), Some((dead.clone(), o.outage_for)))
             .await;
-        let peak = herald.memory_mib("VmHWM");
+        let peak = herald.peak_rss("peak_rss");
         herald.kill().await?;
         let stormy = stormy?;
         let raw_count = ((o.outage_rate * seconds.min(10.0)).ceil() as usize) * OUTAGE_HEALTHY;
@@ -318,7 +328,7 @@ impl Suite<'_> {
             "dead_requests_per_broadcast".into(),
             dead_counts.rejected as f64 / stormy.load.accepted.max(1) as f64,
         );
-        h.insert("peak_rss_mib".into(), peak);
+        h.extend(peak);
         m.run.raw.insert("healthy_p99_ms".into(), percentile_ms(&raw.latencies, 99.0));
         m.run.raw.insert("healthy_p50_ms".into(), percentile_ms(&raw.latencies, 50.0));
         Ok(m)
@@ -351,7 +361,7 @@ impl Suite<'_> {
                 },
             )
             .await;
-        let peak = herald.memory_mib("VmHWM");
+        let peak = herald.peak_rss("peak_rss");
         herald.kill().await?;
         let phase = phase?;
         let raw_names = names("raw", webhooks);
@@ -372,7 +382,7 @@ impl Suite<'_> {
         };
         m.run.herald.insert("requests_per_delivered".into(), per(&phase, &herald_names));
         m.run.herald.insert("requests".into(), phase.stats.requests(&herald_names) as f64);
-        m.run.herald.insert("peak_rss_mib".into(), peak);
+        m.run.herald.extend(peak);
         m.run.raw.insert("requests_per_delivered".into(), per(&raw, &raw_names));
         m.run.raw.insert("ideal_requests_per_delivered".into(), 1.0 / (1.0 - o.retry_fail_rate));
         Ok(m)

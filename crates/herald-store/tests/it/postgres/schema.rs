@@ -1,7 +1,7 @@
 //! What the PostgreSQL schema promises: migrations that several nodes may run at once,
 //! a claim whose plan reads the partial due-work index however many terminal rows
 //! there are, terminal counters that always equal a `GROUP BY` of the rows, and
-//! retention in small batches. This module looks at the tables with SQL directly, which
+//! retention in small batches; and the scratch schemas `herald bench` makes. This module looks at the tables with SQL directly, which
 //! the conformance suite never does.
 
 use std::time::{Duration, Instant};
@@ -272,4 +272,33 @@ async fn fifty_thousand_terminal_rows_prune_in_small_batches_without_holding_up_
     assert_eq!((stats[0].delivered, stats[0].pending), (0, submits.len() as u64), "{stats:?}");
     assert_eq!(stats[0].last_delivered_at, Some(days_ago(10)), "the last success was forgotten");
     assert_eq!(retention::counters(store.as_ref()).await, group_by(&schema).await);
+}
+
+/// `herald bench` gives each run a schema: made once, refused twice, dropped with what is
+/// in it, and a name that is not a plain identifier is never spliced into SQL.
+#[tokio::test]
+async fn a_scratch_schema_is_created_once_dropped_with_its_tables_and_named_plainly() {
+    let url = database_url();
+    let name = format!("herald_test_scratch_{}", std::process::id());
+    PgStore::drop_schema(&url, &name).await.unwrap();
+    PgStore::create_schema(&url, &name).await.unwrap();
+    assert!(PgStore::create_schema(&url, &name).await.is_err(), "it exists already");
+    let options =
+        PgOptions { schema: Some(name.clone()), max_connections: 2, ..PgOptions::default() };
+    let store = PgStore::connect(&url, "node-a", &options).await.unwrap();
+    store.close().await;
+    PgStore::drop_schema(&url, &name).await.unwrap();
+    PgStore::drop_schema(&url, &name).await.unwrap();
+    let mut conn = super::admin().await;
+    let left: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = $1",
+    )
+    .bind(&name)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(left, 0);
+    for bad in ["", "a b", "x;DROP SCHEMA public", "1abc", "a-b"] {
+        assert!(PgStore::create_schema(&url, bad).await.is_err(), "{bad:?}");
+    }
 }
