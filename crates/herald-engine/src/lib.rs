@@ -17,6 +17,7 @@ pub mod events;
 mod lane;
 mod membership;
 pub mod metrics;
+mod recorder;
 mod recovery;
 pub mod retention;
 
