@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use herald_simulator::{FaultPlan, Simulator};
+use herald_store::postgres::MIGRATIONS;
 use serde_json::json;
 use sqlx::Row;
 
@@ -160,10 +161,14 @@ async fn migrate_applies_the_schema_once_and_check_config_needs_no_connection() 
     let first = migrate().await.unwrap();
     let stdout = String::from_utf8_lossy(&first.stdout);
     assert!(first.status.success(), "{stdout}{}", String::from_utf8_lossy(&first.stderr));
+    // Every migration herald has, in order: 1, 2, ... MIGRATIONS.len().
+    let all: Vec<i32> = (1..=i32::try_from(MIGRATIONS.len()).unwrap()).collect();
+    let listed = all.iter().map(i32::to_string).collect::<Vec<_>>().join(", ");
     assert!(
         stdout.contains(&format!(
-            "schema `{}`: applied version 1, 2; now at version 2",
-            schema.name()
+            "schema `{}`: applied version {listed}; now at version {}",
+            schema.name(),
+            all.len()
         )),
         "{stdout}"
     );
@@ -175,7 +180,7 @@ async fn migrate_applies_the_schema_once_and_check_config_needs_no_connection() 
         .fetch_all(&mut conn)
         .await
         .unwrap();
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(versions, all);
 
     // Nothing listens on port 1: check-config does not connect; migrate fails plainly.
     let unreachable = "postgres://herald:hunter2@127.0.0.1:1/herald";
