@@ -17,7 +17,6 @@ use tracing::Instrument as _;
 use tracing::field::Empty;
 
 use crate::engine::{Lane, RECENT_WINDOW, Shared};
-use crate::recorder;
 
 /// Takes a delivery off the "being sent" list when its attempt ends, however it ends.
 struct Sending<'a> {
@@ -234,14 +233,17 @@ pub(crate) async fn run(
     drop(permit);
     let _ = done.send(());
 
-    // Recorded together with the outcomes of the attempts finishing meanwhile (see
-    // `recorder`), which also publishes the changes.
-    match recorder::record(&shared, record).await {
-        Ok(delivered) => {
-            if delivered {
-                let latency = shared.clock.now().since(work.created_at);
-                lane.metrics.latency.observe(latency.as_secs_f64());
+    match shared.store.record(vec![record]).await {
+        Ok(changes) => {
+            for change in &changes {
+                if change.delivery_id == work.delivery_id
+                    && change.state == herald_core::State::Delivered
+                {
+                    let latency = shared.clock.now().since(work.created_at);
+                    lane.metrics.latency.observe(latency.as_secs_f64());
+                }
             }
+            shared.publish(&changes);
         }
         Err(error) => {
             // The lease will expire and recovery will treat the attempt as ambiguous,

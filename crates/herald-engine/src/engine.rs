@@ -18,7 +18,6 @@ use crate::destination::{Destination, LaneSettings};
 use crate::events::Event;
 use crate::membership::{self, Membership, Ownership};
 use crate::metrics::{EngineMetrics, LaneMetrics, OutcomeLabels};
-use crate::recorder::Recorder;
 use crate::retention::{self, Retention};
 use crate::{lane, recovery};
 
@@ -223,8 +222,6 @@ pub(crate) struct Shared {
     pub(crate) started_at: Timestamp,
     /// A lane finished draining and can be handed back.
     pub(crate) drained: Notify,
-    /// Attempt outcomes waiting to be recorded together (see `recorder`).
-    pub(crate) recorder: Recorder,
 }
 
 /// The deliveries this process holds, each with how many of its attempts hold it: a
@@ -386,7 +383,6 @@ impl Engine {
             incarnation,
             started_at,
             drained: Notify::new(),
-            recorder: Recorder::default(),
         });
         let tracker = TaskTracker::new();
         for lane in shared.lanes.values() {

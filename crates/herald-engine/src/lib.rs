@@ -17,7 +17,6 @@ pub mod events;
 mod lane;
 mod membership;
 pub mod metrics;
-mod recorder;
 mod recovery;
 pub mod retention;
 

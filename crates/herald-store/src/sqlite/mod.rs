@@ -17,7 +17,6 @@
 //! at start-up every lease left by the previous process can be expired at once: nobody
 //! else can be holding it.
 
-mod counts;
 mod queue;
 mod rows;
 mod store;
@@ -42,7 +41,6 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_retention.sql"),
     include_str!("../../migrations/0004_connectors.sql"),
     include_str!("../../migrations/0005_probe.sql"),
-    include_str!("../../migrations/0006_counts_in_writer.sql"),
 ];
 
 /// How many queued write requests one transaction may take.
@@ -335,10 +333,8 @@ fn in_savepoint<R>(
     }
     // Cached statements: a group commit runs these around every request.
     conn.prepare_cached("SAVEPOINT job")?.execute([])?;
-    let counted = counts::mark();
     let res = f(conn);
     if res.is_err() {
-        counts::forget_since(counted);
         conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
     }
     conn.prepare_cached("RELEASE job")?.execute([])?;
@@ -398,7 +394,6 @@ fn write_loop(conn: &Connection, queue: &Queue, metrics: &StoreMetrics) {
             otel.status_code = tracing::field::Empty,
         );
         let _in_span = span.enter();
-        counts::forget_all();
         let begin = conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::from);
         if let Err(error) = begin {
             for job in batch {
@@ -409,15 +404,7 @@ fn write_loop(conn: &Connection, queue: &Queue, metrics: &StoreMetrics) {
             continue;
         }
         let finishers: Vec<Finish> = batch.into_iter().map(|job| job(conn)).collect();
-        // The counters change in the transaction they count, so every commit leaves them
-        // exact; a transaction SQLite already rolled back has nothing left to count.
-        let counted = if conn.is_autocommit() {
-            counts::forget_all();
-            Ok(())
-        } else {
-            counts::apply(conn)
-        };
-        let commit = counted.and_then(|()| conn.execute_batch("COMMIT").map_err(StoreError::from));
+        let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }

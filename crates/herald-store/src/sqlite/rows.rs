@@ -11,7 +11,6 @@ use herald_core::thread;
 use herald_core::{FailReason, Message, Progress, State, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::counts;
 use crate::StoreError;
 use crate::model::*;
 
@@ -101,15 +100,9 @@ pub(super) fn write_progress(
     if changed == 0 {
         return Ok(None);
     }
-    let identity: Identity = conn
+    let identity = conn
         .prepare_cached("SELECT broadcast_id, destination, seq FROM deliveries WHERE id = ?1")?
         .query_row([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
-    counts::count(
-        &identity.1,
-        Some(expected),
-        Some(progress.state.as_str()),
-        progress.delivered_at.map(|t| t.0),
-    )?;
     Ok(Some(identity))
 }
 
@@ -225,7 +218,6 @@ pub(super) fn insert_delivery(
         progress.last_error,
         now.0,
     ])?;
-    counts::count(&new.destination, None, Some(progress.state.as_str()), None)?;
     Ok(())
 }
 
@@ -349,8 +341,6 @@ pub(super) fn lease(
                 "delivery {id} changed while its lease was written in the same transaction"
             )));
         }
-        // A pending delivery is leased; an expired lease is leased again (no move).
-        counts::count(&destination, Some(progress.state.as_str()), Some("in_flight"), None)?;
         let (message, _) = message_cached(conn, &mut messages, &broadcast_id, seq)?;
         let original = if seq == 0 {
             None

@@ -445,22 +445,17 @@ impl Store for SqliteStore {
                 .prepare_cached(&format!("{PENDING_DESTINATIONS} AND name NOT IN (SELECT value FROM json_each(?1))"))?
                 .query_map([&configured], |row| row.get(0))?
                 .collect::<Result<_, _>>()?;
-            let mut holds: Vec<(&str, &str, String)> = removed
+            let mut holds: Vec<(&str, String)> = removed
                 .iter()
-                .map(|name| ("destination = ?1 AND state = 'pending'", "pending", name.clone()))
+                .map(|name| ("destination = ?1 AND state = 'pending'", name.clone()))
                 .collect();
-            holds.push((
-                "destination NOT IN (SELECT value FROM json_each(?1)) AND state = 'in_flight'",
-                "in_flight",
-                configured.clone(),
-            ));
-            for (which, state, destinations) in holds {
+            holds.push(("destination NOT IN (SELECT value FROM json_each(?1)) AND state = 'in_flight'", configured.clone()));
+            for (which, destinations) in holds {
                 let mut stmt = conn.prepare_cached(&format!("{HOLD}{which} RETURNING broadcast_id, destination"))?;
                 let held: Vec<(String, String)> = stmt
                     .query_map(params![destinations, DESTINATION_REMOVED], |row| Ok((row.get(0)?, row.get(1)?)))?
                     .collect::<Result<_, _>>()?;
                 for (broadcast_id, destination) in held {
-                    super::counts::count(&destination, Some(state), Some("held"), None)?;
                     counts
                         .entry(destination.clone())
                         .or_insert_with(|| RemovedHolds { destination: destination.clone(), ..Default::default() })
@@ -481,7 +476,6 @@ impl Store for SqliteStore {
                 })?
                 .collect::<Result<_, _>>()?;
             for (broadcast_id, destination) in resumed {
-                super::counts::count(&destination, Some("held"), Some("pending"), None)?;
                 counts
                     .entry(destination.clone())
                     .or_insert_with(|| RemovedHolds { destination: destination.clone(), ..Default::default() })
@@ -625,7 +619,7 @@ impl Store for SqliteStore {
 
     async fn destination_stats(&self) -> Result<Vec<DestinationStats>, StoreError> {
         self.read(|conn| {
-            // The counters table (kept by the writer, see `counts.rs`): one row per
+            // The counters table (kept by triggers, see 0003_retention.sql): one row per
             // destination and state, however many deliveries there are.
             let mut stmt = conn.prepare_cached(
                 "SELECT destination, state, n, last_delivered_at FROM destination_counts \
@@ -754,16 +748,9 @@ fn prune_batch(conn: &rusqlite::Connection, request: &PruneRequest) -> Result<Pr
     let mut pruned = Pruned { next, ..Pruned::default() };
     for id in doomed {
         conn.prepare_cached("DELETE FROM attempts WHERE broadcast_id = ?1")?.execute([&id])?;
-        let mut stmt = conn.prepare_cached(
-            "DELETE FROM deliveries WHERE broadcast_id = ?1 RETURNING destination, state",
-        )?;
-        let mut rows = stmt.query([&id])?;
-        while let Some(row) = rows.next()? {
-            let (destination, state): (String, String) = (row.get(0)?, row.get(1)?);
-            super::counts::count(&destination, Some(&state), None, None)?;
-            pruned.deliveries += 1;
-        }
-        drop(rows);
+        pruned.deliveries += conn
+            .prepare_cached("DELETE FROM deliveries WHERE broadcast_id = ?1")?
+            .execute([&id])?;
         conn.prepare_cached("DELETE FROM messages WHERE broadcast_id = ?1")?.execute([&id])?;
         conn.prepare_cached("DELETE FROM broadcasts WHERE id = ?1")?.execute([&id])?;
         pruned.broadcasts += 1;

@@ -3,8 +3,7 @@
 //! that `destination_stats` costs the same at 1,000 and 200,000 rows, and that the
 //! counters always equal a `GROUP BY` count of the deliveries. This module seeds rows
 //! and counts them with SQL directly, which the rest of the suite never does: the
-//! counters are a promise of every path that writes deliveries (the SQLite writer keeps
-//! them, `sqlite/counts.rs`), and of a rolled-back write too.
+//! counters are a schema-level promise.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -38,9 +37,7 @@ fn open(path: &Path) -> Arc<SqliteStore> {
 }
 
 /// Writes `n` broadcasts with one terminal delivery each, created at `created_at`,
-/// straight into the tables in one transaction (the API path would take minutes), and
-/// counts them in `destination_counts` as the store's writer would (a database older
-/// than the counters has none: its migration counts the rows).
+/// straight into the tables in one transaction (the API path would take minutes).
 fn seed(path: &Path, n: usize, destination: &str, state: &State, created_at: Timestamp) {
     let mut conn = rusqlite::Connection::open(path).unwrap();
     conn.busy_timeout(Duration::from_secs(5)).unwrap();
@@ -93,24 +90,6 @@ fn seed(path: &Path, n: usize, destination: &str, state: &State, created_at: Tim
                 ])
                 .unwrap();
             attempts.execute(params![d, b, destination, created_at.0, state.as_str()]).unwrap();
-        }
-        let counted: bool = tx
-            .query_row(
-                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'destination_counts'",
-                [],
-                |row| row.get(0),
-            )
-            .unwrap();
-        if counted {
-            tx.execute(
-                "INSERT INTO destination_counts (destination, state, n, last_delivered_at) \
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (destination, state) DO UPDATE SET \
-                 n = n + excluded.n, \
-                 last_delivered_at = MAX(COALESCE(last_delivered_at, excluded.last_delivered_at), \
-                                         COALESCE(excluded.last_delivered_at, last_delivered_at))",
-                params![destination, state.as_str(), n, delivered_at],
-            )
-            .unwrap();
         }
     }
     tx.commit().unwrap();
@@ -476,48 +455,4 @@ async fn the_counters_hold_across_restart_recovery_late_answers_and_removed_dest
     assert!(group_by(&path).contains_key(&("b".to_string(), "held".to_string())));
     store.hold_removed(vec!["a".into(), "b".into()], at(5)).await.unwrap();
     assert_eq!(counters(store.as_ref()).await, group_by(&path), "after resuming b");
-}
-
-/// Writes that are rolled back count nothing: a submit whose savepoint rolls back after
-/// it inserted a delivery (its second delivery reuses the first one's id), and a claim
-/// whose whole transaction SQLite rolled back after the claim leased its deliveries.
-#[tokio::test]
-async fn rolled_back_writes_leave_the_counters_exact() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("herald.db");
-    let store = open(&path);
-    create(store.as_ref(), broadcast(&["a", "b"], at(0))).await;
-
-    let mut twice = broadcast(&["a", "b"], at(1));
-    twice.deliveries[1].id = twice.deliveries[0].id.clone();
-    assert!(store.submit(twice).await.is_err(), "a delivery id was accepted twice");
-    assert_eq!(counters(store.as_ref()).await, group_by(&path), "after a rolled-back submit");
-
-    // The claim and the rollback queue behind a stalled writer, so they share the next
-    // transaction: the claim leases, then the transaction is rolled back under it.
-    let stall = store.stall_writer().await;
-    let claiming = {
-        let store = Arc::clone(&store);
-        tokio::spawn(async move { store.claim(claim_request("a", 10, at(2))).await })
-    };
-    while store.queue_depth().0 < 1 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let aborting = {
-        let store = Arc::clone(&store);
-        tokio::spawn(async move { store.abort_writer_transaction().await })
-    };
-    while store.queue_depth().0 < 2 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    drop(stall);
-    assert!(claiming.await.unwrap().is_err(), "a rolled-back claim was answered as leased");
-    let _ = aborting.await.unwrap();
-    assert_eq!(counters(store.as_ref()).await, group_by(&path), "after a rolled-back claim");
-
-    // Nothing of the rolled-back transaction is counted later either.
-    assert_eq!(claim(store.as_ref(), "a", 10, at(3)).await.len(), 1);
-    let counted = counters(store.as_ref()).await;
-    assert_eq!(counted, group_by(&path), "after the next claim");
-    assert_eq!(counted.get(&("a".to_string(), "in_flight".to_string())), Some(&1));
 }
