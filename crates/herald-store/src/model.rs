@@ -331,6 +331,17 @@ pub struct RemovedHolds {
 /// The reason stored for a delivery held because its destination was removed.
 pub const DESTINATION_REMOVED: &str = "destination_removed";
 
+/// The destinations that have pending deliveries, as rows of `name`: one seek per
+/// destination through the partial index `deliveries_due` (a loose index scan), however
+/// many deliveries are pending, in the SQL both stores speak. Callers append `AND ...`
+/// conditions on `name`.
+pub(crate) const PENDING_DESTINATIONS: &str = "WITH RECURSIVE d(name) AS ( \
+     SELECT MIN(destination) FROM deliveries WHERE state = 'pending' \
+     UNION ALL \
+     SELECT (SELECT MIN(destination) FROM deliveries WHERE state = 'pending' AND destination > d.name) \
+     FROM d WHERE d.name IS NOT NULL) \
+     SELECT name FROM d WHERE name IS NOT NULL";
+
 /// Counts per destination.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DestinationStats {

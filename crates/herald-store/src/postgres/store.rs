@@ -416,16 +416,6 @@ impl PgStore {
 /// How many columns [`leased_columns`] returns.
 const LEASED_WIDTH: usize = 6 + 11;
 
-/// The destinations that have pending deliveries, as rows of `name`: one seek per
-/// destination through the partial index `deliveries_due` (a loose index scan), however
-/// many deliveries are pending. Callers append `AND ...` conditions on `name`.
-const PENDING_DESTINATIONS: &str = "WITH RECURSIVE d(name) AS ( \
-     SELECT MIN(destination) FROM deliveries WHERE state = 'pending' \
-     UNION ALL \
-     SELECT (SELECT MIN(destination) FROM deliveries WHERE state = 'pending' AND destination > d.name) \
-     FROM d WHERE d.name IS NOT NULL) \
-     SELECT name FROM d WHERE name IS NOT NULL";
-
 /// The claim: up to `$3` due pending deliveries of destination `$1` at `$2` (with
 /// `retried`, only those tried before), skipping rows another transaction holds, leased
 /// to node `$4` until `$5` in the same statement.

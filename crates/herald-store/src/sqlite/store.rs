@@ -758,16 +758,6 @@ fn prune_batch(conn: &rusqlite::Connection, request: &PruneRequest) -> Result<Pr
     Ok(pruned)
 }
 
-/// The destinations that have pending deliveries, as rows of `name`: one seek per
-/// destination through the partial index `deliveries_due` (a loose index scan), however
-/// many deliveries are pending. Callers append `AND ...` conditions on `name`.
-const PENDING_DESTINATIONS: &str = "WITH RECURSIVE d(name) AS ( \
-     SELECT MIN(destination) FROM deliveries WHERE state = 'pending' \
-     UNION ALL \
-     SELECT (SELECT MIN(destination) FROM deliveries WHERE state = 'pending' AND destination > d.name) \
-     FROM d WHERE d.name IS NOT NULL) \
-     SELECT name FROM d WHERE name IS NOT NULL";
-
 /// The claim's read: up to `?3` due pending deliveries of destination `?1` at `?2` (with
 /// `retried`, only those tried before), in due order. `INDEXED BY` makes SQLite refuse the
 /// statement rather than fall back to a scan of the destination's backlog.
@@ -845,7 +835,8 @@ fn write_late_delivery(
 mod tests {
     use rusqlite::Connection;
 
-    use super::{PENDING_DESTINATIONS, claim_sql};
+    use super::claim_sql;
+    use crate::model::PENDING_DESTINATIONS;
 
     /// SQLite's plan for `sql`, one step per line.
     fn plan(conn: &Connection, sql: &str) -> String {
